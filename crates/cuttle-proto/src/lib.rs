@@ -1,1 +1,14 @@
-//! placeholder
+//! cuttle's wire format: the Rust code generated from `proto/cuttle/v1`, and the one module
+//! ([`convert`]) that turns it into cuttle-core types and back.
+//!
+//! prost types must never leak past the daemons' gRPC edges: everything inside a daemon
+//! works on cuttle-core types.
+
+pub mod convert;
+
+/// Generated messages, clients and servers of package `cuttle.v1`.
+#[allow(missing_debug_implementations, reason = "generated gRPC clients and servers")]
+#[allow(clippy::all, reason = "generated code")]
+pub mod v1 {
+    tonic::include_proto!("cuttle.v1");
+}

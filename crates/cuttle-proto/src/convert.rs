@@ -1,0 +1,113 @@
+//! Conversions between the generated `cuttle.v1` messages and cuttle-core types. Each
+//! direction is written once, here, and nowhere else.
+
+use cuttle_core::{Job, JobEvent, JobStatus, Node};
+
+use crate::v1;
+
+/// The wire enum for a core status.
+pub fn status_to_proto(status: JobStatus) -> v1::JobStatus {
+    match status {
+        JobStatus::WaitingForBuild => v1::JobStatus::WaitingForBuild,
+        JobStatus::Queued => v1::JobStatus::Queued,
+        JobStatus::Waiting => v1::JobStatus::Waiting,
+        JobStatus::Running => v1::JobStatus::Running,
+        JobStatus::Pass => v1::JobStatus::Pass,
+        JobStatus::Fail => v1::JobStatus::Fail,
+        JobStatus::Dead => v1::JobStatus::Dead,
+        JobStatus::Killed => v1::JobStatus::Killed,
+    }
+}
+
+/// The core status for a wire enum value; `None` for `UNSPECIFIED` or an unknown number
+/// (a newer client), which callers refuse with a message.
+pub fn status_from_proto(value: i32) -> Option<JobStatus> {
+    match v1::JobStatus::try_from(value).ok()? {
+        v1::JobStatus::Unspecified => None,
+        v1::JobStatus::WaitingForBuild => Some(JobStatus::WaitingForBuild),
+        v1::JobStatus::Queued => Some(JobStatus::Queued),
+        v1::JobStatus::Waiting => Some(JobStatus::Waiting),
+        v1::JobStatus::Running => Some(JobStatus::Running),
+        v1::JobStatus::Pass => Some(JobStatus::Pass),
+        v1::JobStatus::Fail => Some(JobStatus::Fail),
+        v1::JobStatus::Dead => Some(JobStatus::Dead),
+        v1::JobStatus::Killed => Some(JobStatus::Killed),
+    }
+}
+
+/// The display name of a wire status value (`queued`), or `unknown(N)`.
+pub fn status_name(value: i32) -> String {
+    status_from_proto(value)
+        .map(|status| status.as_str().to_owned())
+        .unwrap_or_else(|| format!("unknown({value})"))
+}
+
+pub fn node_to_proto(node: &Node) -> v1::Node {
+    v1::Node {
+        name: node.name.to_string(),
+        machine_type: node.machine_type.to_string(),
+        up: node.up,
+        locked: node.lock.is_some(),
+        locked_by: node
+            .lock
+            .as_ref()
+            .map(|lock| lock.owner.to_string())
+            .unwrap_or_default(),
+        locked_job_id: node.lock.as_ref().and_then(|lock| lock.job_id).map(|id| id.0),
+        locked_since_ms: node.lock.as_ref().map(|lock| lock.since.0),
+        description: node.description.clone(),
+        os_type: node.os_type.clone(),
+        os_version: node.os_version.clone(),
+        created_at_ms: node.created_at.0,
+        updated_at_ms: node.updated_at.0,
+    }
+}
+
+/// A job on the wire, with the names of the nodes currently locked for it.
+pub fn job_to_proto(job: &Job, nodes: Vec<String>) -> v1::Job {
+    v1::Job {
+        id: job.id.0,
+        run_name: job.run_name.to_string(),
+        owner: job.owner.to_string(),
+        description: job.spec.description.clone(),
+        machine_type: job.spec.machine_type.to_string(),
+        priority: job.spec.priority.get(),
+        n_nodes: job.spec.n_nodes.get(),
+        time_limit_s: job.spec.time_limit.map(|limit| limit.seconds()),
+        os_type: job.spec.os_type.clone(),
+        os_version: job.spec.os_version.clone(),
+        status: status_to_proto(job.status) as i32,
+        reason: job.reason.clone().unwrap_or_default(),
+        beanstalk_id: job.beanstalk_id,
+        config_yaml: job.config_yaml.clone(),
+        created_at_ms: job.created_at.0,
+        updated_at_ms: job.updated_at.0,
+        heartbeat_at_ms: job.heartbeat_at.map(|at| at.0),
+        nodes,
+    }
+}
+
+pub fn event_to_proto(event: &JobEvent) -> v1::JobEvent {
+    v1::JobEvent {
+        at_ms: event.at.0,
+        from: event.from.map(|status| status_to_proto(status) as i32),
+        to: status_to_proto(event.to) as i32,
+        reason: event.reason.clone().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_round_trips_and_unspecified_is_refused() {
+        for status in JobStatus::ALL {
+            assert_eq!(status_from_proto(status_to_proto(status) as i32), Some(status));
+            assert_eq!(status_name(status_to_proto(status) as i32), status.as_str());
+        }
+        assert_eq!(status_from_proto(0), None);
+        assert_eq!(status_from_proto(99), None);
+        assert_eq!(status_name(99), "unknown(99)");
+    }
+}
