@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["cuttle/v1/health.proto", "cuttle/v1/nodes.proto", "cuttle/v1/runs.proto"];
+    let files = [
+        "cuttle/v1/health.proto",
+        "cuttle/v1/nodes.proto",
+        "cuttle/v1/runs.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }

@@ -188,6 +188,92 @@ pub struct JobEvent {
     pub reason: Option<String>,
 }
 
+/// A run's status, derived from its jobs' statuses (runs have no status of their own, so
+/// the two can never disagree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// No job has started or ended yet.
+    Queued,
+    /// Some job has started or ended, and some job has not ended.
+    Running,
+    /// Every job ended and passed.
+    Pass,
+    /// Every job ended; the worst outcome was a failure.
+    Fail,
+    /// Every job ended; the worst outcome was a dead job.
+    Dead,
+    /// Every job ended; at least one was killed.
+    Killed,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Pass,
+        RunStatus::Fail,
+        RunStatus::Dead,
+        RunStatus::Killed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Pass => "pass",
+            RunStatus::Fail => "fail",
+            RunStatus::Dead => "dead",
+            RunStatus::Killed => "killed",
+        }
+    }
+
+    /// Parses a run status as a user types it.
+    pub fn parse(text: &str) -> Result<RunStatus, InvalidInput> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| {
+                InvalidInput::new(
+                    "run status",
+                    format!("{text:?} is not a run status; use one of queued, running, pass, fail, dead, killed"),
+                )
+            })
+    }
+
+    /// Derives a run's status from how many of its jobs are in each status.
+    pub fn derive(counts: &[(JobStatus, u32)]) -> RunStatus {
+        let count = |wanted: &[JobStatus]| -> u32 {
+            counts
+                .iter()
+                .filter(|(status, _)| wanted.contains(status))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let not_started = count(&[JobStatus::WaitingForBuild, JobStatus::Queued]);
+        let total: u32 = counts.iter().map(|(_, n)| n).sum();
+        let ended: u32 = count(&[
+            JobStatus::Pass,
+            JobStatus::Fail,
+            JobStatus::Dead,
+            JobStatus::Killed,
+        ]);
+        if not_started == total {
+            RunStatus::Queued
+        } else if ended < total {
+            RunStatus::Running
+        } else if count(&[JobStatus::Killed]) > 0 {
+            RunStatus::Killed
+        } else if count(&[JobStatus::Dead]) > 0 {
+            RunStatus::Dead
+        } else if count(&[JobStatus::Fail]) > 0 {
+            RunStatus::Fail
+        } else {
+            RunStatus::Pass
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +308,29 @@ mod tests {
     fn text_is_trimmed_and_bounded() {
         assert_eq!(check_text("branch", " main ").unwrap(), "main");
         assert!(check_text("description", &"x".repeat(MAX_TEXT_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn run_status_is_derived_from_job_statuses() {
+        use JobStatus::*;
+        assert_eq!(RunStatus::derive(&[(Queued, 3)]), RunStatus::Queued);
+        assert_eq!(
+            RunStatus::derive(&[(Queued, 2), (Running, 1)]),
+            RunStatus::Running
+        );
+        assert_eq!(
+            RunStatus::derive(&[(Queued, 2), (Pass, 1)]),
+            RunStatus::Running
+        );
+        assert_eq!(RunStatus::derive(&[(Pass, 3)]), RunStatus::Pass);
+        assert_eq!(RunStatus::derive(&[(Pass, 2), (Fail, 1)]), RunStatus::Fail);
+        assert_eq!(RunStatus::derive(&[(Dead, 1), (Fail, 1)]), RunStatus::Dead);
+        assert_eq!(
+            RunStatus::derive(&[(Dead, 1), (Killed, 1)]),
+            RunStatus::Killed
+        );
+        assert_eq!(RunStatus::parse("pass"), Ok(RunStatus::Pass));
+        assert!(RunStatus::parse("finished").is_err());
     }
 
     proptest! {

@@ -12,7 +12,9 @@ pub mod status;
 pub mod time;
 
 pub use ids::{JobId, MachineType, NodeName, Owner, RunName};
-pub use job::{Job, JobEvent, JobSpec, NodeCount, Priority, Run, RunSpec, RunWithJobs, TimeLimit};
+pub use job::{
+    Job, JobEvent, JobSpec, NodeCount, Priority, Run, RunSpec, RunStatus, RunWithJobs, TimeLimit,
+};
 pub use node::{LockRequest, Node, NodeLock};
 pub use status::{IllegalTransition, JobStatus};
 pub use time::UnixMillis;

@@ -1,1 +1,23 @@
-//! placeholder
+//! cuttle's storage: the only crate that knows SQL. cuttle-api is its only user, so it is
+//! the only process that opens the database.
+//!
+//! One code path serves both backends: [`DbConnection`] is SQLite or PostgreSQL, and the
+//! [`with_conn!`]/[`write_tx!`] macros expand each query once per backend so every query is
+//! type-checked against both. Everything here is blocking; async callers use
+//! `spawn_blocking`. Nothing here may read the clock: callers pass `now`.
+//!
+//! The node-locking invariant (a node is held by at most one holder) is kept by
+//! [`nodes`]: every lock is one conditional UPDATE inside a write transaction, never a read
+//! followed by a write.
+
+pub mod connection;
+pub mod error;
+pub mod jobs;
+pub mod nodes;
+pub mod runs;
+pub mod schema;
+
+pub use connection::{Backend, DatabaseTarget, DbConnection, Store};
+pub use error::{DbError, LockError};
+pub use nodes::{NewNode, NodeChanges, NodeFilter, UnlockOutcome};
+pub use runs::{NewJob, RunFilter, RunSummary};

@@ -53,7 +53,11 @@ pub fn node_to_proto(node: &Node) -> v1::Node {
             .as_ref()
             .map(|lock| lock.owner.to_string())
             .unwrap_or_default(),
-        locked_job_id: node.lock.as_ref().and_then(|lock| lock.job_id).map(|id| id.0),
+        locked_job_id: node
+            .lock
+            .as_ref()
+            .and_then(|lock| lock.job_id)
+            .map(|id| id.0),
         locked_since_ms: node.lock.as_ref().map(|lock| lock.since.0),
         description: node.description.clone(),
         os_type: node.os_type.clone(),
@@ -103,7 +107,10 @@ mod tests {
     #[test]
     fn every_status_round_trips_and_unspecified_is_refused() {
         for status in JobStatus::ALL {
-            assert_eq!(status_from_proto(status_to_proto(status) as i32), Some(status));
+            assert_eq!(
+                status_from_proto(status_to_proto(status) as i32),
+                Some(status)
+            );
             assert_eq!(status_name(status_to_proto(status) as i32), status.as_str());
         }
         assert_eq!(status_from_proto(0), None);

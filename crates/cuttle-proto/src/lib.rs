@@ -7,7 +7,10 @@
 pub mod convert;
 
 /// Generated messages, clients and servers of package `cuttle.v1`.
-#[allow(missing_debug_implementations, reason = "generated gRPC clients and servers")]
+#[allow(
+    missing_debug_implementations,
+    reason = "generated gRPC clients and servers"
+)]
 #[allow(clippy::all, reason = "generated code")]
 pub mod v1 {
     tonic::include_proto!("cuttle.v1");

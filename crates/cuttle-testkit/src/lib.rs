@@ -1,1 +1,181 @@
-//! placeholder
+//! Real local services for cuttle's tests, each torn down on `Drop`: a `beanstalkd` on a
+//! free loopback port, a fresh PostgreSQL database, a temporary SQLite file.
+//!
+//! Dev-only: no shipped binary may depend on this crate. It never touches the process
+//! environment of the test that uses it; the PostgreSQL server is found at
+//! `CUTTLE_TEST_POSTGRES` (read, never written) or at 127.0.0.1:5432.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use rand::Rng;
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    listener
+        .local_addr()
+        .expect("local address of a bound socket")
+        .port()
+}
+
+/// Waits until something accepts TCP connections on `addr`, or panics after `timeout`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing is listening on {addr} after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A private beanstalkd, killed when dropped.
+#[derive(Debug)]
+pub struct Beanstalkd {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Beanstalkd {
+    /// Starts `beanstalkd` on a free loopback port with its default job size limit.
+    pub fn start() -> Beanstalkd {
+        Beanstalkd::start_with_args(&[])
+    }
+
+    /// Starts `beanstalkd` with extra arguments (for example `["-z", "1000"]`).
+    pub fn start_with_args(extra: &[&str]) -> Beanstalkd {
+        // Another process may grab the port between our probe and beanstalkd's bind; retry.
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new("beanstalkd")
+                .args(["-l", "127.0.0.1", "-p", &port.to_string()])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start beanstalkd ({e}); install it with `apt-get install beanstalkd` (bash .ci/run does)")
+                });
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut server = Beanstalkd { child, addr };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return server;
+                }
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break; // port taken: try another one
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("beanstalkd did not start listening on any of 5 free ports");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for Beanstalkd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The PostgreSQL server tests use: `CUTTLE_TEST_POSTGRES` or the local default.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CUTTLE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database created for one test on the PostgreSQL server, dropped afterwards.
+#[derive(Debug)]
+pub struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PostgresDatabase {
+    /// Creates a uniquely named, empty database.
+    pub fn create() -> PostgresDatabase {
+        let admin_url = postgres_admin_url();
+        let name = format!(
+            "cuttle_test_{}_{:08x}",
+            std::process::id(),
+            rand::rng().random::<u32>()
+        );
+        let mut admin = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at {admin_url} ({e}); start it or set CUTTLE_TEST_POSTGRES (bash .ci/run starts one)")
+        });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("a PostgreSQL URL ends in /database");
+        let url = format!("{base}/{name}");
+        PostgresDatabase {
+            admin_url,
+            name,
+            url,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A temporary directory holding an SQLite database path (the file itself is created by
+/// whoever opens it), removed when dropped.
+#[derive(Debug)]
+pub struct SqliteFile {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl SqliteFile {
+    pub fn create() -> SqliteFile {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let path = dir.path().join("cuttle.db");
+        SqliteFile { dir, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `--db` URL for this file.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}

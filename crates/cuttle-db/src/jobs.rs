@@ -1,0 +1,275 @@
+//! The `jobs` and `job_events` tables: a job's record, its status changes (through the
+//! core state machine only), heartbeats, and its timeline.
+//!
+//! **Invariant:** a job's status only changes through [`JobStatus::transition`], and the
+//! UPDATE is conditional on the status that was checked, so two concurrent updates can not
+//! both move a job out of the same status (at most one terminal status, ever).
+
+use diesel::prelude::*;
+
+use cuttle_core::job::check_text;
+use cuttle_core::{
+    Job, JobEvent, JobId, JobSpec, JobStatus, MachineType, NodeCount, Owner, Priority, RunName,
+    TimeLimit, UnixMillis,
+};
+
+use crate::schema::{job_events, jobs, runs};
+use crate::{DbConnection, DbError, Store, with_conn, write_tx};
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = jobs)]
+pub(crate) struct JobRow {
+    id: i64,
+    description: String,
+    machine_type: String,
+    priority: i32,
+    n_nodes: i32,
+    time_limit_s: Option<i32>,
+    os_type: String,
+    os_version: String,
+    status: String,
+    reason: Option<String>,
+    beanstalk_id: Option<i64>,
+    config_yaml: String,
+    created_at: i64,
+    updated_at: i64,
+    heartbeat_at: Option<i64>,
+}
+
+/// A job row with the name and owner of its run.
+pub(crate) type JobWithRun = (JobRow, String, String);
+
+pub(crate) fn into_job((row, run_name, owner): JobWithRun) -> Result<Job, DbError> {
+    let id = row.id;
+    let corrupt = |e: String| DbError::Corrupt(format!("job {id}: {e}"));
+    Ok(Job {
+        id: JobId(row.id),
+        run_name: RunName::parse(&run_name).map_err(|e| corrupt(e.to_string()))?,
+        owner: Owner::parse(&owner).map_err(|e| corrupt(e.to_string()))?,
+        spec: JobSpec {
+            description: row.description,
+            machine_type: MachineType::parse(&row.machine_type)
+                .map_err(|e| corrupt(e.to_string()))?,
+            priority: Priority::new(row.priority.into()).map_err(|e| corrupt(e.to_string()))?,
+            n_nodes: NodeCount::new(row.n_nodes.into()).map_err(|e| corrupt(e.to_string()))?,
+            time_limit: row
+                .time_limit_s
+                .map(|s| TimeLimit::from_seconds(s.into()))
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
+            os_type: row.os_type,
+            os_version: row.os_version,
+        },
+        status: parse_status(&row.status).map_err(corrupt)?,
+        reason: row.reason,
+        beanstalk_id: row.beanstalk_id.and_then(|id| u64::try_from(id).ok()),
+        config_yaml: row.config_yaml,
+        created_at: UnixMillis(row.created_at),
+        updated_at: UnixMillis(row.updated_at),
+        heartbeat_at: row.heartbeat_at.map(UnixMillis),
+    })
+}
+
+pub(crate) fn parse_status(text: &str) -> Result<JobStatus, String> {
+    text.parse::<JobStatus>().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = job_events)]
+struct EventRow {
+    job_id: i64,
+    at: i64,
+    from_status: Option<String>,
+    to_status: String,
+    reason: Option<String>,
+}
+
+impl EventRow {
+    fn into_event(self) -> Result<JobEvent, DbError> {
+        let corrupt = |e: String| DbError::Corrupt(format!("event of job {}: {e}", self.job_id));
+        Ok(JobEvent {
+            job_id: JobId(self.job_id),
+            at: UnixMillis(self.at),
+            from: self
+                .from_status
+                .as_deref()
+                .map(parse_status)
+                .transpose()
+                .map_err(corrupt)?,
+            to: parse_status(&self.to_status).map_err(corrupt)?,
+            reason: self.reason,
+        })
+    }
+}
+
+/// Queries shared by the job operations, written once for both backends.
+pub(crate) trait JobTx {
+    fn load_job(&mut self, job_id: JobId) -> Result<Job, DbError>;
+    fn load_run_jobs(&mut self, run_id: i64) -> Result<Vec<Job>, DbError>;
+    fn record_event(
+        &mut self,
+        job_id: JobId,
+        at: UnixMillis,
+        from: Option<JobStatus>,
+        to: JobStatus,
+        reason: Option<&str>,
+    ) -> Result<(), DbError>;
+}
+
+crate::impl_for_both_backends! { JobTx {
+    fn load_job(&mut self, job_id: JobId) -> Result<Job, DbError> {
+        let row: Option<JobWithRun> = jobs::table
+            .inner_join(runs::table)
+            .filter(jobs::id.eq(job_id.0))
+            .select((JobRow::as_select(), runs::name, runs::owner))
+            .first(self)
+            .optional()?;
+        into_job(row.ok_or_else(|| DbError::NotFound { what: "job", name: job_id.to_string() })?)
+    }
+
+    fn load_run_jobs(&mut self, run_id: i64) -> Result<Vec<Job>, DbError> {
+        let rows: Vec<JobWithRun> = jobs::table
+            .inner_join(runs::table)
+            .filter(jobs::run_id.eq(run_id))
+            .select((JobRow::as_select(), runs::name, runs::owner))
+            .order(jobs::id)
+            .load(self)?;
+        rows.into_iter().map(into_job).collect()
+    }
+
+    fn record_event(
+        &mut self,
+        job_id: JobId,
+        at: UnixMillis,
+        from: Option<JobStatus>,
+        to: JobStatus,
+        reason: Option<&str>,
+    ) -> Result<(), DbError> {
+        diesel::insert_into(job_events::table)
+            .values((
+                job_events::job_id.eq(job_id.0),
+                job_events::at.eq(at.0),
+                job_events::from_status.eq(from.map(JobStatus::as_str)),
+                job_events::to_status.eq(to.as_str()),
+                job_events::reason.eq(reason),
+            ))
+            .execute(self)?;
+        Ok(())
+    }
+}}
+
+impl Store {
+    /// A job and its timeline, oldest event first.
+    pub fn get_job(&self, job_id: JobId) -> Result<(Job, Vec<JobEvent>), DbError> {
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            let job = c.load_job(job_id)?;
+            let events: Vec<EventRow> = job_events::table
+                .filter(job_events::job_id.eq(job_id.0))
+                .select(EventRow::as_select())
+                .order((job_events::at, job_events::id))
+                .load(c)?;
+            let events = events
+                .into_iter()
+                .map(EventRow::into_event)
+                .collect::<Result<_, _>>()?;
+            Ok((job, events))
+        })
+    }
+
+    /// Moves a job to `to` if the state machine allows it from the job's current status,
+    /// and records the change in its timeline.
+    pub fn update_job_status(
+        &self,
+        job_id: JobId,
+        to: JobStatus,
+        reason: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Job, DbError> {
+        let reason = reason
+            .map(|r| check_text("reason", r))
+            .transpose()?
+            .filter(|r| !r.is_empty());
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let current = c.load_job(job_id)?;
+            current
+                .status
+                .transition(to, reason.as_deref())
+                .map_err(|source| DbError::IllegalTransition { job_id, source })?;
+            let changed = diesel::update(
+                jobs::table
+                    .filter(jobs::id.eq(job_id.0))
+                    .filter(jobs::status.eq(current.status.as_str())),
+            )
+            .set((
+                jobs::status.eq(to.as_str()),
+                jobs::reason.eq(reason.as_deref().or(current.reason.as_deref())),
+                jobs::updated_at.eq(now.0),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                return Err(DbError::Conflict { job_id });
+            }
+            c.record_event(job_id, now, Some(current.status), to, reason.as_deref())?;
+            c.load_job(job_id)
+        })
+    }
+
+    /// Records a supervisor heartbeat; only a running job takes one. Returns the status.
+    pub fn heartbeat(&self, job_id: JobId, now: UnixMillis) -> Result<JobStatus, DbError> {
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            let changed = diesel::update(
+                jobs::table
+                    .filter(jobs::id.eq(job_id.0))
+                    .filter(jobs::status.eq(JobStatus::Running.as_str())),
+            )
+            .set(jobs::heartbeat_at.eq(now.0))
+            .execute(c)?;
+            if changed == 1 {
+                return Ok(JobStatus::Running);
+            }
+            let job = c.load_job(job_id)?;
+            Err(DbError::NotRunning {
+                job_id,
+                status: job.status,
+            })
+        })
+    }
+
+    /// Records the beanstalkd ids of jobs just put on their tubes, in one transaction.
+    pub fn set_beanstalk_ids(&self, ids: &[(JobId, u64)]) -> Result<(), DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            for (job_id, beanstalk_id) in ids {
+                let beanstalk_id = i64::try_from(*beanstalk_id).map_err(|_| {
+                    DbError::Corrupt(format!("beanstalkd id {beanstalk_id} does not fit"))
+                })?;
+                diesel::update(jobs::table.filter(jobs::id.eq(job_id.0)))
+                    .set(jobs::beanstalk_id.eq(beanstalk_id))
+                    .execute(c)?;
+            }
+            Ok::<_, DbError>(())
+        })
+    }
+
+    /// Queued jobs that are not on beanstalkd yet (their put failed or never happened),
+    /// oldest first, at most `limit`.
+    pub fn jobs_awaiting_enqueue(&self, limit: i64) -> Result<Vec<Job>, DbError> {
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            let rows: Vec<JobWithRun> = jobs::table
+                .inner_join(runs::table)
+                .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+                .filter(jobs::beanstalk_id.is_null())
+                .select((JobRow::as_select(), runs::name, runs::owner))
+                .order(jobs::id)
+                .limit(limit)
+                .load(c)?;
+            rows.into_iter().map(into_job).collect()
+        })
+    }
+}

@@ -1,0 +1,520 @@
+//! The `nodes` table: inventory, up/down, and locks.
+//!
+//! **Invariant:** a node is held by at most one holder at any instant. Every lock is a
+//! single conditional `UPDATE … WHERE locked_by IS NULL` inside a write transaction, and the
+//! transaction is rolled back unless it locked exactly what was asked for, so no request
+//! ever ends holding part of its nodes. Nothing here reads a node and then writes it on the
+//! strength of what it read.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+
+use cuttle_core::node::{UnlockRefused, check_unlock};
+use cuttle_core::{JobId, LockRequest, MachineType, Node, NodeLock, NodeName, Owner, UnixMillis};
+
+use crate::schema::{jobs, nodes};
+use crate::{DbConnection, DbError, LockError, Store, with_conn, write_tx};
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = nodes)]
+struct NodeRow {
+    name: String,
+    machine_type: String,
+    up: bool,
+    locked_by: Option<String>,
+    locked_job_id: Option<i64>,
+    locked_since: Option<i64>,
+    description: String,
+    os_type: String,
+    os_version: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl NodeRow {
+    fn into_node(self) -> Result<Node, DbError> {
+        let corrupt =
+            |e: cuttle_core::InvalidInput| DbError::Corrupt(format!("node {}: {e}", self.name));
+        let lock = match self.locked_by.as_deref() {
+            Some(owner) => Some(NodeLock {
+                owner: Owner::parse(owner).map_err(corrupt)?,
+                job_id: self.locked_job_id.map(JobId),
+                since: UnixMillis(self.locked_since.unwrap_or(self.updated_at)),
+            }),
+            None => None,
+        };
+        Ok(Node {
+            name: NodeName::parse(&self.name).map_err(corrupt)?,
+            machine_type: MachineType::parse(&self.machine_type).map_err(corrupt)?,
+            up: self.up,
+            lock,
+            description: self.description,
+            os_type: self.os_type,
+            os_version: self.os_version,
+            created_at: UnixMillis(self.created_at),
+            updated_at: UnixMillis(self.updated_at),
+        })
+    }
+}
+
+fn into_nodes(rows: Vec<NodeRow>) -> Result<Vec<Node>, DbError> {
+    rows.into_iter().map(NodeRow::into_node).collect()
+}
+
+/// A node to add.
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    pub name: NodeName,
+    pub machine_type: MachineType,
+    pub description: String,
+    pub os_type: String,
+    pub os_version: String,
+}
+
+/// Descriptive changes to a node; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct NodeChanges {
+    pub machine_type: Option<MachineType>,
+    pub description: Option<String>,
+    pub os_type: Option<String>,
+    pub os_version: Option<String>,
+}
+
+/// Which nodes to list; every `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFilter {
+    pub machine_type: Option<MachineType>,
+    pub locked: Option<bool>,
+    pub up: Option<bool>,
+    pub locked_by: Option<Owner>,
+}
+
+/// What an unlock did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnlockOutcome {
+    pub unlocked: Vec<NodeName>,
+    pub already_unlocked: Vec<NodeName>,
+}
+
+/// Result row of the lock UPDATE's RETURNING clause.
+#[derive(QueryableByName)]
+struct LockedName {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// Per-backend text of the one statement that takes locks.
+///
+/// PostgreSQL: the candidate rows are picked once in a `MATERIALIZED` CTE. The obvious
+/// `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` is wrong there: the planner may
+/// re-run the subquery while updating and lock more than `n` rows (our tests caught it
+/// locking 5 of 5 for a request of 3). `SKIP LOCKED` makes concurrent lockers pick
+/// different rows instead of queueing on the same ones, and the outer `locked_by IS NULL`
+/// re-checks each row under its row lock.
+///
+/// SQLite: writers are serialised by `BEGIN IMMEDIATE`, so a plain subquery is safe.
+const LOCK_N_POSTGRES: &str = "WITH picked AS MATERIALIZED ( \
+        SELECT id FROM nodes WHERE machine_type = $4 AND up AND locked_by IS NULL \
+        ORDER BY name LIMIT $5 FOR UPDATE SKIP LOCKED) \
+     UPDATE nodes SET locked_by = $1, locked_job_id = $2, locked_since = $3, updated_at = $3 \
+     FROM picked WHERE nodes.id = picked.id AND nodes.locked_by IS NULL AND nodes.up \
+     RETURNING nodes.name AS name";
+const LOCK_N_SQLITE: &str = "UPDATE nodes SET locked_by = ?1, locked_job_id = ?2, locked_since = ?3, updated_at = ?3 \
+     WHERE locked_by IS NULL AND up AND id IN ( \
+        SELECT id FROM nodes WHERE machine_type = ?4 AND up AND locked_by IS NULL \
+        ORDER BY name LIMIT ?5) \
+     RETURNING name";
+
+impl Store {
+    pub fn add_node(&self, node: &NewNode, now: UnixMillis) -> Result<Node, DbError> {
+        let mut conn = self.conn()?;
+        let row = with_conn!(&mut *conn, |c| diesel::insert_into(nodes::table)
+            .values((
+                nodes::name.eq(node.name.as_str()),
+                nodes::machine_type.eq(node.machine_type.as_str()),
+                nodes::up.eq(true),
+                nodes::description.eq(&node.description),
+                nodes::os_type.eq(&node.os_type),
+                nodes::os_version.eq(&node.os_version),
+                nodes::created_at.eq(now.0),
+                nodes::updated_at.eq(now.0),
+            ))
+            .returning(NodeRow::as_returning())
+            .get_result(c))
+        .map_err(|e| match e {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => DbError::AlreadyExists {
+                what: "node",
+                name: node.name.to_string(),
+                hint: "; use `cuttle node update` to change it",
+            },
+            other => DbError::Query(other),
+        })?;
+        row.into_node()
+    }
+
+    pub fn get_node(&self, name: &NodeName) -> Result<Node, DbError> {
+        let mut conn = self.conn()?;
+        find_node(&mut conn, name)?.into_node()
+    }
+
+    pub fn update_node(
+        &self,
+        name: &NodeName,
+        changes: &NodeChanges,
+        now: UnixMillis,
+    ) -> Result<Node, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        let row: NodeRow = write_tx!(conn, |c| {
+            let current = c.find_node(name)?;
+            if let Some(new_type) = &changes.machine_type
+                && new_type.as_str() != current.machine_type
+                && let Some(holder) = &current.locked_by
+            {
+                return Err(DbError::Invalid(cuttle_core::InvalidInput::new(
+                    "machine type",
+                    format!(
+                        "node {name} is locked by {holder}; unlock it before moving it to machine type {new_type}"
+                    ),
+                )));
+            }
+            diesel::update(nodes::table.filter(nodes::name.eq(name.as_str())))
+                .set((
+                    nodes::machine_type.eq(changes
+                        .machine_type
+                        .as_ref()
+                        .map_or(current.machine_type.as_str(), |t| t.as_str())),
+                    nodes::description
+                        .eq(changes.description.as_ref().unwrap_or(&current.description)),
+                    nodes::os_type.eq(changes.os_type.as_ref().unwrap_or(&current.os_type)),
+                    nodes::os_version
+                        .eq(changes.os_version.as_ref().unwrap_or(&current.os_version)),
+                    nodes::updated_at.eq(now.0),
+                ))
+                .returning(NodeRow::as_returning())
+                .get_result(c)
+                .map_err(DbError::from)
+        })?;
+        row.into_node()
+    }
+
+    /// Marks a node up or down. `reason` becomes the description (required for down; the
+    /// caller validates it). A lock on the node is left alone.
+    pub fn mark_node(
+        &self,
+        name: &NodeName,
+        up: bool,
+        reason: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Node, DbError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<NodeRow> = with_conn!(&mut *conn, |c| {
+            let target = nodes::table.filter(nodes::name.eq(name.as_str()));
+            match reason {
+                Some(reason) => diesel::update(target)
+                    .set((
+                        nodes::up.eq(up),
+                        nodes::description.eq(reason),
+                        nodes::updated_at.eq(now.0),
+                    ))
+                    .returning(NodeRow::as_returning())
+                    .get_results(c),
+                None => diesel::update(target)
+                    .set((nodes::up.eq(up), nodes::updated_at.eq(now.0)))
+                    .returning(NodeRow::as_returning())
+                    .get_results(c),
+            }
+        })?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| not_found_node(name.as_str()))?
+            .into_node()
+    }
+
+    pub fn list_nodes(&self, filter: &NodeFilter) -> Result<Vec<Node>, DbError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<NodeRow> = with_conn!(&mut *conn, |c| {
+            let mut query = nodes::table
+                .select(NodeRow::as_select())
+                .order(nodes::name)
+                .into_boxed();
+            if let Some(machine_type) = &filter.machine_type {
+                query = query.filter(nodes::machine_type.eq(machine_type.as_str()));
+            }
+            match filter.locked {
+                Some(true) => query = query.filter(nodes::locked_by.is_not_null()),
+                Some(false) => query = query.filter(nodes::locked_by.is_null()),
+                None => {}
+            }
+            if let Some(up) = filter.up {
+                query = query.filter(nodes::up.eq(up));
+            }
+            if let Some(owner) = &filter.locked_by {
+                query = query.filter(nodes::locked_by.eq(owner.as_str()));
+            }
+            query.load(c)
+        })?;
+        into_nodes(rows)
+    }
+
+    /// Names of the nodes currently locked for a job, by name.
+    pub fn nodes_locked_for(&self, job_id: JobId) -> Result<Vec<NodeName>, DbError> {
+        let mut conn = self.conn()?;
+        let names: Vec<String> = with_conn!(&mut *conn, |c| nodes::table
+            .filter(nodes::locked_job_id.eq(job_id.0))
+            .select(nodes::name)
+            .order(nodes::name)
+            .load(c))?;
+        names
+            .iter()
+            .map(|name| NodeName::parse(name).map_err(|e| DbError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// Locks exactly `request.count` free nodes of the machine type, or none.
+    pub fn lock_nodes(&self, request: &LockRequest, now: UnixMillis) -> Result<Vec<Node>, DbError> {
+        let wanted = i64::from(request.count.get());
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        let locked: Result<Vec<NodeRow>, DbError> = match conn {
+            DbConnection::Sqlite(sqlite) => sqlite.immediate_transaction(|c| {
+                c.check_job_exists(request.job_id)?;
+                let names: Vec<LockedName> = diesel::sql_query(LOCK_N_SQLITE)
+                    .bind::<Text, _>(request.owner.as_str())
+                    .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
+                    .bind::<BigInt, _>(now.0)
+                    .bind::<Text, _>(request.machine_type.as_str())
+                    .bind::<BigInt, _>(wanted)
+                    .load(c)?;
+                c.finish_lock(request, names)
+            }),
+            DbConnection::Postgres(pg) => pg.transaction(|c| {
+                c.check_job_exists(request.job_id)?;
+                let names: Vec<LockedName> = diesel::sql_query(LOCK_N_POSTGRES)
+                    .bind::<Text, _>(request.owner.as_str())
+                    .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
+                    .bind::<BigInt, _>(now.0)
+                    .bind::<Text, _>(request.machine_type.as_str())
+                    .bind::<BigInt, _>(wanted)
+                    .load(c)?;
+                c.finish_lock(request, names)
+            }),
+        };
+        into_nodes(locked?)
+    }
+
+    /// Locks exactly these nodes, or none.
+    pub fn lock_named_nodes(
+        &self,
+        names: &[NodeName],
+        owner: &Owner,
+        job_id: Option<JobId>,
+        now: UnixMillis,
+    ) -> Result<Vec<Node>, DbError> {
+        let wanted: Vec<&str> = names.iter().map(NodeName::as_str).collect();
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        let rows: Vec<NodeRow> = write_tx!(conn, |c| {
+            c.check_job_exists(job_id)?;
+            let locked: Vec<NodeRow> = diesel::update(
+                nodes::table
+                    .filter(nodes::name.eq_any(&wanted))
+                    .filter(nodes::locked_by.is_null())
+                    .filter(nodes::up.eq(true)),
+            )
+            .set((
+                nodes::locked_by.eq(owner.as_str()),
+                nodes::locked_job_id.eq(job_id.map(|id| id.0)),
+                nodes::locked_since.eq(now.0),
+                nodes::updated_at.eq(now.0),
+            ))
+            .returning(NodeRow::as_returning())
+            .get_results(c)?;
+            if locked.len() == wanted.len() {
+                return Ok(locked);
+            }
+            // Explain the shortfall; the transaction rolls back, so nothing stays locked.
+            let found: Vec<NodeRow> = nodes::table
+                .filter(nodes::name.eq_any(&wanted))
+                .select(NodeRow::as_select())
+                .load(c)?;
+            let unknown: Vec<String> = wanted
+                .iter()
+                .filter(|name| !found.iter().any(|row| row.name == **name))
+                .map(|name| (*name).to_owned())
+                .collect();
+            if !unknown.is_empty() {
+                return Err(LockError::UnknownNodes { names: unknown }.into());
+            }
+            let just_locked: Vec<&str> = locked.iter().map(|row| row.name.as_str()).collect();
+            let unavailable = found
+                .iter()
+                .filter(|row| !just_locked.contains(&row.name.as_str()));
+            let mut held = Vec::new();
+            let mut down = Vec::new();
+            for row in unavailable {
+                match &row.locked_by {
+                    Some(holder) => held.push((row.name.clone(), holder.clone())),
+                    None => down.push(row.name.clone()),
+                }
+            }
+            Err(LockError::Unavailable { locked: held, down }.into())
+        })?;
+        into_nodes(rows)
+    }
+
+    /// Unlocks nodes held by `owner` (any holder when `is_admin`). Already-free nodes are
+    /// reported, not refused, so a retried unlock succeeds. If any node is held by someone
+    /// else and the caller is not an admin, nothing is unlocked.
+    pub fn unlock_nodes(
+        &self,
+        names: &[NodeName],
+        owner: &Owner,
+        is_admin: bool,
+        now: UnixMillis,
+    ) -> Result<UnlockOutcome, DbError> {
+        let wanted: Vec<&str> = names.iter().map(NodeName::as_str).collect();
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let rows: Vec<NodeRow> = nodes::table
+                .filter(nodes::name.eq_any(&wanted))
+                .select(NodeRow::as_select())
+                .load(c)?;
+            let unknown: Vec<&str> = wanted
+                .iter()
+                .filter(|name| !rows.iter().any(|row| row.name == **name))
+                .copied()
+                .collect();
+            if !unknown.is_empty() {
+                return Err(DbError::NotFound {
+                    what: if unknown.len() == 1 { "node" } else { "nodes" },
+                    name: unknown.join(", "),
+                });
+            }
+            let nodes_now = into_nodes(rows)?;
+            let refused: Vec<UnlockRefused> = nodes_now
+                .iter()
+                .filter_map(|node| check_unlock(node, owner, is_admin).err())
+                .collect();
+            if !refused.is_empty() {
+                return Err(DbError::UnlockRefused { refused });
+            }
+            let mut outcome = UnlockOutcome::default();
+            for node in nodes_now {
+                let Some(lock) = node.lock else {
+                    outcome.already_unlocked.push(node.name);
+                    continue;
+                };
+                // Conditional on the holder we just checked: if the lock changed hands in
+                // between, this touches nothing and the node is reported as not ours.
+                let changed = diesel::update(
+                    nodes::table
+                        .filter(nodes::name.eq(node.name.as_str()))
+                        .filter(nodes::locked_by.eq(lock.owner.as_str())),
+                )
+                .set((
+                    nodes::locked_by.eq(None::<String>),
+                    nodes::locked_job_id.eq(None::<i64>),
+                    nodes::locked_since.eq(None::<i64>),
+                    nodes::updated_at.eq(now.0),
+                ))
+                .execute(c)?;
+                if changed == 1 {
+                    outcome.unlocked.push(node.name);
+                } else {
+                    outcome.already_unlocked.push(node.name);
+                }
+            }
+            Ok(outcome)
+        })
+    }
+}
+
+fn not_found_node(name: &str) -> DbError {
+    DbError::NotFound {
+        what: "node",
+        name: name.to_owned(),
+    }
+}
+
+fn find_node(conn: &mut DbConnection, name: &NodeName) -> Result<NodeRow, DbError> {
+    with_conn!(conn, |c| c.find_node(name))
+}
+
+/// Queries used inside the transactions above, written once and implemented for both
+/// concrete connection types.
+trait NodeTx {
+    fn find_node(&mut self, name: &NodeName) -> Result<NodeRow, DbError>;
+    /// Fails with `UnknownJob` when a lock names a job the database does not know.
+    fn check_job_exists(&mut self, job_id: Option<JobId>) -> Result<(), DbError>;
+    /// Checks the lock statement locked exactly what was asked; if not, explains why (the
+    /// caller's transaction then rolls back, releasing the partial lock).
+    fn finish_lock(
+        &mut self,
+        request: &LockRequest,
+        names: Vec<LockedName>,
+    ) -> Result<Vec<NodeRow>, DbError>;
+}
+
+crate::impl_for_both_backends! { NodeTx {
+    fn find_node(&mut self, name: &NodeName) -> Result<NodeRow, DbError> {
+        nodes::table
+            .filter(nodes::name.eq(name.as_str()))
+            .select(NodeRow::as_select())
+            .first(self)
+            .optional()?
+            .ok_or_else(|| not_found_node(name.as_str()))
+    }
+
+    fn check_job_exists(&mut self, job_id: Option<JobId>) -> Result<(), DbError> {
+        let Some(job_id) = job_id else { return Ok(()) };
+        let found: i64 = jobs::table.filter(jobs::id.eq(job_id.0)).count().get_result(self)?;
+        if found == 0 {
+            return Err(LockError::UnknownJob { job_id }.into());
+        }
+        Ok(())
+    }
+
+    fn finish_lock(&mut self, request: &LockRequest, names: Vec<LockedName>) -> Result<Vec<NodeRow>, DbError> {
+        let requested = request.count.get();
+        if names.len() == requested as usize {
+            let names: Vec<String> = names.into_iter().map(|row| row.name).collect();
+            return Ok(nodes::table
+                .filter(nodes::name.eq_any(&names))
+                .select(NodeRow::as_select())
+                .order(nodes::name)
+                .load(self)?);
+        }
+        // These counts are taken inside the transaction, after our partial update, which
+        // is about to be rolled back: the rows we just took were free too.
+        let taken = i64::try_from(names.len()).unwrap_or(i64::MAX);
+        let machine_type = request.machine_type.clone();
+        let of_type = nodes::table.filter(nodes::machine_type.eq(machine_type.as_str()));
+        let total: i64 = of_type.count().get_result(self)?;
+        let down: i64 = of_type.filter(nodes::up.eq(false)).count().get_result(self)?;
+        let free: i64 = of_type
+            .filter(nodes::up.eq(true))
+            .filter(nodes::locked_by.is_null())
+            .count()
+            .get_result(self)?;
+        let as_u32 = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        Err(if total == 0 {
+            LockError::UnknownMachineType { machine_type }
+        } else if as_u32(total) < requested {
+            LockError::NeverFits { machine_type, requested, total: as_u32(total) }
+        } else {
+            LockError::NotEnoughFree {
+                machine_type,
+                requested,
+                free: as_u32(free + taken),
+                down: as_u32(down),
+                total: as_u32(total),
+            }
+        }
+        .into())
+    }
+}}

@@ -1,0 +1,446 @@
+//! The storage layer against real databases: every test runs once on a fresh SQLite file
+//! and once on a fresh PostgreSQL database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cuttle_core::{
+    InvalidInput, JobId, JobSpec, JobStatus, LockRequest, MachineType, NodeCount, NodeName, Owner,
+    Priority, RunName, RunSpec, RunStatus, UnixMillis,
+};
+use cuttle_db::{DatabaseTarget, DbError, LockError, NewNode, NodeFilter, RunFilter, Store};
+use cuttle_testkit::{PostgresDatabase, SqliteFile};
+
+/// Keeps the database alive as long as the store that uses it.
+enum Keep {
+    Sqlite(#[allow(dead_code, reason = "held for its Drop")] SqliteFile),
+    Postgres(#[allow(dead_code, reason = "held for its Drop")] PostgresDatabase),
+}
+
+fn sqlite_store() -> (Store, Keep) {
+    let file = SqliteFile::create();
+    let store = Store::open(DatabaseTarget::parse(&file.url()).unwrap(), 8).unwrap();
+    (store, Keep::Sqlite(file))
+}
+
+fn postgres_store() -> (Store, Keep) {
+    let db = PostgresDatabase::create();
+    let store = Store::open(DatabaseTarget::parse(db.url()).unwrap(), 16).unwrap();
+    (store, Keep::Postgres(db))
+}
+
+/// Defines `NAME::sqlite` and `NAME::postgres` tests running the same body.
+macro_rules! on_both_backends {
+    ($(fn $name:ident($store:ident: &Store) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+            fn body($store: &Store) $body
+            #[test]
+            fn sqlite() {
+                let (store, _keep) = sqlite_store();
+                body(&store);
+            }
+            #[test]
+            fn postgres() {
+                let (store, _keep) = postgres_store();
+                body(&store);
+            }
+        }
+    )*};
+}
+
+const T0: UnixMillis = UnixMillis(1_700_000_000_000);
+
+fn smithi() -> MachineType {
+    MachineType::parse("smithi").unwrap()
+}
+
+fn owner(name: &str) -> Owner {
+    Owner::parse(name).unwrap()
+}
+
+fn add_nodes(store: &Store, machine_type: &str, count: usize) -> Vec<NodeName> {
+    (1..=count)
+        .map(|i| {
+            let name = NodeName::parse(&format!("{machine_type}{i:03}")).unwrap();
+            store
+                .add_node(
+                    &NewNode {
+                        name: name.clone(),
+                        machine_type: MachineType::parse(machine_type).unwrap(),
+                        description: String::new(),
+                        os_type: "ubuntu".into(),
+                        os_version: "22.04".into(),
+                    },
+                    T0,
+                )
+                .unwrap();
+            name
+        })
+        .collect()
+}
+
+fn lock_request(count: u32, who: &str) -> LockRequest {
+    LockRequest {
+        machine_type: smithi(),
+        count: NodeCount::new(count.into()).unwrap(),
+        owner: owner(who),
+        job_id: None,
+    }
+}
+
+fn job_spec() -> JobSpec {
+    JobSpec {
+        description: "rados/basic".into(),
+        machine_type: smithi(),
+        priority: Priority::new(100).unwrap(),
+        n_nodes: NodeCount::new(2).unwrap(),
+        time_limit: None,
+        os_type: "ubuntu".into(),
+        os_version: "22.04".into(),
+    }
+}
+
+fn run_spec(name: &str, who: &str) -> RunSpec {
+    RunSpec {
+        name: RunName::parse(name).unwrap(),
+        owner: owner(who),
+        branch: "main".into(),
+        sha1: "abc123".into(),
+        suite: "rados".into(),
+    }
+}
+
+fn create_run(store: &Store, name: &str, who: &str, n_jobs: usize) -> Vec<JobId> {
+    let jobs = vec![job_spec(); n_jobs];
+    let created = store
+        .create_run(&run_spec(name, who), &jobs, T0, |id, _| {
+            Ok(format!("job_id: '{id}'\n"))
+        })
+        .unwrap();
+    created.jobs.iter().map(|job| job.id).collect()
+}
+
+fn free_count(store: &Store) -> usize {
+    store
+        .list_nodes(&NodeFilter {
+            locked: Some(false),
+            ..NodeFilter::default()
+        })
+        .unwrap()
+        .len()
+}
+
+on_both_backends! {
+    fn nodes_are_added_listed_and_filtered(store: &Store) {
+        add_nodes(store, "smithi", 3);
+        add_nodes(store, "mira", 2);
+        assert_eq!(store.list_nodes(&NodeFilter::default()).unwrap().len(), 5);
+        let smithis = store
+            .list_nodes(&NodeFilter { machine_type: Some(smithi()), ..NodeFilter::default() })
+            .unwrap();
+        let names: Vec<&str> = smithis.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["smithi001", "smithi002", "smithi003"]);
+        let error = add_nodes_again(store);
+        assert!(matches!(error, DbError::AlreadyExists { what: "node", .. }), "{error}");
+    }
+
+    fn locking_takes_exactly_n_or_nothing(store: &Store) {
+        add_nodes(store, "smithi", 5);
+        let got = store.lock_nodes(&lock_request(3, "alice"), T0).unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|n| n.lock.as_ref().unwrap().owner == owner("alice")));
+        // 2 free, 3 asked: nothing locked, and the error says how many were free.
+        let error = store.lock_nodes(&lock_request(3, "bob"), T0).unwrap_err();
+        assert!(
+            matches!(error, DbError::Lock(LockError::NotEnoughFree { free: 2, requested: 3, total: 5, .. })),
+            "{error}"
+        );
+        assert_eq!(free_count(store), 2);
+        let error = store.lock_nodes(&lock_request(6, "bob"), T0).unwrap_err();
+        assert!(matches!(error, DbError::Lock(LockError::NeverFits { total: 5, .. })), "{error}");
+        let mut other = lock_request(1, "bob");
+        other.machine_type = MachineType::parse("mira").unwrap();
+        let error = store.lock_nodes(&other, T0).unwrap_err();
+        assert!(error.to_string().contains("cuttle node add"), "{error}");
+    }
+
+    fn down_nodes_are_never_handed_out(store: &Store) {
+        let names = add_nodes(store, "smithi", 2);
+        store.mark_node(&names[0], false, Some("disk failing"), T0).unwrap();
+        let error = store.lock_nodes(&lock_request(2, "alice"), T0).unwrap_err();
+        assert!(matches!(error, DbError::Lock(LockError::NotEnoughFree { down: 1, .. })), "{error}");
+        let got = store.lock_nodes(&lock_request(1, "alice"), T0).unwrap();
+        assert_eq!(got[0].name, names[1]);
+        let node = store.get_node(&names[0]).unwrap();
+        assert!(!node.up);
+        assert_eq!(node.description, "disk failing");
+    }
+
+    fn named_locks_are_all_or_nothing(store: &Store) {
+        let names = add_nodes(store, "smithi", 3);
+        store.lock_named_nodes(&names[..1], &owner("alice"), None, T0).unwrap();
+        let error = store
+            .lock_named_nodes(&names, &owner("bob"), None, T0)
+            .unwrap_err();
+        assert!(error.to_string().contains("smithi001 (held by alice)"), "{error}");
+        assert_eq!(free_count(store), 2, "the failed request must not keep smithi002/003");
+        let ghost = NodeName::parse("ghost01").unwrap();
+        let error = store
+            .lock_named_nodes(&[names[1].clone(), ghost], &owner("bob"), None, T0)
+            .unwrap_err();
+        assert!(matches!(error, DbError::Lock(LockError::UnknownNodes { .. })), "{error}");
+        assert_eq!(free_count(store), 2);
+    }
+
+    fn only_the_holder_or_an_admin_unlocks_and_unlock_is_idempotent(store: &Store) {
+        let names = add_nodes(store, "smithi", 2);
+        store.lock_named_nodes(&names, &owner("alice"), None, T0).unwrap();
+        let error = store.unlock_nodes(&names, &owner("bob"), false, T0).unwrap_err();
+        assert!(error.to_string().contains("locked by alice, not by bob"), "{error}");
+        assert_eq!(free_count(store), 0, "a refused unlock unlocks nothing");
+        let outcome = store.unlock_nodes(&names[..1], &owner("alice"), false, T0).unwrap();
+        assert_eq!(outcome.unlocked, names[..1]);
+        let again = store.unlock_nodes(&names[..1], &owner("alice"), false, T0).unwrap();
+        assert_eq!(again.already_unlocked, names[..1]);
+        let admin = store.unlock_nodes(&names[1..], &owner("root"), true, T0).unwrap();
+        assert_eq!(admin.unlocked, names[1..]);
+        let ghost = NodeName::parse("ghost01").unwrap();
+        let error = store.unlock_nodes(&[ghost], &owner("alice"), false, T0).unwrap_err();
+        assert!(matches!(error, DbError::NotFound { .. }), "{error}");
+    }
+
+    fn locks_for_a_job_name_the_job(store: &Store) {
+        add_nodes(store, "smithi", 2);
+        let job_ids = create_run(store, "run-a", "alice", 1);
+        let mut request = lock_request(2, "alice");
+        request.job_id = Some(job_ids[0]);
+        store.lock_nodes(&request, T0).unwrap();
+        assert_eq!(store.nodes_locked_for(job_ids[0]).unwrap().len(), 2);
+        request.job_id = Some(JobId(999_999));
+        let error = store.lock_nodes(&request, T0).unwrap_err();
+        assert!(matches!(error, DbError::Lock(LockError::UnknownJob { .. })), "{error}");
+    }
+
+    fn concurrent_lockers_never_share_a_node(store: &Store) {
+        add_nodes(store, "smithi", 20);
+        // Who holds each node according to the lock calls' answers. A node handed to one
+        // locker while another still holds it shows up as an occupied entry.
+        let holders: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+        let threads: Vec<_> = (0..12)
+            .map(|worker| {
+                let store = store.clone();
+                let holders = holders.clone();
+                let violations = violations.clone();
+                std::thread::spawn(move || {
+                    let mut granted = 0;
+                    for round in 0..25u32 {
+                        let count = 1 + (worker as u32 * 7 + round * 3) % 6;
+                        let who = format!("worker{worker}");
+                        match store.lock_nodes(&lock_request(count, &who), T0) {
+                            Ok(nodes) => {
+                                granted += 1;
+                                if nodes.len() != count as usize {
+                                    violations.lock().unwrap().push(format!("asked {count}, got {}", nodes.len()));
+                                }
+                                let names: Vec<NodeName> = nodes.iter().map(|n| n.name.clone()).collect();
+                                {
+                                    let mut map = holders.lock().unwrap();
+                                    for name in &names {
+                                        if let Some(other) = map.insert(name.to_string(), worker) {
+                                            violations.lock().unwrap().push(format!("{name} held by {other} and {worker}"));
+                                        }
+                                    }
+                                }
+                                std::thread::yield_now();
+                                {
+                                    let mut map = holders.lock().unwrap();
+                                    for name in &names {
+                                        map.remove(name.as_str());
+                                    }
+                                }
+                                store.unlock_nodes(&names, &owner(&who), false, T0).unwrap();
+                            }
+                            Err(DbError::Lock(LockError::NotEnoughFree { .. })) => {}
+                            Err(other) => violations.lock().unwrap().push(format!("unexpected error: {other}")),
+                        }
+                    }
+                    granted
+                })
+            })
+            .collect();
+        let granted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(*violations.lock().unwrap(), Vec::<String>::new());
+        assert!(granted > 0, "no locker ever got nodes");
+        assert_eq!(free_count(store), 20, "every node must be free at the end");
+    }
+
+    fn a_refused_render_writes_nothing(store: &Store) {
+        let jobs = vec![job_spec(); 3];
+        let mut calls = 0;
+        let error = store
+            .create_run(&run_spec("run-big", "alice"), &jobs, T0, |_, _| {
+                calls += 1;
+                if calls == 3 {
+                    Err(InvalidInput::new("job body", "too big"))
+                } else {
+                    Ok("ok".into())
+                }
+            })
+            .unwrap_err();
+        assert!(matches!(error, DbError::Invalid(_)), "{error}");
+        assert!(store.list_runs(&RunFilter::default()).unwrap().is_empty());
+        let error = store.get_run(&RunName::parse("run-big").unwrap()).unwrap_err();
+        assert!(matches!(error, DbError::NotFound { .. }), "{error}");
+    }
+
+    fn runs_are_created_shown_and_unique(store: &Store) {
+        let ids = create_run(store, "run-a", "alice", 3);
+        assert_eq!(ids.len(), 3);
+        let (summary, jobs) = store.get_run(&RunName::parse("run-a").unwrap()).unwrap();
+        assert_eq!(summary.status, RunStatus::Queued);
+        assert_eq!(summary.counts, vec![(JobStatus::Queued, 3)]);
+        assert!(jobs.iter().all(|job| job.status == JobStatus::Queued));
+        assert_eq!(jobs[0].config_yaml, format!("job_id: '{}'\n", ids[0]));
+        assert_eq!(jobs[0].run_name.as_str(), "run-a");
+        let error = store
+            .create_run(&run_spec("run-a", "bob"), &[job_spec()], T0, |_, _| Ok(String::new()))
+            .unwrap_err();
+        assert!(matches!(error, DbError::AlreadyExists { what: "run", .. }), "{error}");
+        store.set_beanstalk_ids(&[(ids[0], 77)]).unwrap();
+        let (job, _) = store.get_job(ids[0]).unwrap();
+        assert_eq!(job.beanstalk_id, Some(77));
+        let pending = store.jobs_awaiting_enqueue(10).unwrap();
+        assert_eq!(pending.iter().map(|j| j.id).collect::<Vec<_>>(), ids[1..]);
+    }
+
+    fn runs_are_filtered(store: &Store) {
+        create_run(store, "run-a", "alice", 1);
+        let b = create_run(store, "run-b", "bob", 2);
+        store.update_job_status(b[0], JobStatus::Running, None, T0).unwrap();
+        let by_owner = store
+            .list_runs(&RunFilter { owner: Some(owner("bob")), ..RunFilter::default() })
+            .unwrap();
+        assert_eq!(by_owner.len(), 1);
+        assert_eq!(by_owner[0].run.spec.name.as_str(), "run-b");
+        let running = store
+            .list_runs(&RunFilter { status: Some(RunStatus::Running), ..RunFilter::default() })
+            .unwrap();
+        assert_eq!(running.len(), 1);
+        let all = store.list_runs(&RunFilter::default()).unwrap();
+        assert_eq!(all[0].run.spec.name.as_str(), "run-b", "newest first");
+        let mira = store
+            .list_runs(&RunFilter { machine_type: Some(MachineType::parse("mira").unwrap()), ..RunFilter::default() })
+            .unwrap();
+        assert!(mira.is_empty());
+        let limited = store.list_runs(&RunFilter { limit: 1, ..RunFilter::default() }).unwrap();
+        assert_eq!(limited.len(), 1);
+    }
+
+    fn status_changes_follow_the_state_machine_and_are_timelined(store: &Store) {
+        let ids = create_run(store, "run-a", "alice", 1);
+        let id = ids[0];
+        let error = store.heartbeat(id, T0).unwrap_err();
+        assert!(matches!(error, DbError::NotRunning { status: JobStatus::Queued, .. }), "{error}");
+        store.update_job_status(id, JobStatus::Waiting, None, T0).unwrap();
+        store.update_job_status(id, JobStatus::Running, None, T0).unwrap();
+        assert_eq!(store.heartbeat(id, UnixMillis(T0.0 + 5)).unwrap(), JobStatus::Running);
+        let error = store.update_job_status(id, JobStatus::Dead, None, T0).unwrap_err();
+        assert!(error.to_string().contains("needs a reason"), "{error}");
+        let job = store.update_job_status(id, JobStatus::Dead, Some("timed out"), T0).unwrap();
+        assert_eq!(job.reason.as_deref(), Some("timed out"));
+        let error = store.update_job_status(id, JobStatus::Pass, None, T0).unwrap_err();
+        assert!(error.to_string().contains("already ended"), "{error}");
+        let (job, events) = store.get_job(id).unwrap();
+        assert_eq!(job.heartbeat_at, Some(UnixMillis(T0.0 + 5)));
+        let path: Vec<JobStatus> = events.iter().map(|e| e.to).collect();
+        assert_eq!(path, [JobStatus::Queued, JobStatus::Waiting, JobStatus::Running, JobStatus::Dead]);
+        let error = store.get_job(JobId(424_242)).unwrap_err();
+        assert!(matches!(error, DbError::NotFound { what: "job", .. }), "{error}");
+    }
+
+    fn concurrent_terminal_updates_end_a_job_exactly_once(store: &Store) {
+        let ids = create_run(store, "run-a", "alice", 1);
+        store.update_job_status(ids[0], JobStatus::Running, None, T0).unwrap();
+        let outcomes: Vec<bool> = [JobStatus::Pass, JobStatus::Fail, JobStatus::Killed, JobStatus::Pass]
+            .into_iter()
+            .map(|to| {
+                let store = store.clone();
+                let id = ids[0];
+                std::thread::spawn(move || store.update_job_status(id, to, None, T0).is_ok())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{outcomes:?}");
+        let (_, events) = store.get_job(ids[0]).unwrap();
+        assert_eq!(events.iter().filter(|e| e.to.is_terminal()).count(), 1);
+    }
+}
+
+fn add_nodes_again(store: &Store) -> DbError {
+    store
+        .add_node(
+            &NewNode {
+                name: NodeName::parse("smithi001").unwrap(),
+                machine_type: smithi(),
+                description: String::new(),
+                os_type: String::new(),
+                os_version: String::new(),
+            },
+            T0,
+        )
+        .unwrap_err()
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_clearly() {
+    let file = SqliteFile::create();
+    std::fs::write(
+        file.path(),
+        b"this is a text file, not an SQLite database\n".repeat(100),
+    )
+    .unwrap();
+    let error = Store::open(DatabaseTarget::parse(&file.url()).unwrap(), 2).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("is not an SQLite database"), "{message}");
+    assert!(message.contains("--db"), "{message}");
+}
+
+#[test]
+fn a_missing_directory_is_named() {
+    let error = Store::open(
+        DatabaseTarget::Sqlite("/nonexistent/dir/cuttle.db".into()),
+        2,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("/nonexistent/dir does not exist"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unreachable_postgres_is_named_without_its_password() {
+    let port = cuttle_testkit::free_port();
+    let url = format!("postgres://cuttle:hunter2@127.0.0.1:{port}/cuttle");
+    let error = Store::open(DatabaseTarget::parse(&url).unwrap(), 2).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot open database postgres://cuttle:***@127.0.0.1"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn migrations_apply_twice_without_harm() {
+    let file = SqliteFile::create();
+    let target = DatabaseTarget::parse(&file.url()).unwrap();
+    Store::open(target.clone(), 1).unwrap();
+    Store::open(target, 1).unwrap();
+}
