@@ -1,0 +1,242 @@
+//! An async handle to one beanstalkd connection.
+//!
+//! `beanstalkc` is a blocking client with `&mut self` on every call, so the connection is
+//! owned by one dedicated thread and commands reach it over a channel, each with a oneshot
+//! for its answer. The thread (re)connects lazily: a lost connection fails the command in
+//! flight and the next command dials again, so a beanstalkd restart needs no restart of
+//! ours. Never call `beanstalkc` from an async task.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use beanstalkc::{Beanstalkc, BeanstalkcError};
+use tokio::sync::oneshot;
+
+/// beanstalkd's default `max-job-size` (its `-z` option), used until the server says.
+pub const DEFAULT_MAX_JOB_SIZE: usize = 65_535;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error(
+        "cannot reach beanstalkd at {addr}: {detail}; start it (systemctl start beanstalkd) or fix --beanstalk"
+    )]
+    Unreachable { addr: String, detail: String },
+    #[error("beanstalkd at {addr} refused {command}: {detail}")]
+    Refused {
+        addr: String,
+        command: &'static str,
+        detail: String,
+    },
+    #[error("the beanstalkd connection thread for {addr} has stopped")]
+    Stopped { addr: String },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
+
+enum Command {
+    Put {
+        tube: String,
+        body: Vec<u8>,
+        priority: u32,
+        ttr: Duration,
+        reply: Reply<u64>,
+    },
+    Delete {
+        id: u64,
+        reply: Reply<()>,
+    },
+    Stats {
+        reply: Reply<HashMap<String, String>>,
+    },
+    StatsJob {
+        id: u64,
+        reply: Reply<HashMap<String, String>>,
+    },
+}
+
+/// A cloneable async handle; all clones share one connection thread, which ends when the
+/// last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct QueueClient {
+    commands: mpsc::Sender<Command>,
+    addr: String,
+}
+
+impl QueueClient {
+    /// Starts the connection thread for `addr` (`host:port`). Does not dial yet: the first
+    /// command does, so a daemon can start before beanstalkd.
+    pub fn new(addr: &str) -> QueueClient {
+        let (commands, receiver) = mpsc::channel();
+        let thread_addr = addr.to_owned();
+        std::thread::Builder::new()
+            .name(format!("beanstalk {addr}"))
+            .spawn(move || Connection::new(thread_addr).serve(receiver))
+            .expect("spawn the beanstalkd connection thread");
+        QueueClient {
+            commands,
+            addr: addr.to_owned(),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, QueueError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || QueueError::Stopped {
+            addr: self.addr.clone(),
+        };
+        self.commands.send(make(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Puts a job on `tube`; returns its beanstalkd id.
+    pub async fn put(
+        &self,
+        tube: &str,
+        body: Vec<u8>,
+        priority: u32,
+        ttr: Duration,
+    ) -> Result<u64, QueueError> {
+        let tube = tube.to_owned();
+        self.call(|reply| Command::Put {
+            tube,
+            body,
+            priority,
+            ttr,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete(&self, id: u64) -> Result<(), QueueError> {
+        self.call(|reply| Command::Delete { id, reply }).await
+    }
+
+    /// The server's `stats` (also a cheap liveness check).
+    pub async fn stats(&self) -> Result<HashMap<String, String>, QueueError> {
+        self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// `stats-job` for one job: its tube, state, priority, age, …
+    pub async fn stats_job(&self, id: u64) -> Result<HashMap<String, String>, QueueError> {
+        self.call(|reply| Command::StatsJob { id, reply }).await
+    }
+
+    /// The largest job body the server accepts (its `max-job-size`).
+    pub async fn max_job_size(&self) -> Result<usize, QueueError> {
+        let stats = self.stats().await?;
+        Ok(stats
+            .get("max-job-size")
+            .and_then(|size| size.parse().ok())
+            .unwrap_or(DEFAULT_MAX_JOB_SIZE))
+    }
+}
+
+/// The thread side: owns the blocking client.
+struct Connection {
+    addr: String,
+    client: Option<Beanstalkc>,
+    /// The tube `use`d on the current connection, to skip redundant `use` commands.
+    using: Option<String>,
+}
+
+impl Connection {
+    fn new(addr: String) -> Connection {
+        Connection {
+            addr,
+            client: None,
+            using: None,
+        }
+    }
+
+    fn serve(mut self, commands: mpsc::Receiver<Command>) {
+        while let Ok(command) = commands.recv() {
+            match command {
+                Command::Put {
+                    tube,
+                    body,
+                    priority,
+                    ttr,
+                    reply,
+                } => {
+                    let result = self.with_client("put", |conn, using| {
+                        if using.as_deref() != Some(tube.as_str()) {
+                            conn.use_tube(&tube)?;
+                            *using = Some(tube.clone());
+                        }
+                        conn.put(&body, priority, Duration::ZERO, ttr)
+                    });
+                    let _ = reply.send(result);
+                }
+                Command::Delete { id, reply } => {
+                    let _ = reply.send(self.with_client("delete", |conn, _| conn.delete(id)));
+                }
+                Command::Stats { reply } => {
+                    let _ = reply.send(self.with_client("stats", |conn, _| conn.stats()));
+                }
+                Command::StatsJob { id, reply } => {
+                    let _ = reply.send(self.with_client("stats-job", |conn, _| conn.stats_job(id)));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on a live connection, dialling first if needed. A connection-level error
+    /// drops the connection so the next command dials afresh.
+    fn with_client<T>(
+        &mut self,
+        command: &'static str,
+        f: impl FnOnce(&mut Beanstalkc, &mut Option<String>) -> Result<T, BeanstalkcError>,
+    ) -> Result<T, QueueError> {
+        if self.client.is_none() {
+            self.client = Some(self.dial()?);
+            self.using = None;
+        }
+        let client = self.client.as_mut().expect("connected just above");
+        match f(client, &mut self.using) {
+            Ok(value) => Ok(value),
+            Err(BeanstalkcError::CommandFailed(detail)) => Err(QueueError::Refused {
+                addr: self.addr.clone(),
+                command,
+                detail,
+            }),
+            Err(other) => {
+                self.client = None;
+                Err(QueueError::Unreachable {
+                    addr: self.addr.clone(),
+                    detail: other.to_string(),
+                })
+            }
+        }
+    }
+
+    fn dial(&self) -> Result<Beanstalkc, QueueError> {
+        let unreachable = |detail: String| QueueError::Unreachable {
+            addr: self.addr.clone(),
+            detail,
+        };
+        // Resolve here: beanstalkc panics on an address it cannot parse.
+        let socket: SocketAddr = self
+            .addr
+            .to_socket_addrs()
+            .map_err(|e| {
+                unreachable(format!(
+                    "bad address ({e}); use HOST:PORT such as 127.0.0.1:11300"
+                ))
+            })?
+            .find(SocketAddr::is_ipv4)
+            .ok_or_else(|| unreachable("the name has no IPv4 address".into()))?;
+        Beanstalkc::new()
+            .host(&socket.ip().to_string())
+            .port(socket.port())
+            .connection_timeout(Some(CONNECT_TIMEOUT))
+            .connect()
+            .map_err(|e| unreachable(e.to_string()))
+    }
+}

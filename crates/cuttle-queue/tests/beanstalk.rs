@@ -1,0 +1,66 @@
+//! The beanstalkd handle against a real beanstalkd on a free port.
+
+use std::time::Duration;
+
+use cuttle_queue::{QueueClient, QueueError};
+use cuttle_testkit::Beanstalkd;
+
+#[tokio::test]
+async fn puts_land_on_the_named_tube_with_their_priority() {
+    let server = Beanstalkd::start();
+    let client = QueueClient::new(&server.addr().to_string());
+    let first = client
+        .put("smithi", b"a".to_vec(), 100, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let second = client
+        .put("mira", b"b".to_vec(), 7, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_ne!(first, second);
+    let stats = client.stats_job(second).await.unwrap();
+    assert_eq!(stats["tube"], "mira");
+    assert_eq!(stats["pri"], "7");
+    assert_eq!(stats["state"], "ready");
+    client.delete(first).await.unwrap();
+    assert!(client.stats_job(first).await.is_err());
+    assert_eq!(client.max_job_size().await.unwrap(), 65_535);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_by_the_server() {
+    let server = Beanstalkd::start_with_args(&["-z", "100"]);
+    let client = QueueClient::new(&server.addr().to_string());
+    assert_eq!(client.max_job_size().await.unwrap(), 100);
+    let error = client
+        .put("t", vec![b'x'; 200], 1, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            QueueError::Refused { .. } | QueueError::Unreachable { .. }
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_absent_or_malformed_server_address_is_named() {
+    let port = cuttle_testkit::free_port();
+    let client = QueueClient::new(&format!("127.0.0.1:{port}"));
+    let error = client.stats().await.unwrap_err();
+    assert!(
+        error.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("start it"), "{error}");
+    let bad = QueueClient::new("no-port-here");
+    assert!(
+        bad.stats()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("HOST:PORT")
+    );
+}
