@@ -1,1 +1,179 @@
-//! placeholder
+//! cuttle-api as a library: [`App::prepare`] opens everything the daemon needs (database
+//! with migrations, admin token, beanstalkd handle) and [`serve`] answers gRPC on a
+//! listener until the shutdown token is cancelled. `main.rs` only parses, binds and calls
+//! these, so tests run the real server in-process on `127.0.0.1:0`.
+//!
+//! This is the only process that opens the database. Handlers never block the runtime:
+//! database work runs on the blocking pool, beanstalkd work on its connection thread.
+
+pub mod auth;
+pub mod enqueue;
+pub mod errors;
+pub mod service;
+pub mod settings;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Response, Status};
+
+use cuttle_core::UnixMillis;
+use cuttle_db::{DbError, Store};
+use cuttle_proto::v1::health_service_server::HealthServiceServer;
+use cuttle_proto::v1::node_service_server::NodeServiceServer;
+use cuttle_proto::v1::run_service_server::RunServiceServer;
+use cuttle_queue::QueueClient;
+
+pub use settings::{Cli, FileConfig, Settings};
+
+/// Everything a request handler may touch.
+#[derive(Debug, Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    store: Store,
+    queue: QueueClient,
+    admin: auth::AdminToken,
+    enqueuer: enqueue::Enqueuer,
+    started: Instant,
+}
+
+impl App {
+    /// Opens the database (applying migrations), loads or creates the admin token, and
+    /// prepares the beanstalkd handle. Fails with a message naming what could not be
+    /// opened; binds nothing.
+    pub fn prepare(settings: Settings) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let store = Store::open(settings.db.clone(), settings.max_db_connections)?;
+        tracing::info!(database = %settings.db, "database ready");
+        let admin = auth::AdminToken::load_or_create(&settings.admin_token_file)?;
+        let queue = QueueClient::new(&settings.beanstalk);
+        let enqueuer = enqueue::Enqueuer::new(store.clone(), queue.clone(), settings.job_ttr);
+        Ok(App {
+            inner: Arc::new(Inner {
+                settings,
+                store,
+                queue,
+                admin,
+                enqueuer,
+                started: Instant::now(),
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn queue(&self) -> &QueueClient {
+        &self.inner.queue
+    }
+
+    pub fn admin(&self) -> &auth::AdminToken {
+        &self.inner.admin
+    }
+
+    pub fn enqueuer(&self) -> &enqueue::Enqueuer {
+        &self.inner.enqueuer
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Runs blocking database work on the blocking pool and maps its error to a status.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(errors::join)?
+            .map_err(errors::db)
+    }
+}
+
+/// The wall clock, read here at the edge and passed into everything else.
+pub fn now() -> UnixMillis {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    UnixMillis(i64::try_from(millis).unwrap_or(i64::MAX))
+}
+
+/// Runs one request and logs one line for it: method, outcome, and time taken. Client
+/// mistakes log at info; server-side failures at warn.
+pub async fn observe<T>(
+    method: &'static str,
+    handler: impl Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = handler.await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &result {
+        Ok(_) => tracing::info!(method, outcome = "ok", elapsed_ms, "request"),
+        Err(status) => {
+            let outcome = format!("{:?}", status.code());
+            if matches!(
+                status.code(),
+                Code::Internal | Code::Unavailable | Code::Unknown
+            ) {
+                tracing::warn!(method, %outcome, message = status.message(), elapsed_ms, "request");
+            } else {
+                tracing::info!(method, %outcome, message = status.message(), elapsed_ms, "request");
+            }
+        }
+    }
+    result.map(Response::new)
+}
+
+/// Serves gRPC on `listener` until `shutdown` is cancelled, then lets in-flight requests
+/// finish. Also runs the enqueue retry loop.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    tracing::info!(%addr, beanstalk = %app.settings().beanstalk, version = env!("CARGO_PKG_VERSION"), "cuttle-api serving gRPC");
+    let retry = tokio::spawn(enqueue::retry_loop(app.clone(), shutdown.clone()));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = tonic::transport::Server::builder()
+        .add_service(NodeServiceServer::new(service::nodes::NodeApi::new(
+            app.clone(),
+        )))
+        .add_service(RunServiceServer::new(service::runs::RunApi::new(
+            app.clone(),
+        )))
+        .add_service(HealthServiceServer::new(service::health::HealthApi::new(
+            app.clone(),
+        )))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+        .await
+        .context("gRPC server failed");
+    shutdown.cancel();
+    let _ = retry.await;
+    tracing::info!("cuttle-api stopped");
+    result
+}

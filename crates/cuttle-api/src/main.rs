@@ -1,1 +1,46 @@
-fn main() {}
+//! The cuttle-api binary: parse flags, read the config file, start logging, open the
+//! database, bind, serve until SIGTERM/SIGINT. All the work is in the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use cuttle_api::{App, Cli, FileConfig, Settings};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cuttle-api: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("cuttle-api: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file: FileConfig = cuttle_runtime::config::load_file(cli.config.as_deref())?;
+    let settings = Settings::resolve(cli, file, std::env::var_os("HOME").map(Into::into))?;
+    cuttle_runtime::telemetry::init(
+        settings.log_format,
+        std::env::var("CUTTLE_LOG").ok().as_deref(),
+    );
+    let shutdown = cuttle_runtime::shutdown::on_signal()?;
+    let listen = settings.listen;
+    let app = tokio::task::spawn_blocking(move || App::prepare(settings))
+        .await
+        .context("startup task failed")??;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; is another cuttle-api running there? pick another --listen"))?;
+    cuttle_api::serve(app, listener, shutdown).await
+}

@@ -260,6 +260,16 @@ impl Store {
         into_nodes(rows)
     }
 
+    /// How many nodes (up or down, locked or not) the machine type has; 0 if none.
+    pub fn count_nodes_of_type(&self, machine_type: &MachineType) -> Result<u32, DbError> {
+        let mut conn = self.conn()?;
+        let total: i64 = with_conn!(&mut *conn, |c| nodes::table
+            .filter(nodes::machine_type.eq(machine_type.as_str()))
+            .count()
+            .get_result(c))?;
+        Ok(u32::try_from(total).unwrap_or(u32::MAX))
+    }
+
     /// Names of the nodes currently locked for a job, by name.
     pub fn nodes_locked_for(&self, job_id: JobId) -> Result<Vec<NodeName>, DbError> {
         let mut conn = self.conn()?;

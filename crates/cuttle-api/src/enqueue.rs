@@ -1,0 +1,129 @@
+//! Putting jobs on beanstalkd after they are recorded, and retrying the ones whose put
+//! failed.
+//!
+//! **Invariant:** a job is recorded before it is put, and only one put is in flight per
+//! job. All puts go through [`Enqueuer`]'s lock, held from the moment a run's jobs are
+//! committed until their beanstalkd ids are recorded, so the retry loop never sees (and
+//! re-puts) a job that a request is still putting. A job whose put failed stays `queued`
+//! with no beanstalkd id and is put again by the retry loop: an accepted job is never
+//! lost because beanstalkd blinked.
+
+use std::time::Duration;
+
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
+use cuttle_core::{Job, JobId};
+use cuttle_db::Store;
+use cuttle_queue::QueueClient;
+
+use crate::App;
+
+#[derive(Debug)]
+pub struct Enqueuer {
+    store: Store,
+    queue: QueueClient,
+    ttr: Duration,
+    lock: Mutex<()>,
+}
+
+/// Proof that the caller holds the enqueue lock.
+#[derive(Debug)]
+pub struct EnqueueGuard<'a>(#[allow(dead_code, reason = "held for its Drop")] MutexGuard<'a, ()>);
+
+/// What a batch of puts achieved.
+#[derive(Debug, Default)]
+pub struct Enqueued {
+    pub ids: Vec<(JobId, u64)>,
+    /// Why the batch stopped early, if it did; the rest wait for the retry loop.
+    pub failure: Option<String>,
+}
+
+impl Enqueuer {
+    pub fn new(store: Store, queue: QueueClient, ttr: Duration) -> Enqueuer {
+        Enqueuer {
+            store,
+            queue,
+            ttr,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub async fn lock(&self) -> EnqueueGuard<'_> {
+        EnqueueGuard(self.lock.lock().await)
+    }
+
+    /// Puts `jobs` (already recorded) on their tubes in order and records their ids.
+    /// Stops at the first failed put; the rest stay pending for the retry loop.
+    pub async fn put_all(&self, _guard: &EnqueueGuard<'_>, jobs: &[Job]) -> Enqueued {
+        let mut outcome = Enqueued::default();
+        for job in jobs {
+            let put = self
+                .queue
+                .put(
+                    job.spec.machine_type.as_str(),
+                    job.config_yaml.clone().into_bytes(),
+                    job.spec.priority.get(),
+                    self.ttr,
+                )
+                .await;
+            match put {
+                Ok(beanstalk_id) => outcome.ids.push((job.id, beanstalk_id)),
+                Err(error) => {
+                    outcome.failure = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        if !outcome.ids.is_empty() {
+            let store = self.store.clone();
+            let ids = outcome.ids.clone();
+            let recorded = tokio::task::spawn_blocking(move || store.set_beanstalk_ids(&ids)).await;
+            match recorded {
+                Ok(Ok(())) => {}
+                // The jobs are on the tube but their ids are not recorded; the retry loop
+                // will put them again, and the dispatcher drops the copy the record does
+                // not name. Loud, because it means the database is failing.
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "jobs were put on beanstalkd but their ids could not be recorded")
+                }
+                Err(error) => tracing::error!(%error, "recording beanstalkd ids failed"),
+            }
+        }
+        outcome
+    }
+}
+
+/// Every `enqueue_retry`, puts queued jobs that have no beanstalkd id yet.
+pub async fn retry_loop(app: App, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(app.settings().enqueue_retry);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let enqueuer = app.enqueuer();
+        let guard = enqueuer.lock().await;
+        let pending = match app.db(|store| store.jobs_awaiting_enqueue(500)).await {
+            Ok(pending) => pending,
+            Err(status) => {
+                tracing::warn!(
+                    message = status.message(),
+                    "cannot look for jobs awaiting enqueue"
+                );
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            continue;
+        }
+        let outcome = enqueuer.put_all(&guard, &pending).await;
+        tracing::info!(
+            put = outcome.ids.len(),
+            pending = pending.len(),
+            failure = outcome.failure.as_deref().unwrap_or(""),
+            "retried jobs awaiting enqueue"
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! The gRPC services, one module per service in `proto/cuttle/v1`. Handlers validate their
+//! input into cuttle-core types first, then call the store or the queue.
+
+pub mod health;
+pub mod nodes;
+pub mod runs;
+
+use cuttle_core::InvalidInput;
+use tonic::Status;
+
+use crate::errors;
+
+/// Parses a required text field with a core parser, naming the field when it is empty.
+pub(crate) fn required<T>(
+    text: &str,
+    field: &'static str,
+    hint: &str,
+    parse: fn(&str) -> Result<T, InvalidInput>,
+) -> Result<T, Status> {
+    if text.trim().is_empty() {
+        return Err(errors::invalid(InvalidInput::new(
+            field,
+            format!("is missing; {hint}"),
+        )));
+    }
+    parse(text.trim()).map_err(errors::invalid)
+}
+
+/// Parses an optional filter value: empty or absent means no filter.
+pub(crate) fn optional<T>(
+    text: Option<&str>,
+    parse: fn(&str) -> Result<T, InvalidInput>,
+) -> Result<Option<T>, Status> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => parse(text).map(Some).map_err(errors::invalid),
+    }
+}
+
+/// Checks a free-text field's length.
+pub(crate) fn text(field: &'static str, value: &str) -> Result<String, Status> {
+    cuttle_core::job::check_text(field, value).map_err(errors::invalid)
+}
