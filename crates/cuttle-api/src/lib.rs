@@ -177,3 +177,53 @@ pub async fn serve(
     tracing::info!("cuttle-api stopped");
     result
 }
+
+/// A cuttle-api serving in this process; stops when dropped or on [`RunningApi::stop`].
+#[derive(Debug)]
+pub struct RunningApi {
+    pub addr: std::net::SocketAddr,
+    pub app: App,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningApi {
+    /// The URL clients dial: `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for in-flight requests.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.context("server task panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningApi {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Prepares and serves on `settings.listen` (use port 0 for a free one) in the
+/// background; returns once the port is bound. For tests and embedding.
+pub async fn spawn(settings: Settings) -> anyhow::Result<RunningApi> {
+    let listen = settings.listen;
+    let app = tokio::task::spawn_blocking(move || App::prepare(settings)).await??;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve(app.clone(), listener, shutdown.clone()));
+    Ok(RunningApi {
+        addr,
+        app,
+        shutdown,
+        task: Some(task),
+    })
+}

@@ -1,0 +1,550 @@
+//! cuttle-api end to end: the real gRPC server, a real beanstalkd on a free port, and a
+//! real database (a fresh SQLite file, or a fresh PostgreSQL database).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use beanstalkc::Beanstalkc;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use cuttle_api::{RunningApi, Settings};
+use cuttle_db::DatabaseTarget;
+use cuttle_proto::v1::health_service_client::HealthServiceClient;
+use cuttle_proto::v1::node_service_client::NodeServiceClient;
+use cuttle_proto::v1::run_service_client::RunServiceClient;
+use cuttle_proto::v1::{
+    AddNodeRequest, CreateRunRequest, GetHealthRequest, GetJobRequest, GetRunRequest, JobSpec,
+    JobStatus, ListNodesRequest, ListRunsRequest, LockNodesRequest, UnlockNodesRequest,
+    UpdateJobStatusRequest,
+};
+use cuttle_runtime::telemetry::LogFormat;
+use cuttle_testkit::{Beanstalkd, PostgresDatabase, SqliteFile};
+
+/// A running lab: server, beanstalkd, and the database they use.
+struct Lab {
+    api: RunningApi,
+    beanstalkd: Beanstalkd,
+    data: SqliteFile,
+    _postgres: Option<PostgresDatabase>,
+}
+
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Lab {
+    async fn start(db: Db) -> Lab {
+        let beanstalkd = Beanstalkd::start();
+        Lab::start_with(db, beanstalkd.addr().to_string(), beanstalkd).await
+    }
+
+    async fn start_with(db: Db, beanstalk: String, beanstalkd: Beanstalkd) -> Lab {
+        let data = SqliteFile::create();
+        let postgres = match db {
+            Db::Sqlite => None,
+            Db::Postgres => Some(PostgresDatabase::create()),
+        };
+        let target = match &postgres {
+            Some(pg) => DatabaseTarget::parse(pg.url()).unwrap(),
+            None => DatabaseTarget::parse(&data.url()).unwrap(),
+        };
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            db: target,
+            beanstalk,
+            data_dir: data.dir().to_owned(),
+            log_format: LogFormat::Text,
+            admin_token_file: data.dir().join("admin.token"),
+            max_db_connections: 8,
+            job_ttr: Duration::from_secs(300),
+            enqueue_retry: Duration::from_secs(1),
+        };
+        let api = cuttle_api::spawn(settings).await.unwrap();
+        Lab {
+            api,
+            beanstalkd,
+            data,
+            _postgres: postgres,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.api.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn nodes(&self) -> NodeServiceClient<Channel> {
+        NodeServiceClient::new(self.channel().await)
+    }
+
+    async fn runs(&self) -> RunServiceClient<Channel> {
+        RunServiceClient::new(self.channel().await)
+    }
+
+    async fn add_nodes(&self, machine_type: &str, count: usize) {
+        let mut nodes = self.nodes().await;
+        for i in 1..=count {
+            nodes
+                .add_node(AddNodeRequest {
+                    name: format!("{machine_type}{i:03}"),
+                    machine_type: machine_type.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data.dir().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// A direct beanstalkd connection for inspecting what cuttle put there.
+    fn beanstalk(&self) -> Beanstalkc {
+        Beanstalkc::new()
+            .host("127.0.0.1")
+            .port(self.beanstalkd.port())
+            .connect()
+            .unwrap()
+    }
+}
+
+fn jobs(count: usize, spec: JobSpec) -> Vec<JobSpec> {
+    vec![spec; count]
+}
+
+fn smithi_job(priority: u32, n_nodes: u32) -> JobSpec {
+    JobSpec {
+        machine_type: "smithi".into(),
+        priority: Some(priority),
+        n_nodes: Some(n_nodes),
+        description: "rados/basic".into(),
+        ..Default::default()
+    }
+}
+
+fn run_request(name: &str, jobs: Vec<JobSpec>) -> CreateRunRequest {
+    CreateRunRequest {
+        name: name.into(),
+        owner: "alice".into(),
+        branch: "main".into(),
+        jobs,
+        ..Default::default()
+    }
+}
+
+async fn scheduling_puts_teuthology_bodies_with_their_priorities(db: Db) {
+    let lab = Lab::start(db).await;
+    lab.add_nodes("smithi", 20).await;
+    let mut runs = lab.runs().await;
+    let created = runs
+        .create_run(run_request("alice-run-1", jobs(50, smithi_job(75, 2))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.run_name, "alice-run-1");
+    assert_eq!(created.jobs.len(), 50);
+    let mut beanstalk = lab.beanstalk();
+    let tube = beanstalk.stats_tube("smithi").unwrap();
+    assert_eq!(tube["current-jobs-ready"], "50");
+    for job in &created.jobs {
+        let id = job.beanstalk_id.expect("every job was put");
+        let stats = beanstalk.stats_job(id).unwrap();
+        assert_eq!(stats["pri"], "75");
+        assert_eq!(stats["tube"], "smithi");
+        let body = beanstalk.peek(id).unwrap().body().to_vec();
+        let body: serde_yaml::Value = serde_yaml::from_slice(&body).unwrap();
+        assert_eq!(
+            body["job_id"],
+            serde_yaml::Value::String(job.id.to_string())
+        );
+        assert_eq!(
+            body["name"],
+            serde_yaml::Value::String("alice-run-1".into())
+        );
+        assert_eq!(
+            body["machine_type"],
+            serde_yaml::Value::String("smithi".into())
+        );
+        assert_eq!(body["priority"], serde_yaml::Value::from(75));
+        assert_eq!(body["roles"].as_sequence().unwrap().len(), 2);
+    }
+    let shown = runs
+        .get_run(GetRunRequest {
+            name: "alice-run-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.run.unwrap().status, "queued");
+    assert!(
+        shown
+            .jobs
+            .iter()
+            .all(|j| j.status == JobStatus::Queued as i32 && j.beanstalk_id.is_some())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_puts_teuthology_bodies_with_their_priorities_sqlite() {
+    scheduling_puts_teuthology_bodies_with_their_priorities(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_puts_teuthology_bodies_with_their_priorities_postgres() {
+    scheduling_puts_teuthology_bodies_with_their_priorities(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_config_file_is_kept_and_its_keys_fill_the_gaps() {
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 3).await;
+    let config = "name: teuth-run\nowner: scheduled_bob@teuthology\nmachine_type: smithi\npriority: 50\n\
+                  roles:\n- [mon.a, osd.0]\n- [client.0]\ntasks:\n- install:\n- ceph:\nunknown_key: {nested: 1}\n";
+    let mut runs = lab.runs().await;
+    let created = runs
+        .create_run(CreateRunRequest {
+            jobs: jobs(
+                2,
+                JobSpec {
+                    config_yaml: config.into(),
+                    ..Default::default()
+                },
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.run_name, "teuth-run");
+    let job = &created.jobs[0];
+    assert_eq!(
+        (job.priority, job.n_nodes, job.owner.as_str()),
+        (50, 2, "scheduled_bob@teuthology")
+    );
+    let body: serde_yaml::Value = serde_yaml::from_str(&job.config_yaml).unwrap();
+    assert_eq!(body["unknown_key"]["nested"], serde_yaml::Value::from(1));
+    assert_eq!(body["tasks"].as_sequence().unwrap().len(), 2);
+}
+
+/// Asserts the call failed with `code` and a message containing `needle`.
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, needle: &str) {
+    let status = result.expect_err("the call should have been refused");
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().contains(needle),
+        "{:?} does not contain {needle:?}",
+        status.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_clearly_and_writes_nothing() {
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 20).await;
+    let mut runs = lab.runs().await;
+    let with_config = |yaml: &str| {
+        run_request(
+            "bad",
+            vec![JobSpec {
+                config_yaml: yaml.into(),
+                ..smithi_job(100, 1)
+            }],
+        )
+    };
+    assert_refused(
+        runs.create_run(with_config("roles: [unclosed\n")).await,
+        Code::InvalidArgument,
+        "not valid YAML",
+    );
+    assert_refused(
+        runs.create_run(with_config("- a\n- list\n")).await,
+        Code::InvalidArgument,
+        "YAML mapping",
+    );
+    assert_refused(
+        runs.create_run(with_config("timeout: soon\n")).await,
+        Code::InvalidArgument,
+        "\"timeout\" must be a whole number",
+    );
+    let big = format!("overrides:\n  blob: '{}'\n", "x".repeat(70 * 1024));
+    assert_refused(
+        runs.create_run(with_config(&big)).await,
+        Code::InvalidArgument,
+        "over the 65535-byte limit",
+    );
+    assert_refused(
+        runs.create_run(run_request("bad", jobs(1, smithi_job(70_000, 1))))
+            .await,
+        Code::InvalidArgument,
+        "priority",
+    );
+    assert_refused(
+        runs.create_run(run_request("bad", jobs(1, smithi_job(100, 0))))
+            .await,
+        Code::InvalidArgument,
+        "node count",
+    );
+    assert_refused(
+        runs.create_run(run_request("bad", jobs(1, smithi_job(100, 21))))
+            .await,
+        Code::FailedPrecondition,
+        "has only 20",
+    );
+    let mira = JobSpec {
+        machine_type: "mira".into(),
+        ..smithi_job(100, 1)
+    };
+    assert_refused(
+        runs.create_run(run_request("bad", vec![mira])).await,
+        Code::NotFound,
+        "mira has no nodes",
+    );
+    assert_refused(
+        runs.create_run(run_request("bad", vec![])).await,
+        Code::InvalidArgument,
+        "at least one job",
+    );
+    assert_refused(
+        runs.create_run(run_request("bad name", jobs(1, smithi_job(1, 1))))
+            .await,
+        Code::InvalidArgument,
+        "run name",
+    );
+    // Nothing of the above was written or queued.
+    let listed = runs
+        .list_runs(ListRunsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.runs.is_empty(), "{listed:?}");
+    assert!(
+        lab.beanstalk().stats_tube("smithi").is_err(),
+        "no tube means no job was put"
+    );
+
+    let mut nodes = lab.nodes().await;
+    let lock = |count: u32, owner: &str| LockNodesRequest {
+        machine_type: "smithi".into(),
+        count,
+        owner: owner.into(),
+        job_id: None,
+    };
+    assert_refused(
+        nodes.lock_nodes(lock(0, "alice")).await,
+        Code::InvalidArgument,
+        "at least 1 node",
+    );
+    assert_refused(
+        nodes.lock_nodes(lock(21, "alice")).await,
+        Code::FailedPrecondition,
+        "only 20 nodes",
+    );
+    let held = nodes
+        .lock_nodes(lock(2, "alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<String> = held.nodes.iter().map(|n| n.name.clone()).collect();
+    let unlock = |owner: &str| UnlockNodesRequest {
+        names: names.clone(),
+        owner: owner.into(),
+    };
+    assert_refused(
+        nodes.unlock_nodes(unlock("bob")).await,
+        Code::PermissionDenied,
+        "locked by alice, not by bob",
+    );
+    let mut as_admin = tonic::Request::new(unlock("bob"));
+    as_admin.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", lab.admin_token()).parse().unwrap(),
+    );
+    let unlocked = nodes.unlock_nodes(as_admin).await.unwrap().into_inner();
+    assert_eq!(unlocked.unlocked, names);
+
+    // The daemon is still serving, and healthy.
+    let health = HealthServiceClient::new(lab.channel().await)
+        .get_health(GetHealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(health.database_ok && health.beanstalk_ok, "{health:?}");
+    assert_eq!(health.database_backend, "sqlite");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_beanstalkd_refuses_scheduling_and_writes_nothing() {
+    let beanstalkd = Beanstalkd::start();
+    let nowhere = format!("127.0.0.1:{}", cuttle_testkit::free_port());
+    let lab = Lab::start_with(Db::Sqlite, nowhere, beanstalkd).await;
+    lab.add_nodes("smithi", 2).await;
+    let mut runs = lab.runs().await;
+    assert_refused(
+        runs.create_run(run_request("r", jobs(1, smithi_job(100, 1))))
+            .await,
+        Code::Unavailable,
+        "cannot reach beanstalkd",
+    );
+    let listed = runs
+        .list_runs(ListRunsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.runs.is_empty());
+    let health = HealthServiceClient::new(lab.channel().await)
+        .get_health(GetHealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(health.database_ok && !health.beanstalk_ok, "{health:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_status_changes_go_through_the_state_machine() {
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 1).await;
+    let mut runs = lab.runs().await;
+    let created = runs
+        .create_run(run_request("r", jobs(1, smithi_job(100, 1))))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = created.jobs[0].id;
+    let set = |status: JobStatus, reason: &str| UpdateJobStatusRequest {
+        job_id: id,
+        status: status as i32,
+        reason: reason.into(),
+    };
+    assert_refused(
+        runs.update_job_status(set(JobStatus::Pass, "")).await,
+        Code::FailedPrecondition,
+        "cannot go from queued to pass",
+    );
+    assert_refused(
+        runs.update_job_status(set(JobStatus::Unspecified, ""))
+            .await,
+        Code::InvalidArgument,
+        "status",
+    );
+    runs.update_job_status(set(JobStatus::Running, ""))
+        .await
+        .unwrap();
+    runs.update_job_status(set(JobStatus::Dead, "timed out after 600s"))
+        .await
+        .unwrap();
+    let detail = runs
+        .get_job(GetJobRequest { job_id: id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(detail.job.unwrap().reason, "timed out after 600s");
+    assert_eq!(detail.events.len(), 3);
+    assert_refused(
+        runs.get_job(GetJobRequest { job_id: 999 }).await,
+        Code::NotFound,
+        "999",
+    );
+}
+
+/// 200 lock requests at once for random counts over 20 nodes: every request gets exactly
+/// its count or nothing, and no node is ever held by two requests.
+async fn concurrent_lock_requests_never_share_a_node(db: Db) {
+    let lab = Lab::start(db).await;
+    lab.add_nodes("smithi", 20).await;
+    let channel = lab.channel().await;
+    let holders: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for request in 0..200usize {
+        let mut nodes = NodeServiceClient::new(channel.clone());
+        let holders = holders.clone();
+        // Deterministic spread of counts 1..=8 without a seeded RNG dependency.
+        let count = 1 + (request * 37 % 8) as u32;
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("locker{request}");
+            let result = nodes
+                .lock_nodes(LockNodesRequest {
+                    machine_type: "smithi".into(),
+                    count,
+                    owner: owner.clone(),
+                    job_id: None,
+                })
+                .await;
+            let mut problems = Vec::new();
+            let got = match result {
+                Ok(response) => response.into_inner().nodes,
+                Err(status) => {
+                    if status.code() != Code::ResourceExhausted {
+                        problems.push(format!("request {request}: unexpected {status:?}"));
+                    }
+                    return (false, problems);
+                }
+            };
+            if got.len() != count as usize {
+                problems.push(format!(
+                    "request {request} asked {count}, got {}",
+                    got.len()
+                ));
+            }
+            let names: Vec<String> = got.iter().map(|n| n.name.clone()).collect();
+            for name in &names {
+                if let Some(other) = holders.lock().unwrap().insert(name.clone(), request) {
+                    problems.push(format!("{name} held by requests {other} and {request}"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            for name in &names {
+                holders.lock().unwrap().remove(name);
+            }
+            if let Err(status) = nodes
+                .unlock_nodes(UnlockNodesRequest { names, owner })
+                .await
+            {
+                problems.push(format!("request {request}: unlock failed: {status:?}"));
+            }
+            (true, problems)
+        }));
+    }
+    let mut granted = 0;
+    let mut problems = Vec::new();
+    for task in tasks {
+        let (ok, mut found) = task.await.unwrap();
+        granted += usize::from(ok);
+        problems.append(&mut found);
+    }
+    assert_eq!(problems, Vec::<String>::new());
+    assert!(granted >= 3, "only {granted} of 200 requests got nodes");
+    let mut nodes = lab.nodes().await;
+    let left = nodes
+        .list_nodes(ListNodesRequest {
+            locked: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        left.nodes.is_empty(),
+        "nodes still locked: {:?}",
+        left.nodes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lock_requests_never_share_a_node_sqlite() {
+    concurrent_lock_requests_never_share_a_node(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lock_requests_never_share_a_node_postgres() {
+    concurrent_lock_requests_never_share_a_node(Db::Postgres).await;
+}
