@@ -17,7 +17,9 @@ pub fn db(error: DbError) -> Status {
         DbError::NotFound { .. } => Code::NotFound,
         DbError::AlreadyExists { .. } => Code::AlreadyExists,
         DbError::Invalid(_) => Code::InvalidArgument,
-        DbError::IllegalTransition { .. } | DbError::NotRunning { .. } => Code::FailedPrecondition,
+        DbError::IllegalTransition { .. }
+        | DbError::NotRunning { .. }
+        | DbError::NodeLocked { .. } => Code::FailedPrecondition,
         DbError::Conflict { .. } => Code::Aborted,
         DbError::UnlockRefused { .. } => Code::PermissionDenied,
         DbError::Lock(lock) => match lock {

@@ -29,6 +29,12 @@ pub enum DbError {
     },
     #[error("job {job_id} is {status}, not running; heartbeats are only for running jobs")]
     NotRunning { job_id: JobId, status: JobStatus },
+    #[error("node {node} is locked by {holder}; unlock it before {action}")]
+    NodeLocked {
+        node: String,
+        holder: String,
+        action: String,
+    },
     #[error("job {job_id} changed while it was being updated; try again")]
     Conflict { job_id: JobId },
     #[error(transparent)]

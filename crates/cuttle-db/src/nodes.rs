@@ -174,12 +174,11 @@ impl Store {
                 && new_type.as_str() != current.machine_type
                 && let Some(holder) = &current.locked_by
             {
-                return Err(DbError::Invalid(cuttle_core::InvalidInput::new(
-                    "machine type",
-                    format!(
-                        "node {name} is locked by {holder}; unlock it before moving it to machine type {new_type}"
-                    ),
-                )));
+                return Err(DbError::NodeLocked {
+                    node: name.to_string(),
+                    holder: holder.clone(),
+                    action: format!("moving it to machine type {new_type}"),
+                });
             }
             diesel::update(nodes::table.filter(nodes::name.eq(name.as_str())))
                 .set((

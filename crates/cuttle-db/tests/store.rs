@@ -199,6 +199,12 @@ on_both_backends! {
         let error = store.unlock_nodes(&names, &owner("bob"), false, T0).unwrap_err();
         assert!(error.to_string().contains("locked by alice, not by bob"), "{error}");
         assert_eq!(free_count(store), 0, "a refused unlock unlocks nothing");
+        let move_it = cuttle_db::NodeChanges {
+            machine_type: Some(MachineType::parse("mira").unwrap()),
+            ..Default::default()
+        };
+        let error = store.update_node(&names[0], &move_it, T0).unwrap_err();
+        assert!(matches!(error, DbError::NodeLocked { .. }), "{error}");
         let outcome = store.unlock_nodes(&names[..1], &owner("alice"), false, T0).unwrap();
         assert_eq!(outcome.unlocked, names[..1]);
         let again = store.unlock_nodes(&names[..1], &owner("alice"), false, T0).unwrap();

@@ -4,7 +4,12 @@
 //! prost types must never leak past the daemons' gRPC edges: everything inside a daemon
 //! works on cuttle-core types.
 
+pub mod apidoc;
 pub mod convert;
+
+/// The compiled `proto/cuttle/v1` descriptors, with their comments.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cuttle_descriptor.bin"));
 
 /// Generated messages, clients and servers of package `cuttle.v1`.
 #[allow(

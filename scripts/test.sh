@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs cuttle's whole test suite the way CI does: formatting, clippy, and every test
+# against real services. Brings up what is missing: beanstalkd (installed if absent; each
+# test starts its own on a free port) and PostgreSQL (a throwaway trust-auth cluster when
+# nothing usable answers at 127.0.0.1:5432). Needs root (or sudo) only to install packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cuttle-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+say() { printf '==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "need root to run: $*" >&2; return 1; fi
+}
+
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        say "apt-get update"
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing $*"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- beanstalkd: the tests start their own copies; they only need the binary.
+command -v beanstalkd >/dev/null || apt_install beanstalkd
+
+# --- PostgreSQL: use the server at 127.0.0.1:5432 if it takes trust logins as postgres,
+# otherwise start a throwaway cluster and point the tests at it.
+pg_trust_ok() { # $1 = port
+    command -v psql >/dev/null &&
+        psql "postgres://postgres@127.0.0.1:$1/postgres" -Atqc 'select 1' >/dev/null 2>&1
+}
+command -v psql >/dev/null || apt_install postgresql-client
+pg_dir=""
+cleanup() {
+    if [ -n "$pg_dir" ]; then
+        as_root su postgres -s /bin/sh -c "$pg_ctl -D '$pg_dir/data' -m immediate stop" >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
+}
+trap cleanup EXIT
+if [ -n "${CUTTLE_TEST_POSTGRES:-}" ]; then
+    say "PostgreSQL for tests: CUTTLE_TEST_POSTGRES (as given)"
+elif pg_trust_ok 5432; then
+    say "PostgreSQL for tests: 127.0.0.1:5432"
+else
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -z "$pg_bin" ]; then
+        apt_install postgresql postgresql-client
+        pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    fi
+    pg_ctl="$pg_bin/pg_ctl"
+    port=55432
+    pg_dir=$(mktemp -d /tmp/cuttle-pg.XXXXXX)
+    chown postgres "$pg_dir" 2>/dev/null || as_root chown postgres "$pg_dir"
+    say "starting a throwaway PostgreSQL on 127.0.0.1:$port"
+    as_root su postgres -s /bin/sh -c "$pg_bin/initdb -D '$pg_dir/data' -A trust -U postgres >/dev/null"
+    as_root su postgres -s /bin/sh -c "$pg_ctl -D '$pg_dir/data' -l '$pg_dir/log' -w -o \"-p $port -k '$pg_dir' -c listen_addresses=127.0.0.1\" start >/dev/null"
+    export CUTTLE_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+    pg_trust_ok "$port" || { echo "throwaway PostgreSQL did not come up; see $pg_dir/log" >&2; exit 1; }
+fi
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo test"
+cargo test --workspace --locked
