@@ -146,6 +146,10 @@ pub async fn observe<T>(
     result.map(Response::new)
 }
 
+/// Largest CreateRun request accepted: room for a large suite whose job configs are each
+/// tens of kilobytes (tonic's default of 4 MiB is too small for that).
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+
 /// Serves gRPC on `listener` until `shutdown` is cancelled, then lets in-flight requests
 /// finish. Also runs the enqueue retry loop.
 pub async fn serve(

@@ -1,0 +1,400 @@
+//! Everything `cuttle` prints on stdout: aligned tables, `key: value` blocks, and the JSON
+//! shapes of the API's messages.
+//!
+//! The JSON field names are the proto field names (snake_case) and statuses are their
+//! names (`"queued"`), never enum numbers: scripts depend on them, so renaming a field here
+//! is a breaking change. This module formats; it never calls the API.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use cuttle_core::JobStatus;
+use cuttle_proto::convert::status_name;
+use cuttle_proto::v1;
+use serde::Serialize;
+
+use crate::error::{Failure, one_line};
+use crate::time::format_unix_millis;
+
+/// Writes `text` to stdout, adding a final newline if it lacks one. A closed pipe
+/// (`cuttle run list | head`) is not an error.
+pub fn print(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| {
+            if text.ends_with('\n') {
+                Ok(())
+            } else {
+                stdout.write_all(b"\n")
+            }
+        })
+        .and_then(|()| stdout.flush());
+    match result {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Output(error)),
+        _ => Ok(()),
+    }
+}
+
+/// Prints `value` as pretty JSON.
+pub fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| Failure::Output(std::io::Error::other(error)))?;
+    print(&text)
+}
+
+/// A table: a header row in capitals, then one row per item, every column left-aligned
+/// and padded to its widest cell, two spaces between columns. Empty cells show as `-` and
+/// line breaks inside a cell become spaces, so each row stays one line for `grep`/`awk`.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let clean = |cell: &str| {
+        let cell = one_line(cell);
+        if cell.is_empty() {
+            "-".to_owned()
+        } else {
+            cell
+        }
+    };
+    let header_row: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| clean(cell)).collect())
+        .collect();
+    let mut widths: Vec<usize> = header_row.iter().map(|h| h.chars().count()).collect();
+    for row in &body {
+        for (column, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(column) {
+                Some(widest) => *widest = (*widest).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header_row).chain(body.iter()) {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            if column + 1 == row.len() {
+                // No padding after the last cell: trailing spaces only confuse diffs.
+                line.push_str(cell);
+            } else {
+                let padding = widths[column] - cell.chars().count();
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', padding + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `key: value` lines with the values aligned, one field per line.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    // The widest key plus its colon.
+    let width = pairs
+        .iter()
+        .map(|(key, _)| key.len() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in pairs {
+        let line = format!("{:<width$}  {}", format!("{key}:"), one_line(value));
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `yes` or `no`.
+pub fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_owned()
+}
+
+/// An optional number, or `-`.
+pub fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| value.to_string())
+}
+
+/// A run's job counts as `queued=2 running=1`, statuses in life order, unknown names last.
+pub fn counts_summary(counts: &std::collections::HashMap<String, u32>) -> String {
+    let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let mut parts: Vec<String> = known
+        .iter()
+        .filter_map(|name| counts.get(*name).map(|n| format!("{name}={n}")))
+        .collect();
+    let mut unknown: Vec<(&String, &u32)> = counts
+        .iter()
+        .filter(|(name, _)| !known.contains(&name.as_str()))
+        .collect();
+    unknown.sort();
+    parts.extend(unknown.into_iter().map(|(name, n)| format!("{name}={n}")));
+    parts.join(" ")
+}
+
+/// A node as JSON.
+#[derive(Debug, Serialize)]
+pub struct NodeJson<'a> {
+    pub name: &'a str,
+    pub machine_type: &'a str,
+    pub up: bool,
+    pub locked: bool,
+    pub locked_by: &'a str,
+    pub locked_job_id: Option<i64>,
+    pub locked_since_ms: Option<i64>,
+    pub description: &'a str,
+    pub os_type: &'a str,
+    pub os_version: &'a str,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl<'a> From<&'a v1::Node> for NodeJson<'a> {
+    fn from(node: &'a v1::Node) -> Self {
+        NodeJson {
+            name: &node.name,
+            machine_type: &node.machine_type,
+            up: node.up,
+            locked: node.locked,
+            locked_by: &node.locked_by,
+            locked_job_id: node.locked_job_id,
+            locked_since_ms: node.locked_since_ms,
+            description: &node.description,
+            os_type: &node.os_type,
+            os_version: &node.os_version,
+            created_at_ms: node.created_at_ms,
+            updated_at_ms: node.updated_at_ms,
+        }
+    }
+}
+
+/// Nodes as a JSON array.
+pub fn nodes_json(nodes: &[v1::Node]) -> Vec<NodeJson<'_>> {
+    nodes.iter().map(NodeJson::from).collect()
+}
+
+/// A job as JSON.
+#[derive(Debug, Serialize)]
+pub struct JobJson<'a> {
+    pub id: i64,
+    pub run_name: &'a str,
+    pub owner: &'a str,
+    pub description: &'a str,
+    pub machine_type: &'a str,
+    pub priority: u32,
+    pub n_nodes: u32,
+    pub time_limit_s: Option<u32>,
+    pub os_type: &'a str,
+    pub os_version: &'a str,
+    pub status: String,
+    pub reason: &'a str,
+    pub beanstalk_id: Option<u64>,
+    pub config_yaml: &'a str,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub heartbeat_at_ms: Option<i64>,
+    pub nodes: &'a [String],
+}
+
+impl<'a> From<&'a v1::Job> for JobJson<'a> {
+    fn from(job: &'a v1::Job) -> Self {
+        JobJson {
+            id: job.id,
+            run_name: &job.run_name,
+            owner: &job.owner,
+            description: &job.description,
+            machine_type: &job.machine_type,
+            priority: job.priority,
+            n_nodes: job.n_nodes,
+            time_limit_s: job.time_limit_s,
+            os_type: &job.os_type,
+            os_version: &job.os_version,
+            status: status_name(job.status),
+            reason: &job.reason,
+            beanstalk_id: job.beanstalk_id,
+            config_yaml: &job.config_yaml,
+            created_at_ms: job.created_at_ms,
+            updated_at_ms: job.updated_at_ms,
+            heartbeat_at_ms: job.heartbeat_at_ms,
+            nodes: &job.nodes,
+        }
+    }
+}
+
+/// Jobs as a JSON array.
+pub fn jobs_json(jobs: &[v1::Job]) -> Vec<JobJson<'_>> {
+    jobs.iter().map(JobJson::from).collect()
+}
+
+/// One status change of a job as JSON; `from` is null for the job's creation.
+#[derive(Debug, Serialize)]
+pub struct JobEventJson<'a> {
+    pub at_ms: i64,
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: &'a str,
+}
+
+impl<'a> From<&'a v1::JobEvent> for JobEventJson<'a> {
+    fn from(event: &'a v1::JobEvent) -> Self {
+        JobEventJson {
+            at_ms: event.at_ms,
+            from: event.from.map(status_name),
+            to: status_name(event.to),
+            reason: &event.reason,
+        }
+    }
+}
+
+/// A run summary as JSON; `job_counts` keys are sorted so the output is stable.
+#[derive(Debug, Serialize)]
+pub struct RunJson<'a> {
+    pub name: &'a str,
+    pub owner: &'a str,
+    pub branch: &'a str,
+    pub sha1: &'a str,
+    pub suite: &'a str,
+    pub machine_type: &'a str,
+    pub created_at_ms: i64,
+    pub status: &'a str,
+    pub job_counts: BTreeMap<&'a str, u32>,
+}
+
+impl<'a> From<&'a v1::Run> for RunJson<'a> {
+    fn from(run: &'a v1::Run) -> Self {
+        RunJson {
+            name: &run.name,
+            owner: &run.owner,
+            branch: &run.branch,
+            sha1: &run.sha1,
+            suite: &run.suite,
+            machine_type: &run.machine_type,
+            created_at_ms: run.created_at_ms,
+            status: &run.status,
+            job_counts: run
+                .job_counts
+                .iter()
+                .map(|(name, n)| (name.as_str(), *n))
+                .collect(),
+        }
+    }
+}
+
+/// cuttle-api's health as JSON.
+#[derive(Debug, Serialize)]
+pub struct HealthJson<'a> {
+    pub version: &'a str,
+    pub database_backend: &'a str,
+    pub database_ok: bool,
+    pub beanstalk_address: &'a str,
+    pub beanstalk_ok: bool,
+    pub detail: &'a str,
+    pub uptime_s: u64,
+}
+
+impl<'a> From<&'a v1::GetHealthResponse> for HealthJson<'a> {
+    fn from(health: &'a v1::GetHealthResponse) -> Self {
+        HealthJson {
+            version: &health.version,
+            database_backend: &health.database_backend,
+            database_ok: health.database_ok,
+            beanstalk_address: &health.beanstalk_address,
+            beanstalk_ok: health.beanstalk_ok,
+            detail: &health.detail,
+            uptime_s: health.uptime_s,
+        }
+    }
+}
+
+/// A node as `key: value` lines.
+pub fn node_fields(node: &v1::Node) -> String {
+    fields(&[
+        ("name", node.name.clone()),
+        ("machine_type", node.machine_type.clone()),
+        ("up", yes_no(node.up)),
+        ("locked", yes_no(node.locked)),
+        ("locked_by", node.locked_by.clone()),
+        ("locked_job_id", or_dash(node.locked_job_id)),
+        (
+            "locked_since",
+            or_dash(node.locked_since_ms.map(format_unix_millis)),
+        ),
+        ("description", node.description.clone()),
+        ("os_type", node.os_type.clone()),
+        ("os_version", node.os_version.clone()),
+        ("created", format_unix_millis(node.created_at_ms)),
+        ("updated", format_unix_millis(node.updated_at_ms)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_to_the_widest_cell_and_has_no_trailing_spaces() {
+        let text = table(
+            &["name", "up", "description"],
+            &[
+                vec!["smithi001".into(), "yes".into(), "rack 1".into()],
+                vec!["s2".into(), "no".into(), String::new()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "NAME       UP   DESCRIPTION\n\
+             smithi001  yes  rack 1\n\
+             s2         no   -\n"
+        );
+    }
+
+    #[test]
+    fn table_keeps_each_row_on_one_line() {
+        let text = table(&["a", "b"], &[vec!["x\ny".into(), "z".into()]]);
+        assert_eq!(text, "A    B\nx y  z\n");
+    }
+
+    #[test]
+    fn table_with_no_rows_is_just_the_header() {
+        assert_eq!(table(&["name", "type"], &[]), "NAME  TYPE\n");
+    }
+
+    #[test]
+    fn table_widths_count_characters_not_bytes() {
+        let text = table(&["from", "x"], &[vec!["é→ü".into(), "1".into()]]);
+        assert_eq!(text, "FROM  X\né→ü   1\n");
+    }
+
+    #[test]
+    fn fields_align_values() {
+        assert_eq!(
+            fields(&[("run", "r".into()), ("status", "queued".into())]),
+            "run:     r\nstatus:  queued\n"
+        );
+    }
+
+    #[test]
+    fn counts_are_in_life_order() {
+        let counts = [("pass", 3), ("queued", 2), ("zzz", 1), ("running", 1)]
+            .into_iter()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect();
+        assert_eq!(counts_summary(&counts), "queued=2 running=1 pass=3 zzz=1");
+    }
+
+    #[test]
+    fn job_json_names_statuses_and_keeps_proto_field_names() {
+        let job = v1::Job {
+            id: 7,
+            status: v1::JobStatus::Queued as i32,
+            nodes: vec!["smithi001".into()],
+            ..Default::default()
+        };
+        let value = serde_json::to_value(JobJson::from(&job)).unwrap();
+        assert_eq!(value["status"], "queued");
+        assert_eq!(value["id"], 7);
+        assert_eq!(value["n_nodes"], 0);
+        assert!(value["time_limit_s"].is_null());
+        assert_eq!(value["nodes"][0], "smithi001");
+    }
+}

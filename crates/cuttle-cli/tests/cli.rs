@@ -1,0 +1,338 @@
+//! The `cuttle` command line as scripts see it: the contract spellings parse, usage errors
+//! are refused, and the built binary reports an unreachable API with exit code 3 and one
+//! line on stderr.
+//!
+//! Nothing here needs a running cuttle-api: end-to-end tests against a real server live
+//! elsewhere.
+
+use std::process::{Command, Output};
+
+use clap::{CommandFactory, Parser};
+use cuttle_cli::Cli;
+use cuttle_cli::cli::{Command as Verb, NodeCommand, RunCommand};
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("cuttle").chain(args.iter().copied()))
+}
+
+/// Runs the built binary with `args`, without any CUTTLE_* settings of the caller.
+fn cuttle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args(args)
+        .env_remove("CUTTLE_API")
+        .env_remove("CUTTLE_TOKEN")
+        .output()
+        .expect("run the cuttle binary")
+}
+
+/// A loopback URL with nothing listening on it.
+fn unreachable_api() -> String {
+    format!("http://127.0.0.1:{}", cuttle_testkit::free_port())
+}
+
+#[test]
+fn the_command_line_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn global_options_work_before_and_after_the_subcommand() {
+    let cli = parse(&["--api", "http://h:1", "--json", "health"]).unwrap();
+    assert_eq!(cli.api, "http://h:1");
+    assert!(cli.json);
+    let cli = parse(&["run", "list", "--api", "http://h:2", "--token", "t"]).unwrap();
+    assert_eq!(cli.api, "http://h:2");
+    assert_eq!(cli.token.as_deref(), Some("t"));
+    assert!(!cli.json);
+}
+
+#[test]
+fn lock_by_machine_type() {
+    let cli = parse(&[
+        "node",
+        "lock",
+        "--machine-type",
+        "smithi",
+        "--count",
+        "3",
+        "--owner",
+        "alice",
+        "--json",
+    ])
+    .unwrap();
+    assert!(cli.json);
+    let Verb::Node(NodeCommand::Lock(args)) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.machine_type.as_deref(), Some("smithi"));
+    assert_eq!(args.count, Some(3));
+    assert_eq!(args.owner, "alice");
+    assert!(args.names.is_empty());
+}
+
+#[test]
+fn lock_by_name_and_the_two_forms_exclude_each_other() {
+    let cli = parse(&["node", "lock", "smithi001", "smithi002", "--owner", "alice"]).unwrap();
+    let Verb::Node(NodeCommand::Lock(args)) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.names, ["smithi001", "smithi002"]);
+
+    // Both forms, neither form, and half of the by-type form are usage errors.
+    for args in [
+        &[
+            "node",
+            "lock",
+            "smithi001",
+            "--machine-type",
+            "smithi",
+            "--count",
+            "1",
+            "--owner",
+            "a",
+        ][..],
+        &["node", "lock", "--owner", "a"][..],
+        &["node", "lock", "--machine-type", "smithi", "--owner", "a"][..],
+        &["node", "lock", "smithi001", "--count", "2", "--owner", "a"][..],
+        &["node", "lock", "smithi001"][..],
+    ] {
+        assert!(parse(args).is_err(), "{args:?} should be refused");
+    }
+}
+
+#[test]
+fn node_add_list_unlock_and_update_spellings() {
+    parse(&[
+        "node",
+        "add",
+        "smithi001",
+        "--machine-type",
+        "smithi",
+        "--description",
+        "rack 1",
+        "--os-type",
+        "ubuntu",
+        "--os-version",
+        "22.04",
+    ])
+    .unwrap();
+    parse(&[
+        "node",
+        "list",
+        "--machine-type",
+        "smithi",
+        "--locked",
+        "--down",
+        "--owner",
+        "alice",
+    ])
+    .unwrap();
+    assert!(parse(&["node", "list", "--locked", "--unlocked"]).is_err());
+    assert!(parse(&["node", "list", "--up", "--down"]).is_err());
+    parse(&[
+        "node",
+        "unlock",
+        "smithi001",
+        "smithi002",
+        "--owner",
+        "alice",
+    ])
+    .unwrap();
+    assert!(parse(&["node", "unlock", "--owner", "alice"]).is_err());
+    parse(&["node", "update", "smithi001", "--up"]).unwrap();
+    parse(&[
+        "node",
+        "update",
+        "smithi001",
+        "--down",
+        "--reason",
+        "bad disk",
+    ])
+    .unwrap();
+    parse(&["node", "update", "smithi001", "--machine-type", "mira"]).unwrap();
+}
+
+#[test]
+fn down_without_a_reason_is_a_usage_error() {
+    let error = parse(&["node", "update", "smithi001", "--down"]).unwrap_err();
+    assert_eq!(
+        error.kind(),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+    assert!(
+        parse(&[
+            "node",
+            "update",
+            "smithi001",
+            "--up",
+            "--down",
+            "--reason",
+            "x"
+        ])
+        .is_err()
+    );
+    assert!(parse(&["node", "update", "smithi001"]).is_err());
+}
+
+#[test]
+fn schedule_with_flags() {
+    let cli = parse(&[
+        "schedule",
+        "--name",
+        "r",
+        "--owner",
+        "o",
+        "--machine-type",
+        "smithi",
+        "--priority",
+        "50",
+        "--nodes",
+        "2",
+        "--jobs",
+        "50",
+        "--time-limit",
+        "600",
+    ])
+    .unwrap();
+    let Verb::Schedule(args) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.file, None);
+    assert_eq!(args.name.as_deref(), Some("r"));
+    assert_eq!(args.priority, Some(50));
+    assert_eq!(args.nodes, Some(2));
+    assert_eq!(args.jobs, 50);
+    assert_eq!(args.time_limit, Some(600));
+}
+
+#[test]
+fn schedule_with_a_file() {
+    let cli = parse(&["schedule", "job.yaml", "--jobs", "3"]).unwrap();
+    let Verb::Schedule(args) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.file.as_deref(), Some(std::path::Path::new("job.yaml")));
+    assert_eq!(args.jobs, 3);
+    assert_eq!(args.machine_type, None);
+
+    let cli = parse(&["schedule", "--machine-type", "smithi"]).unwrap();
+    let Verb::Schedule(args) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.jobs, 1, "--jobs defaults to 1");
+}
+
+#[test]
+fn negative_numbers_reach_the_validator() {
+    let cli = parse(&["schedule", "--machine-type", "smithi", "--priority", "-1"]).unwrap();
+    let Verb::Schedule(args) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.priority, Some(-1));
+}
+
+#[test]
+fn run_and_job_spellings() {
+    let cli = parse(&[
+        "run",
+        "list",
+        "--owner",
+        "alice",
+        "--status",
+        "queued",
+        "--machine-type",
+        "smithi",
+        "--branch",
+        "main",
+        "--limit",
+        "5",
+    ])
+    .unwrap();
+    let Verb::Run(RunCommand::List(args)) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.limit, Some(5));
+    parse(&["run", "show", "some-run", "--json"]).unwrap();
+    parse(&["job", "show", "42"]).unwrap();
+    parse(&["health"]).unwrap();
+}
+
+#[test]
+fn help_says_what_cuttle_is() {
+    let output = cuttle(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in ["cuttle-api", "Ceph", "CUTTLE_API", "CUTTLE_TOKEN"] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
+
+#[test]
+fn a_usage_error_exits_2() {
+    let output = cuttle(&["node", "update", "smithi001", "--down"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn an_unreachable_api_exits_3_with_one_line() {
+    let api = unreachable_api();
+    let output = cuttle(&["--api", &api, "run", "list"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("cuttle: "), "{stderr}");
+    assert!(stderr.contains(&api), "{stderr}");
+    assert!(stderr.contains("CUTTLE_API"), "{stderr}");
+}
+
+#[test]
+fn the_api_url_comes_from_the_environment() {
+    let api = unreachable_api();
+    let output = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args(["health"])
+        .env("CUTTLE_API", &api)
+        .env_remove("CUTTLE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&api));
+}
+
+#[test]
+fn invalid_input_exits_1_before_connecting() {
+    // The API is unreachable, so exit 1 (not 3) proves the input was checked first.
+    let api = unreachable_api();
+    for (args, needle) in [
+        (
+            &["schedule", "--machine-type", "smithi", "--priority", "-1"][..],
+            "priority",
+        ),
+        (
+            &["schedule", "--machine-type", "smithi", "--nodes", "0"][..],
+            "node count",
+        ),
+        (
+            &["schedule", "--machine-type", "smithi", "--jobs", "0"][..],
+            "jobs",
+        ),
+        (&["schedule", "--owner", "alice"][..], "--machine-type"),
+        (
+            &["schedule", "/nonexistent/job.yaml"][..],
+            "/nonexistent/job.yaml",
+        ),
+        (&["job", "show", "abc"][..], "job id"),
+        (
+            &["node", "add", "bad name", "--machine-type", "smithi"][..],
+            "node name",
+        ),
+        (&["run", "list", "--status", "done"][..], "run status"),
+    ] {
+        let output = cuttle(&[&["--api", api.as_str()][..], args].concat());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("cuttle: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
