@@ -15,7 +15,7 @@ struct Lab {
     _beanstalkd: Beanstalkd,
     data: SqliteFile,
     /// Runs the server; dropped last so the server task outlives the test's commands.
-    runtime: tokio::runtime::Runtime,
+    _runtime: tokio::runtime::Runtime,
 }
 
 impl Lab {
@@ -43,7 +43,7 @@ impl Lab {
             api,
             _beanstalkd: beanstalkd,
             data,
-            runtime,
+            _runtime: runtime,
         }
     }
 
