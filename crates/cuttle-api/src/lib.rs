@@ -167,9 +167,10 @@ pub async fn serve(
         .add_service(NodeServiceServer::new(service::nodes::NodeApi::new(
             app.clone(),
         )))
-        .add_service(RunServiceServer::new(service::runs::RunApi::new(
-            app.clone(),
-        )))
+        .add_service(
+            RunServiceServer::new(service::runs::RunApi::new(app.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(HealthServiceServer::new(service::health::HealthApi::new(
             app.clone(),
         )))

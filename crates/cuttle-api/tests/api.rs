@@ -548,3 +548,26 @@ async fn concurrent_lock_requests_never_share_a_node_sqlite() {
 async fn concurrent_lock_requests_never_share_a_node_postgres() {
     concurrent_lock_requests_never_share_a_node(Db::Postgres).await;
 }
+
+/// A suite whose job configs add up to more than tonic's 4 MiB default still schedules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_suite_request_is_accepted() {
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 1).await;
+    let config = format!("overrides:\n  blob: '{}'\n", "x".repeat(40 * 1024));
+    let spec = JobSpec {
+        config_yaml: config,
+        ..smithi_job(100, 1)
+    };
+    let mut runs = lab
+        .runs()
+        .await
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    let created = runs
+        .create_run(run_request("big-suite", jobs(150, spec)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.jobs.len(), 150);
+}
