@@ -125,6 +125,24 @@ const LOCK_N_SQLITE: &str = "UPDATE nodes SET locked_by = ?1, locked_job_id = ?2
         ORDER BY name LIMIT ?5) \
      RETURNING name";
 
+/// The lock statement in each backend's dialect; the only per-backend part of
+/// `lock_nodes`.
+trait LockSql {
+    fn lock_n_sql(&self) -> &'static str;
+}
+
+impl LockSql for diesel::sqlite::SqliteConnection {
+    fn lock_n_sql(&self) -> &'static str {
+        LOCK_N_SQLITE
+    }
+}
+
+impl LockSql for diesel::pg::PgConnection {
+    fn lock_n_sql(&self) -> &'static str {
+        LOCK_N_POSTGRES
+    }
+}
+
 impl Store {
     pub fn add_node(&self, node: &NewNode, now: UnixMillis) -> Result<Node, DbError> {
         let mut conn = self.conn()?;
@@ -288,31 +306,18 @@ impl Store {
         let wanted = i64::from(request.count.get());
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
-        let locked: Result<Vec<NodeRow>, DbError> = match conn {
-            DbConnection::Sqlite(sqlite) => sqlite.immediate_transaction(|c| {
-                c.check_job_exists(request.job_id)?;
-                let names: Vec<LockedName> = diesel::sql_query(LOCK_N_SQLITE)
-                    .bind::<Text, _>(request.owner.as_str())
-                    .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
-                    .bind::<BigInt, _>(now.0)
-                    .bind::<Text, _>(request.machine_type.as_str())
-                    .bind::<BigInt, _>(wanted)
-                    .load(c)?;
-                c.finish_lock(request, names)
-            }),
-            DbConnection::Postgres(pg) => pg.transaction(|c| {
-                c.check_job_exists(request.job_id)?;
-                let names: Vec<LockedName> = diesel::sql_query(LOCK_N_POSTGRES)
-                    .bind::<Text, _>(request.owner.as_str())
-                    .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
-                    .bind::<BigInt, _>(now.0)
-                    .bind::<Text, _>(request.machine_type.as_str())
-                    .bind::<BigInt, _>(wanted)
-                    .load(c)?;
-                c.finish_lock(request, names)
-            }),
-        };
-        into_nodes(locked?)
+        let locked: Vec<NodeRow> = write_tx!(conn, |c| {
+            c.check_job_exists(request.job_id)?;
+            let names: Vec<LockedName> = diesel::sql_query(c.lock_n_sql())
+                .bind::<Text, _>(request.owner.as_str())
+                .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
+                .bind::<BigInt, _>(now.0)
+                .bind::<Text, _>(request.machine_type.as_str())
+                .bind::<BigInt, _>(wanted)
+                .load(c)?;
+            c.finish_lock(request, names)
+        })?;
+        into_nodes(locked)
     }
 
     /// Locks exactly these nodes, or none.
