@@ -199,7 +199,7 @@ fn connect(target: &DatabaseTarget) -> Result<DbConnection, DbError> {
                 "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
                  PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
             ))
-            .map_err(|e| sqlite_open_error(path, e))?;
+            .map_err(|e| sqlite_open_error(path, e.to_string()))?;
             Ok(DbConnection::Sqlite(conn))
         }
         DatabaseTarget::Postgres(url) => PgConnection::establish(url)
@@ -208,8 +208,9 @@ fn connect(target: &DatabaseTarget) -> Result<DbConnection, DbError> {
     }
 }
 
-fn sqlite_open_error(path: &Path, error: diesel::result::Error) -> DbError {
-    let detail = error.to_string();
+/// The error for an SQLite file that failed to open or migrate; `detail` is SQLite's
+/// own message, explained when the file is not a database at all.
+fn sqlite_open_error(path: &Path, detail: String) -> DbError {
     let detail = if detail.contains("not a database") {
         format!(
             "{} exists but is not an SQLite database ({detail}); point --db at a new file or at a cuttle database",
@@ -280,7 +281,7 @@ impl Store {
             let detail = e.to_string();
             match &target {
                 DatabaseTarget::Sqlite(path) if detail.contains("not a database") => {
-                    sqlite_open_error(path, diesel::result::Error::QueryBuilderError(e))
+                    sqlite_open_error(path, detail)
                 }
                 _ => DbError::Migrate {
                     target: target.to_string(),
