@@ -439,6 +439,29 @@ async fn job_status_changes_go_through_the_state_machine() {
     runs.update_job_status(set(JobStatus::Running, ""))
         .await
         .unwrap();
+    // The nodes locked for a job show on the job, in GetJob and GetRun alike.
+    lab.nodes()
+        .await
+        .lock_nodes(LockNodesRequest {
+            machine_type: "smithi".into(),
+            count: 1,
+            owner: "alice".into(),
+            job_id: Some(id),
+        })
+        .await
+        .unwrap();
+    let detail = runs
+        .get_job(GetJobRequest { job_id: id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(detail.job.unwrap().nodes, ["smithi001"]);
+    let shown = runs
+        .get_run(GetRunRequest { name: "r".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.jobs[0].nodes, ["smithi001"]);
     runs.update_job_status(set(JobStatus::Dead, "timed out after 600s"))
         .await
         .unwrap();

@@ -222,7 +222,10 @@ on_both_backends! {
         let mut request = lock_request(2, "alice");
         request.job_id = Some(job_ids[0]);
         store.lock_nodes(&request, T0).unwrap();
-        assert_eq!(store.nodes_locked_for(job_ids[0]).unwrap().len(), 2);
+        assert_eq!(
+            store.nodes_locked_for_jobs(&job_ids).unwrap()[&job_ids[0]].len(),
+            2
+        );
         request.job_id = Some(JobId(999_999));
         let error = store.lock_nodes(&request, T0).unwrap_err();
         assert!(matches!(error, DbError::Lock(LockError::UnknownJob { .. })), "{error}");

@@ -154,13 +154,25 @@ fn job_id(id: i64) -> Result<JobId, Status> {
 }
 
 impl RunApi {
+    /// Jobs on the wire, each with the nodes locked for it, in one database call.
+    async fn jobs_with_nodes(&self, jobs: Vec<Job>) -> Result<Vec<v1::Job>, Status> {
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        let mut held = self
+            .app
+            .db(move |store| store.nodes_locked_for_jobs(&ids))
+            .await?;
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                let nodes = held.remove(&job.id).unwrap_or_default();
+                job_to_proto(job, nodes.iter().map(ToString::to_string).collect())
+            })
+            .collect())
+    }
+
     async fn job_with_nodes(&self, job: Job) -> Result<v1::Job, Status> {
-        let id = job.id;
-        let nodes = self.app.db(move |store| store.nodes_locked_for(id)).await?;
-        Ok(job_to_proto(
-            &job,
-            nodes.iter().map(ToString::to_string).collect(),
-        ))
+        let mut shown = self.jobs_with_nodes(vec![job]).await?;
+        Ok(shown.pop().expect("one job in, one job out"))
     }
 
     async fn create_run_inner(
@@ -330,10 +342,7 @@ impl RunService for RunApi {
                 RunName::parse,
             )?;
             let (summary, jobs) = self.app.db(move |store| store.get_run(&name)).await?;
-            let mut shown = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                shown.push(self.job_with_nodes(job).await?);
-            }
+            let shown = self.jobs_with_nodes(jobs).await?;
             Ok(RunDetail {
                 run: Some(run_to_proto(&summary)),
                 jobs: shown,
