@@ -178,6 +178,29 @@ pub struct RunWithJobs {
     pub jobs: Vec<Job>,
 }
 
+/// A run with its status derived from its jobs' statuses, and the counts it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run: Run,
+    /// Machine type of its jobs (of its first job, when they differ).
+    pub machine_type: MachineType,
+    pub status: RunStatus,
+    /// How many of its jobs are in each status; statuses with no job are absent.
+    pub counts: Vec<(JobStatus, u32)>,
+}
+
+impl RunSummary {
+    /// Summarises a run, deriving its status from `counts`.
+    pub fn new(run: Run, machine_type: MachineType, counts: Vec<(JobStatus, u32)>) -> RunSummary {
+        RunSummary {
+            status: RunStatus::derive(&counts),
+            run,
+            machine_type,
+            counts,
+        }
+    }
+}
+
 /// One line of a job's timeline: a status change and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobEvent {

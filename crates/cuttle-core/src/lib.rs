@@ -13,7 +13,8 @@ pub mod time;
 
 pub use ids::{JobId, MachineType, NodeName, Owner, RunName};
 pub use job::{
-    Job, JobEvent, JobSpec, NodeCount, Priority, Run, RunSpec, RunStatus, RunWithJobs, TimeLimit,
+    Job, JobEvent, JobSpec, NodeCount, Priority, Run, RunSpec, RunStatus, RunSummary, RunWithJobs,
+    TimeLimit,
 };
 pub use node::{LockRequest, Node, NodeLock};
 pub use status::{IllegalTransition, JobStatus};

@@ -20,4 +20,4 @@ pub mod schema;
 pub use connection::{Backend, DatabaseTarget, DbConnection, Store};
 pub use error::{DbError, LockError};
 pub use nodes::{NewNode, NodeChanges, NodeFilter, UnlockOutcome};
-pub use runs::{NewJob, RunFilter, RunSummary};
+pub use runs::{NewJob, RunFilter};

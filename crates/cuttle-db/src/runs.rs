@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use cuttle_core::{
     InvalidInput, Job, JobId, JobSpec, JobStatus, MachineType, Owner, Run, RunName, RunSpec,
-    RunStatus, RunWithJobs, UnixMillis,
+    RunStatus, RunSummary, RunWithJobs, UnixMillis,
 };
 
 use crate::jobs::{JobTx, parse_status};
@@ -56,15 +56,6 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
-/// A run with its derived status and per-status job counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunSummary {
-    pub run: Run,
-    pub machine_type: MachineType,
-    pub status: RunStatus,
-    pub counts: Vec<(JobStatus, u32)>,
-}
-
 /// Queries shared by the run operations, written once for both backends.
 trait RunTx {
     fn status_counts(&mut self, run_ids: &[i64]) -> Result<Vec<(i64, JobStatus, u32)>, DbError>;
@@ -85,15 +76,6 @@ crate::impl_for_both_backends! { RunTx {
             .collect()
     }
 }}
-
-fn summarize(run: Run, machine_type: MachineType, counts: Vec<(JobStatus, u32)>) -> RunSummary {
-    RunSummary {
-        status: RunStatus::derive(&counts),
-        run,
-        machine_type,
-        counts,
-    }
-}
 
 impl Store {
     /// Creates a run and its jobs (status `queued`) in one transaction. `render` is called
@@ -198,7 +180,7 @@ impl Store {
                 .into_iter()
                 .map(|(_, status, n)| (status, n))
                 .collect();
-            Ok((summarize(run, machine_type, counts), jobs))
+            Ok((RunSummary::new(run, machine_type, counts), jobs))
         })
     }
 
@@ -246,7 +228,7 @@ impl Store {
                         .filter(|(id, _, _)| *id == run_id)
                         .map(|(_, status, n)| (*status, *n))
                         .collect();
-                    let summary = summarize(run, machine_type, run_counts);
+                    let summary = RunSummary::new(run, machine_type, run_counts);
                     if filter.status.is_none_or(|wanted| wanted == summary.status) {
                         found.push(summary);
                         if found.len() == limit {

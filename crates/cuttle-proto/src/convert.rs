@@ -1,7 +1,7 @@
 //! Conversions between the generated `cuttle.v1` messages and cuttle-core types. Each
 //! direction is written once, here, and nowhere else.
 
-use cuttle_core::{Job, JobEvent, JobStatus, Node};
+use cuttle_core::{Job, JobEvent, JobStatus, Node, RunSummary};
 
 use crate::v1;
 
@@ -88,6 +88,26 @@ pub fn job_to_proto(job: &Job, nodes: Vec<String>) -> v1::Job {
         updated_at_ms: job.updated_at.0,
         heartbeat_at_ms: job.heartbeat_at.map(|at| at.0),
         nodes,
+    }
+}
+
+/// A run summary on the wire; `job_counts` is keyed by status name.
+pub fn run_to_proto(summary: &RunSummary) -> v1::Run {
+    let run = &summary.run;
+    v1::Run {
+        name: run.spec.name.to_string(),
+        owner: run.spec.owner.to_string(),
+        branch: run.spec.branch.clone(),
+        sha1: run.spec.sha1.clone(),
+        suite: run.spec.suite.clone(),
+        machine_type: summary.machine_type.to_string(),
+        created_at_ms: run.created_at.0,
+        status: summary.status.as_str().to_owned(),
+        job_counts: summary
+            .counts
+            .iter()
+            .map(|(status, n)| (status.as_str().to_owned(), *n))
+            .collect(),
     }
 }
 

@@ -12,8 +12,10 @@ use cuttle_core::{
     InvalidInput, Job, JobId, JobSpec, MachineType, NodeCount, Owner, Priority, RunName, RunSpec,
     RunStatus, TimeLimit,
 };
-use cuttle_db::{RunFilter, RunSummary};
-use cuttle_proto::convert::{event_to_proto, job_to_proto, status_from_proto, status_to_proto};
+use cuttle_db::RunFilter;
+use cuttle_proto::convert::{
+    event_to_proto, job_to_proto, run_to_proto, status_from_proto, status_to_proto,
+};
 use cuttle_proto::v1::run_service_server::RunService;
 use cuttle_proto::v1::{
     self, CreateRunRequest, CreateRunResponse, GetJobRequest, GetRunRequest, HeartbeatRequest,
@@ -122,25 +124,6 @@ fn job_spec(request: &v1::JobSpec, config: &JobConfig) -> Result<JobSpec, Status
         os_type: text("os type", &or_config(&request.os_type, config, "os_type")?)?,
         os_version: text("os version", &os_version)?,
     })
-}
-
-fn run_to_proto(summary: &RunSummary) -> v1::Run {
-    let run = &summary.run;
-    v1::Run {
-        name: run.spec.name.to_string(),
-        owner: run.spec.owner.to_string(),
-        branch: run.spec.branch.clone(),
-        sha1: run.spec.sha1.clone(),
-        suite: run.spec.suite.clone(),
-        machine_type: summary.machine_type.to_string(),
-        created_at_ms: run.created_at.0,
-        status: summary.status.as_str().to_owned(),
-        job_counts: summary
-            .counts
-            .iter()
-            .map(|(status, n)| (status.as_str().to_owned(), *n))
-            .collect(),
-    }
 }
 
 fn job_id(id: i64) -> Result<JobId, Status> {
