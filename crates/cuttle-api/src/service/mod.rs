@@ -5,7 +5,7 @@ pub mod health;
 pub mod nodes;
 pub mod runs;
 
-use cuttle_core::InvalidInput;
+use cuttle_core::{InvalidInput, JobId};
 use tonic::Status;
 
 use crate::errors;
@@ -35,6 +35,17 @@ pub(crate) fn optional<T>(
         None | Some("") => Ok(None),
         Some(text) => parse(text).map(Some).map_err(errors::invalid),
     }
+}
+
+/// A job id from the wire; job ids are positive.
+pub(crate) fn job_id(id: i64) -> Result<JobId, Status> {
+    if id <= 0 {
+        return Err(errors::invalid(InvalidInput::new(
+            "job id",
+            format!("{id} is not a job id; job ids are positive"),
+        )));
+    }
+    Ok(JobId(id))
 }
 
 /// Checks a free-text field's length.

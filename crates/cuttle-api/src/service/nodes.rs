@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use tonic::{Request, Response, Status};
 
 use cuttle_core::node::check_down_reason;
-use cuttle_core::{InvalidInput, JobId, LockRequest, MachineType, NodeCount, NodeName, Owner};
+use cuttle_core::{InvalidInput, LockRequest, MachineType, NodeCount, NodeName, Owner};
 use cuttle_db::{NewNode, NodeChanges, NodeFilter};
 use cuttle_proto::convert::node_to_proto;
 use cuttle_proto::v1::node_service_server::NodeService;
@@ -15,7 +15,7 @@ use cuttle_proto::v1::{
     UpdateNodeRequest,
 };
 
-use super::{optional, required, text};
+use super::{job_id, optional, required, text};
 use crate::{App, errors, now, observe};
 
 #[derive(Debug)]
@@ -45,17 +45,6 @@ fn owner(name: &str) -> Result<Owner, Status> {
         "say who holds the nodes (--owner)",
         Owner::parse,
     )
-}
-
-fn job_id(id: Option<i64>) -> Result<Option<JobId>, Status> {
-    match id {
-        None => Ok(None),
-        Some(id) if id > 0 => Ok(Some(JobId(id))),
-        Some(id) => Err(errors::invalid(InvalidInput::new(
-            "job id",
-            format!("{id} is not a job id; job ids are positive"),
-        ))),
-    }
 }
 
 /// Parses a list of node names, refusing an empty list and duplicates.
@@ -202,7 +191,7 @@ impl NodeService for NodeApi {
                 )?,
                 count: NodeCount::new(request.count.into()).map_err(errors::invalid)?,
                 owner: owner(&request.owner)?,
-                job_id: job_id(request.job_id)?,
+                job_id: request.job_id.map(job_id).transpose()?,
             };
             let nodes = self
                 .app
@@ -221,7 +210,7 @@ impl NodeService for NodeApi {
             let request = request.into_inner();
             let names = node_names(&request.names)?;
             let owner = owner(&request.owner)?;
-            let job_id = job_id(request.job_id)?;
+            let job_id = request.job_id.map(job_id).transpose()?;
             let nodes = self
                 .app
                 .db(move |store| store.lock_named_nodes(&names, &owner, job_id, now()))

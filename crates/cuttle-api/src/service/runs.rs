@@ -25,7 +25,7 @@ use cuttle_proto::v1::{
 use cuttle_queue::JobConfig;
 use cuttle_queue::codec::{RenderInput, render};
 
-use super::{optional, required, text};
+use super::{job_id, optional, required, text};
 use crate::{App, errors, now, observe};
 
 /// Most jobs one CreateRun may carry; teuthology-suite refuses more than 500 by default.
@@ -124,16 +124,6 @@ fn job_spec(request: &v1::JobSpec, config: &JobConfig) -> Result<JobSpec, Status
         os_type: text("os type", &or_config(&request.os_type, config, "os_type")?)?,
         os_version: text("os version", &os_version)?,
     })
-}
-
-fn job_id(id: i64) -> Result<JobId, Status> {
-    if id <= 0 {
-        return Err(errors::invalid(InvalidInput::new(
-            "job id",
-            format!("{id} is not a job id; job ids are positive"),
-        )));
-    }
-    Ok(JobId(id))
 }
 
 impl RunApi {
