@@ -6,6 +6,7 @@
 //! itself with `owner`, as teuthology's lock server trusts its callers.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -36,7 +37,7 @@ impl AdminToken {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode_0600()
+                .mode(0o600)
                 .open(path)
                 .with_context(|| format!("cannot create admin token file {}", path.display()))?;
             writeln!(file, "{token}")
@@ -82,17 +83,6 @@ fn random_token() -> anyhow::Result<String> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .context("cannot read /dev/urandom to generate the admin token")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
-    }
 }
 
 #[cfg(test)]
