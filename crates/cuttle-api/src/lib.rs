@@ -1,7 +1,7 @@
 //! cuttle-api as a library: [`App::prepare`] opens everything the daemon needs (database
 //! with migrations, admin token, beanstalkd handle) and [`serve`] answers gRPC on a
-//! listener until the shutdown token is cancelled. `main.rs` only parses, binds and calls
-//! these, so tests run the real server in-process on `127.0.0.1:0`.
+//! listener until the shutdown token is cancelled; [`spawn`] does both and binds. `main.rs`
+//! only parses flags and config and calls [`spawn`], as the tests do on `127.0.0.1:0`.
 //!
 //! This is the only process that opens the database. Handlers never block the runtime:
 //! database work runs on the blocking pool, beanstalkd work on its connection thread.
@@ -18,7 +18,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::{Code, Response, Status};
 
 use cuttle_core::UnixMillis;
@@ -29,6 +28,8 @@ use cuttle_proto::v1::run_service_server::RunServiceServer;
 use cuttle_queue::QueueClient;
 
 pub use settings::{Cli, FileConfig, Settings};
+/// Re-exported so embedders and tests can stop a [`spawn`]ed server.
+pub use tokio_util::sync::CancellationToken;
 
 /// Everything a request handler may touch.
 #[derive(Debug, Clone)]
@@ -183,7 +184,8 @@ pub async fn serve(
     result
 }
 
-/// A cuttle-api serving in this process; stops when dropped or on [`RunningApi::stop`].
+/// A cuttle-api serving in the background of this process; dropping it cancels its
+/// shutdown token.
 #[derive(Debug)]
 pub struct RunningApi {
     pub addr: std::net::SocketAddr,
@@ -198,9 +200,9 @@ impl RunningApi {
         format!("http://{}", self.addr)
     }
 
-    /// Stops serving and waits for in-flight requests.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
+    /// Waits until the server stops (its shutdown token was cancelled) and in-flight
+    /// requests are done.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
         match self.task.take() {
             Some(task) => task.await.context("server task panicked")?,
             None => Ok(()),
@@ -214,16 +216,20 @@ impl Drop for RunningApi {
     }
 }
 
-/// Prepares and serves on `settings.listen` (use port 0 for a free one) in the
-/// background; returns once the port is bound. For tests and embedding.
-pub async fn spawn(settings: Settings) -> anyhow::Result<RunningApi> {
+/// Prepares (database, migrations, admin token) and serves on `settings.listen` in the
+/// background until `shutdown` is cancelled; returns once the port is bound. The daemon's
+/// `main` and the tests (with port 0) both start the server through here.
+pub async fn spawn(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningApi> {
     let listen = settings.listen;
-    let app = tokio::task::spawn_blocking(move || App::prepare(settings)).await??;
-    let listener = TcpListener::bind(listen)
+    let app = tokio::task::spawn_blocking(move || App::prepare(settings))
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .context("startup task failed")??;
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen}; is another cuttle-api running there? pick another --listen"
+        )
+    })?;
     let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(app.clone(), listener, shutdown.clone()));
     Ok(RunningApi {
         addr,

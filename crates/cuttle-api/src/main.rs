@@ -3,10 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 
-use cuttle_api::{App, Cli, FileConfig, Settings};
+use cuttle_api::{Cli, FileConfig, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,12 +34,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         std::env::var("CUTTLE_LOG").ok().as_deref(),
     );
     let shutdown = cuttle_runtime::shutdown::on_signal()?;
-    let listen = settings.listen;
-    let app = tokio::task::spawn_blocking(move || App::prepare(settings))
-        .await
-        .context("startup task failed")??;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}; is another cuttle-api running there? pick another --listen"))?;
-    cuttle_api::serve(app, listener, shutdown).await
+    cuttle_api::spawn(settings, shutdown).await?.wait().await
 }

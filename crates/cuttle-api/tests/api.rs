@@ -62,7 +62,9 @@ impl Lab {
             job_ttr: Duration::from_secs(300),
             enqueue_retry: Duration::from_secs(1),
         };
-        let api = cuttle_api::spawn(settings).await.unwrap();
+        let api = cuttle_api::spawn(settings, cuttle_api::CancellationToken::new())
+            .await
+            .unwrap();
         Lab {
             api,
             beanstalkd,

@@ -38,7 +38,12 @@ impl Lab {
             job_ttr: Duration::from_secs(300),
             enqueue_retry: Duration::from_secs(5),
         };
-        let api = runtime.block_on(cuttle_api::spawn(settings)).unwrap();
+        let api = runtime
+            .block_on(cuttle_api::spawn(
+                settings,
+                cuttle_api::CancellationToken::new(),
+            ))
+            .unwrap();
         Lab {
             api,
             _beanstalkd: beanstalkd,
