@@ -596,3 +596,29 @@ async fn a_large_suite_request_is_accepted() {
         .into_inner();
     assert_eq!(created.jobs.len(), 150);
 }
+
+/// Jobs of one run may carry different configs; each job keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_keeps_its_own_config() {
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 3).await;
+    let one = "roles:\n- [mon.a]\nmarker: one\n";
+    let two = "roles:\n- [mon.a]\n- [client.0]\nmarker: two\n";
+    let spec = |yaml: &str| JobSpec {
+        machine_type: "smithi".into(),
+        config_yaml: yaml.into(),
+        ..Default::default()
+    };
+    let mut runs = lab.runs().await;
+    let created = runs
+        .create_run(run_request("mixed", vec![spec(one), spec(two), spec(one)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let seen: Vec<(u32, bool)> = created
+        .jobs
+        .iter()
+        .map(|job| (job.n_nodes, job.config_yaml.contains("marker: two")))
+        .collect();
+    assert_eq!(seen, [(1, false), (2, true), (1, false)]);
+}

@@ -165,22 +165,25 @@ impl RunApi {
                 format!("{total} jobs in one run is too many; at most {MAX_JOBS_PER_RUN}"),
             )));
         }
-        // Parse each distinct config once: a suite of N copies sends the same text N times.
-        let mut parsed: HashMap<&str, JobConfig> = HashMap::new();
-        let mut configs = Vec::with_capacity(total);
+        // Parse each distinct config once and refer to it by index: a suite of N copies
+        // sends the same text N times.
+        let mut distinct: Vec<JobConfig> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut config_of: Vec<usize> = Vec::with_capacity(total);
         for (index, job) in request.jobs.iter().enumerate() {
-            let config = match parsed.get(job.config_yaml.as_str()) {
-                Some(config) => config.clone(),
+            let slot = match seen.get(job.config_yaml.as_str()) {
+                Some(&slot) => slot,
                 None => {
                     let config = JobConfig::parse(&job.config_yaml)
                         .map_err(|e| in_job(index, total, errors::invalid(e)))?;
-                    parsed.insert(&job.config_yaml, config.clone());
-                    config
+                    distinct.push(config);
+                    seen.insert(&job.config_yaml, distinct.len() - 1);
+                    distinct.len() - 1
                 }
             };
-            configs.push(config);
+            config_of.push(slot);
         }
-        let first = &configs[0];
+        let first = &distinct[config_of[0]];
         let spec = RunSpec {
             name: required(
                 &or_config(&request.name, first, "name")?,
@@ -199,8 +202,10 @@ impl RunApi {
             suite: text("suite", &or_config(&request.suite, first, "suite")?)?,
         };
         let mut specs = Vec::with_capacity(total);
-        for (index, (job, config)) in request.jobs.iter().zip(&configs).enumerate() {
-            specs.push(job_spec(job, config).map_err(|status| in_job(index, total, status))?);
+        for (index, (job, &slot)) in request.jobs.iter().zip(&config_of).enumerate() {
+            specs.push(
+                job_spec(job, &distinct[slot]).map_err(|status| in_job(index, total, status))?,
+            );
         }
         // Every machine type must exist and be big enough to ever run its jobs.
         let mut largest: HashMap<MachineType, u32> = HashMap::new();
@@ -241,7 +246,7 @@ impl RunApi {
             .db(move |store| {
                 let mut index = 0;
                 store.create_run(&run_for_db, &specs, now(), |job_id, job| {
-                    let config = &configs[index];
+                    let config = &distinct[config_of[index]];
                     index += 1;
                     let body = render(&RenderInput {
                         job_id,
