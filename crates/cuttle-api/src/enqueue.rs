@@ -109,7 +109,7 @@ pub async fn retry_loop(app: App, shutdown: CancellationToken) {
             Ok(pending) => pending,
             Err(status) => {
                 tracing::warn!(
-                    message = status.message(),
+                    detail = status.message(),
                     "cannot look for jobs awaiting enqueue"
                 );
                 continue;

@@ -138,9 +138,9 @@ pub async fn observe<T>(
                 status.code(),
                 Code::Internal | Code::Unavailable | Code::Unknown
             ) {
-                tracing::warn!(method, %outcome, message = status.message(), elapsed_ms, "request");
+                tracing::warn!(method, %outcome, detail = status.message(), elapsed_ms, "request");
             } else {
-                tracing::info!(method, %outcome, message = status.message(), elapsed_ms, "request");
+                tracing::info!(method, %outcome, detail = status.message(), elapsed_ms, "request");
             }
         }
     }
