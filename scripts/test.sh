@@ -72,3 +72,12 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "cargo test"
 cargo test --workspace --locked
+
+# The binaries must carry their own SQLite and libpq: a lab host needs no -dev packages.
+say "checking the daemons link no system libpq or libsqlite3"
+for bin in cuttle-api cuttle; do
+    if ldd "$CARGO_TARGET_DIR/debug/$bin" | grep -E 'libpq|libsqlite3'; then
+        echo "$bin links a system database library; keep pq-sys/libsqlite3-sys bundled" >&2
+        exit 1
+    fi
+done
