@@ -82,6 +82,17 @@ pub struct NodeChanges {
     pub os_version: Option<String>,
 }
 
+/// The columns an update writes; `None` fields are left out of the UPDATE.
+#[derive(AsChangeset)]
+#[diesel(table_name = nodes)]
+struct NodeChangeset<'a> {
+    machine_type: Option<&'a str>,
+    description: Option<&'a str>,
+    os_type: Option<&'a str>,
+    os_version: Option<&'a str>,
+    updated_at: i64,
+}
+
 /// Which nodes to list; every `None` matches all.
 #[derive(Debug, Clone, Default)]
 pub struct NodeFilter {
@@ -186,36 +197,53 @@ impl Store {
         changes: &NodeChanges,
         now: UnixMillis,
     ) -> Result<Node, DbError> {
+        // Only the given fields are written, in one conditional UPDATE: a field read here
+        // and written back could undo a concurrent MarkNode, and a lock taken between a
+        // read and the write could see its node move to another machine type.
+        let changeset = NodeChangeset {
+            machine_type: changes.machine_type.as_ref().map(MachineType::as_str),
+            description: changes.description.as_deref(),
+            os_type: changes.os_type.as_deref(),
+            os_version: changes.os_version.as_deref(),
+            updated_at: now.0,
+        };
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         let row: NodeRow = write_tx!(conn, |c| {
-            let current = c.find_node(name)?;
-            if let Some(new_type) = &changes.machine_type
-                && new_type.as_str() != current.machine_type
-                && let Some(holder) = &current.locked_by
-            {
-                return Err(DbError::NodeLocked {
-                    node: name.to_string(),
-                    holder: holder.clone(),
-                    action: format!("moving it to machine type {new_type}"),
-                });
-            }
-            diesel::update(nodes::table.filter(nodes::name.eq(name.as_str())))
-                .set((
-                    nodes::machine_type.eq(changes
-                        .machine_type
-                        .as_ref()
-                        .map_or(current.machine_type.as_str(), |t| t.as_str())),
-                    nodes::description
-                        .eq(changes.description.as_ref().unwrap_or(&current.description)),
-                    nodes::os_type.eq(changes.os_type.as_ref().unwrap_or(&current.os_type)),
-                    nodes::os_version
-                        .eq(changes.os_version.as_ref().unwrap_or(&current.os_version)),
-                    nodes::updated_at.eq(now.0),
-                ))
+            let target = nodes::table.filter(nodes::name.eq(name.as_str()));
+            let updated: Option<NodeRow> = match &changes.machine_type {
+                None => diesel::update(target)
+                    .set(&changeset)
+                    .returning(NodeRow::as_returning())
+                    .get_result(c)
+                    .optional()?,
+                // A locked node keeps its machine type (moving it to the type it already
+                // has is no move).
+                Some(new_type) => diesel::update(
+                    target.filter(
+                        nodes::locked_by
+                            .is_null()
+                            .or(nodes::machine_type.eq(new_type.as_str())),
+                    ),
+                )
+                .set(&changeset)
                 .returning(NodeRow::as_returning())
                 .get_result(c)
-                .map_err(DbError::from)
+                .optional()?,
+            };
+            match (updated, &changes.machine_type) {
+                (Some(row), _) => Ok(row),
+                (None, None) => Err(not_found_node(name.as_str())),
+                (None, Some(new_type)) => {
+                    // Nothing matched: say whether the node is missing or locked.
+                    let current = c.find_node(name)?;
+                    Err(DbError::NodeLocked {
+                        node: name.to_string(),
+                        holder: current.locked_by.unwrap_or_else(|| "someone".to_owned()),
+                        action: format!("moving it to machine type {new_type}"),
+                    })
+                }
+            }
         })?;
         row.into_node()
     }

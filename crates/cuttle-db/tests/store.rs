@@ -165,6 +165,30 @@ on_both_backends! {
         assert!(error.to_string().contains("cuttle node add"), "{error}");
     }
 
+    fn updates_write_only_the_fields_given(store: &Store) {
+        let names = add_nodes(store, "smithi", 1);
+        store.mark_node(&names[0], false, Some("disk failing"), T0).unwrap();
+        let os_only = cuttle_db::NodeChanges {
+            os_version: Some("24.04".into()),
+            ..Default::default()
+        };
+        let node = store.update_node(&names[0], &os_only, T0).unwrap();
+        assert_eq!(node.os_version, "24.04");
+        assert_eq!(node.description, "disk failing", "untouched fields stay");
+        assert_eq!((node.os_type.as_str(), node.machine_type.as_str()), ("ubuntu", "smithi"));
+        let move_it = cuttle_db::NodeChanges {
+            machine_type: Some(MachineType::parse("mira").unwrap()),
+            ..Default::default()
+        };
+        let moved = store.update_node(&names[0], &move_it, T0).unwrap();
+        assert_eq!(moved.machine_type.as_str(), "mira");
+        let ghost = NodeName::parse("ghost01").unwrap();
+        for changes in [os_only, move_it] {
+            let error = store.update_node(&ghost, &changes, T0).unwrap_err();
+            assert!(matches!(error, DbError::NotFound { .. }), "{error}");
+        }
+    }
+
     fn down_nodes_are_never_handed_out(store: &Store) {
         let names = add_nodes(store, "smithi", 2);
         store.mark_node(&names[0], false, Some("disk failing"), T0).unwrap();
