@@ -622,3 +622,86 @@ async fn each_job_keeps_its_own_config() {
         .collect();
     assert_eq!(seen, [(1, false), (2, true), (1, false)]);
 }
+
+/// Jobs recorded while beanstalkd is down (as a put that fails after commit leaves them)
+/// are put by the retry loop once beanstalkd is back, with their priority and recorded ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_recorded_while_beanstalkd_is_down_are_put_when_it_returns() {
+    let port = cuttle_testkit::free_port();
+    let unused = Beanstalkd::start();
+    let lab = Lab::start_with(Db::Sqlite, format!("127.0.0.1:{port}"), unused).await;
+    let store = lab.api.app.store().clone();
+    let created = tokio::task::spawn_blocking(move || {
+        let run = cuttle_core::RunSpec {
+            name: cuttle_core::RunName::parse("blink").unwrap(),
+            owner: cuttle_core::Owner::parse("alice").unwrap(),
+            branch: String::new(),
+            sha1: String::new(),
+            suite: String::new(),
+        };
+        let job = cuttle_core::JobSpec {
+            description: String::new(),
+            machine_type: cuttle_core::MachineType::parse("smithi").unwrap(),
+            priority: cuttle_core::Priority::new(42).unwrap(),
+            n_nodes: cuttle_core::NodeCount::new(1).unwrap(),
+            time_limit: None,
+            os_type: String::new(),
+            os_version: String::new(),
+        };
+        store.create_run(&run, &vec![job; 3], cuttle_api::now(), |id, _| {
+            Ok(format!("job_id: '{id}'\n"))
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Give the retry loop (every second in these tests) a few failed rounds first.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut runs = lab.runs().await;
+    let shown = runs
+        .get_run(GetRunRequest {
+            name: "blink".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        shown.jobs.iter().all(|j| j.beanstalk_id.is_none()),
+        "nothing can be put yet"
+    );
+
+    let _beanstalkd = Beanstalkd::start_on(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let shown = loop {
+        let shown = runs
+            .get_run(GetRunRequest {
+                name: "blink".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if shown.jobs.iter().all(|j| j.beanstalk_id.is_some()) {
+            break shown;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jobs were not put within 15 s: {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut beanstalk = Beanstalkc::new()
+        .host("127.0.0.1")
+        .port(port)
+        .connect()
+        .unwrap();
+    assert_eq!(
+        beanstalk.stats_tube("smithi").unwrap()["current-jobs-ready"],
+        "3"
+    );
+    for (job, made) in shown.jobs.iter().zip(&created.jobs) {
+        let id = job.beanstalk_id.unwrap();
+        assert_eq!(beanstalk.stats_job(id).unwrap()["pri"], "42");
+        let body = beanstalk.peek(id).unwrap().body().to_vec();
+        assert_eq!(String::from_utf8(body).unwrap(), made.config_yaml);
+    }
+}

@@ -53,30 +53,44 @@ impl Beanstalkd {
     pub fn start_with_args(extra: &[&str]) -> Beanstalkd {
         // Another process may grab the port between our probe and beanstalkd's bind; retry.
         for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new("beanstalkd")
-                .args(["-l", "127.0.0.1", "-p", &port.to_string()])
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start beanstalkd ({e}); install it with `apt-get install beanstalkd` (bash .ci/run does)")
-                });
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut server = Beanstalkd { child, addr };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return server;
-                }
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // port taken: try another one
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if let Some(server) = Beanstalkd::try_start(free_port(), extra) {
+                return server;
             }
         }
         panic!("beanstalkd did not start listening on any of 5 free ports");
+    }
+
+    /// Starts `beanstalkd` on `port`, for tests that need it to appear where a daemon
+    /// already expects it.
+    pub fn start_on(port: u16) -> Beanstalkd {
+        Beanstalkd::try_start(port, &[])
+            .unwrap_or_else(|| panic!("beanstalkd did not start listening on port {port}"))
+    }
+
+    /// Starts `beanstalkd` on `port`; `None` if it exits first (the port was taken).
+    fn try_start(port: u16, extra: &[&str]) -> Option<Beanstalkd> {
+        let child = Command::new("beanstalkd")
+            .args(["-l", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start beanstalkd ({e}); install it with `apt-get install beanstalkd` (bash .ci/run does)")
+            });
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut server = Beanstalkd { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Some(server);
+            }
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn addr(&self) -> SocketAddr {
