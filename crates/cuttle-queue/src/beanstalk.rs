@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use beanstalkc::{Beanstalkc, BeanstalkcError};
@@ -58,27 +58,58 @@ enum Command {
     },
 }
 
+/// How long a command may wait for beanstalkd's answer by default.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A cloneable async handle; all clones share one connection thread, which ends when the
 /// last handle is dropped.
+///
+/// `beanstalkc` has no read timeout, so a beanstalkd that accepts but never answers would
+/// block the thread for good. Each command therefore has a deadline: when it passes, the
+/// command fails as unreachable and the stuck thread is abandoned for a fresh one (the old
+/// one exits once its read returns, as nothing can send to it any more).
 #[derive(Debug, Clone)]
 pub struct QueueClient {
-    commands: mpsc::Sender<Command>,
+    thread: Arc<Mutex<Thread>>,
     addr: String,
+    timeout: Duration,
+}
+
+/// The current connection thread, numbered so a caller whose command timed out replaces
+/// only the thread it used.
+#[derive(Debug)]
+struct Thread {
+    generation: u64,
+    commands: mpsc::Sender<Command>,
+}
+
+/// Starts a connection thread for `addr` and returns the way to send it commands.
+fn connection_thread(addr: &str) -> mpsc::Sender<Command> {
+    let (commands, receiver) = mpsc::channel();
+    let thread_addr = addr.to_owned();
+    std::thread::Builder::new()
+        .name(format!("beanstalk {addr}"))
+        .spawn(move || Connection::new(thread_addr).serve(receiver))
+        .expect("spawn the beanstalkd connection thread");
+    commands
 }
 
 impl QueueClient {
     /// Starts the connection thread for `addr` (`host:port`). Does not dial yet: the first
     /// command does, so a daemon can start before beanstalkd.
     pub fn new(addr: &str) -> QueueClient {
-        let (commands, receiver) = mpsc::channel();
-        let thread_addr = addr.to_owned();
-        std::thread::Builder::new()
-            .name(format!("beanstalk {addr}"))
-            .spawn(move || Connection::new(thread_addr).serve(receiver))
-            .expect("spawn the beanstalkd connection thread");
+        QueueClient::with_timeout(addr, DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// Like [`QueueClient::new`], with each command's deadline set to `timeout`.
+    pub fn with_timeout(addr: &str, timeout: Duration) -> QueueClient {
         QueueClient {
-            commands,
+            thread: Arc::new(Mutex::new(Thread {
+                generation: 0,
+                commands: connection_thread(addr),
+            })),
             addr: addr.to_owned(),
+            timeout,
         }
     }
 
@@ -91,8 +122,35 @@ impl QueueClient {
         let stopped = || QueueError::Stopped {
             addr: self.addr.clone(),
         };
-        self.commands.send(make(reply)).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let sent_to = {
+            let thread = self.lock_thread();
+            thread.commands.send(make(reply)).map_err(|_| stopped())?;
+            thread.generation
+        };
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| stopped())?,
+            Err(_) => {
+                let mut thread = self.lock_thread();
+                // Another caller may have replaced the stuck thread already.
+                if thread.generation == sent_to {
+                    *thread = Thread {
+                        generation: sent_to + 1,
+                        commands: connection_thread(&self.addr),
+                    };
+                }
+                Err(QueueError::Unreachable {
+                    addr: self.addr.clone(),
+                    detail: format!("no answer within {} s", self.timeout.as_secs_f64()),
+                })
+            }
+        }
+    }
+
+    fn lock_thread(&self) -> std::sync::MutexGuard<'_, Thread> {
+        // The lock guards a plain swap; a panic while holding it leaves valid state.
+        self.thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Puts a job on `tube`; returns its beanstalkd id.

@@ -64,3 +64,36 @@ async fn an_absent_or_malformed_server_address_is_named() {
             .contains("HOST:PORT")
     );
 }
+
+#[tokio::test]
+async fn a_hung_server_times_out_and_the_next_command_reconnects() {
+    let server = Beanstalkd::start();
+    let client = QueueClient::with_timeout(&server.addr().to_string(), Duration::from_millis(500));
+    client
+        .put("t", b"before".to_vec(), 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    server.pause();
+    let started = std::time::Instant::now();
+    let error = client
+        .put("t", b"during".to_vec(), 1, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.to_string().contains("no answer within 0.5 s"),
+        "{error}"
+    );
+    // Every command behind the stuck one fails in bounded time too, not forever.
+    assert!(client.stats().await.is_err());
+    server.resume();
+    let after = client
+        .put("t", b"after".to_vec(), 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(client.stats_job(after).await.unwrap()["tube"], "t");
+}

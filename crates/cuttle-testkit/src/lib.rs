@@ -100,10 +100,30 @@ impl Beanstalkd {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
+
+    /// Freezes the server (SIGSTOP): it keeps its port and accepts connections, but answers
+    /// nothing, like a hung beanstalkd. [`Beanstalkd::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} beanstalkd failed");
+    }
 }
 
 impl Drop for Beanstalkd {
     fn drop(&mut self) {
+        // A paused server still dies of SIGKILL.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
