@@ -170,6 +170,12 @@ async fn takes_postgres_by_url_from_cuttle_variables() {
     assert_eq!(health.database_backend, "postgres");
     let (status, log) = daemon.terminate();
     assert!(status.success(), "exit {status:?}; log:\n{log}");
+    // The default text format, written to a pipe as under systemd, has no colour codes.
+    assert!(log.contains("cuttle-api serving gRPC"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a non-terminal log:\n{log}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! One logging setup for every daemon: the filter comes from `CUTTLE_LOG` (default
 //! `info`), the format is human-readable text or one JSON object per line.
 
+use std::io::IsTerminal;
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
@@ -40,6 +41,8 @@ pub fn init(format: LogFormat, filter: Option<&str>) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal; files and the journal get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let installed = match format {
         LogFormat::Text => builder.compact().try_init(),
