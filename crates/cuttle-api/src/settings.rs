@@ -114,12 +114,7 @@ impl Settings {
             .beanstalk
             .or(file.beanstalk)
             .unwrap_or_else(|| DEFAULT_BEANSTALK.to_owned());
-        anyhow::ensure!(
-            beanstalk
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
-            "invalid --beanstalk {beanstalk:?}: use HOST:PORT, such as 127.0.0.1:11300"
-        );
+        check_beanstalk_address(&beanstalk)?;
         let job_ttr_s = file.job_ttr_s.unwrap_or(300);
         anyhow::ensure!(
             (10..=86_400).contains(&job_ttr_s),
@@ -153,6 +148,22 @@ impl Settings {
             enqueue_retry: Duration::from_secs(enqueue_retry_s),
         })
     }
+}
+
+/// Checks `--beanstalk` is `HOST:PORT` with an IPv4 address or a host name: the
+/// beanstalkc client dials IPv4 only, so an IPv6 address could never connect.
+fn check_beanstalk_address(address: &str) -> anyhow::Result<()> {
+    let usage =
+        || format!("invalid --beanstalk {address:?}: use HOST:PORT, such as 127.0.0.1:11300");
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!(usage()))?;
+    anyhow::ensure!(!host.is_empty() && port.parse::<u16>().is_ok(), usage());
+    anyhow::ensure!(
+        !host.contains(':') && !host.starts_with('['),
+        "invalid --beanstalk {address:?}: beanstalkd is reached over IPv4 only; use an IPv4 address or a host name with one, such as 127.0.0.1:11300"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -215,6 +226,20 @@ mod tests {
         .unwrap_err();
         assert!(format!("{error:#}").contains("HOST:PORT"), "{error:#}");
         assert!(Cli::try_parse_from(["cuttle-api", "--listen", "nowhere"]).is_err());
+        for ipv6 in ["[::1]:11300", "::1:11300"] {
+            let error = Settings::resolve(cli(&["--beanstalk", ipv6]), FileConfig::default(), None)
+                .unwrap_err();
+            assert!(
+                format!("{error:#}").contains("IPv4 only"),
+                "{ipv6}: {error:#}"
+            );
+        }
+        Settings::resolve(
+            cli(&["--beanstalk", "queue.lab:11300"]),
+            FileConfig::default(),
+            None,
+        )
+        .unwrap();
     }
 
     #[test]
