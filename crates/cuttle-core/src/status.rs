@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! waiting_for_build ─▶ queued ─▶ waiting ─▶ running ─▶ pass | fail
-//!                        ▲          │
+//!                        ▲ │        │        ▲
+//!                        │ └────────┼────────┘  (locked and started in one step)
 //!                        └──────────┘  (a reserved job handed back to the queue)
 //! any non-terminal status ─▶ dead (with a reason) | killed
 //! ```
