@@ -201,8 +201,9 @@ pub struct NodeUpdateArgs {
     /// Mark the node up (back in service).
     #[arg(long, conflicts_with = "down")]
     pub up: bool,
-    /// Mark the node down (out of service); needs --reason.
-    #[arg(long, requires = "reason")]
+    /// Mark the node down (out of service); needs --reason, which becomes its description
+    /// (so it does not combine with --description).
+    #[arg(long, requires = "reason", conflicts_with = "description")]
     pub down: bool,
     /// Why the node is going down; stored in its description.
     #[arg(long, value_name = "TEXT", requires = "down")]

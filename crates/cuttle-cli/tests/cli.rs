@@ -172,6 +172,21 @@ fn down_without_a_reason_is_a_usage_error() {
         .is_err()
     );
     assert!(parse(&["node", "update", "smithi001"]).is_err());
+    // The down reason is stored as the description; giving both would silently lose one.
+    let both = [
+        "node",
+        "update",
+        "smithi001",
+        "--down",
+        "--reason",
+        "r",
+        "--description",
+        "d",
+    ];
+    assert_eq!(
+        parse(&both).unwrap_err().kind(),
+        clap::error::ErrorKind::ArgumentConflict
+    );
 }
 
 #[test]
