@@ -1,9 +1,9 @@
 //! Real local services for cuttle's tests, each torn down on `Drop`: a `beanstalkd` on a
 //! free loopback port, a fresh PostgreSQL database, a temporary SQLite file.
 //!
-//! Dev-only: no shipped binary may depend on this crate. It never touches the process
-//! environment of the test that uses it; the PostgreSQL server is found at
-//! `CUTTLE_TEST_POSTGRES` (read, never written) or at 127.0.0.1:5432.
+//! For tests and `cuttle-bench` only: no daemon, and not the `cuttle` CLI, may depend on
+//! it. It never touches the process environment of the test that uses it; the PostgreSQL
+//! server is found at `CUTTLE_TEST_POSTGRES` (read, never written) or at 127.0.0.1:5432.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
