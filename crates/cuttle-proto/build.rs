@@ -3,17 +3,23 @@
 
 use std::path::PathBuf;
 
+/// The protos, relative to this package's root (a build script's working directory).
+const PROTO_ROOT: &str = "../../proto";
+const FILES: [&str; 3] = [
+    "cuttle/v1/health.proto",
+    "cuttle/v1/nodes.proto",
+    "cuttle/v1/runs.proto",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [
-        "cuttle/v1/health.proto",
-        "cuttle/v1/nodes.proto",
-        "cuttle/v1/runs.proto",
-    ];
-    for file in files {
-        println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
+    for file in FILES {
+        // Relative on purpose: cargo resolves a relative path against the package root of
+        // the checkout being built. An absolute path would tie a shared target directory
+        // to whichever checkout built it first, and another checkout's proto changes
+        // would never recompile.
+        println!("cargo:rerun-if-changed={PROTO_ROOT}/{file}");
     }
-    let descriptors = protox::compile(files, [&proto_root])?;
+    let descriptors = protox::compile(FILES, [PROTO_ROOT])?;
     // Kept, with comments, for the generated API reference (see src/apidoc.rs).
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
