@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 /// The protos, relative to this package's root (a build script's working directory).
 const PROTO_ROOT: &str = "../../proto";
-const FILES: [&str; 3] = [
+const FILES: [&str; 4] = [
+    "cuttle/v1/dispatch.proto",
     "cuttle/v1/health.proto",
     "cuttle/v1/nodes.proto",
     "cuttle/v1/runs.proto",

@@ -19,6 +19,8 @@ pub fn db(error: DbError) -> Status {
         DbError::Invalid(_) => Code::InvalidArgument,
         DbError::IllegalTransition { .. }
         | DbError::NotRunning { .. }
+        | DbError::NotLeaseHolder { .. }
+        | DbError::NotClaimed { .. }
         | DbError::NodeLocked { .. } => Code::FailedPrecondition,
         DbError::Conflict { .. } => Code::Aborted,
         DbError::UnlockRefused { .. } => Code::PermissionDenied,

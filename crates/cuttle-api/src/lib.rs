@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod enqueue;
 pub mod errors;
+pub mod reaper;
 pub mod service;
 pub mod settings;
 
@@ -22,7 +23,9 @@ use tonic::{Code, Response, Status};
 
 use cuttle_core::UnixMillis;
 use cuttle_db::{DbError, Store};
+use cuttle_proto::v1::dispatch_service_server::DispatchServiceServer;
 use cuttle_proto::v1::health_service_server::HealthServiceServer;
+use cuttle_proto::v1::queue_service_server::QueueServiceServer;
 use cuttle_proto::v1::node_service_server::NodeServiceServer;
 use cuttle_proto::v1::run_service_server::RunServiceServer;
 use cuttle_queue::QueueClient;
@@ -112,6 +115,29 @@ impl App {
     }
 }
 
+impl App {
+    /// Jobs on the wire, each with the nodes locked for it, in one database call.
+    pub async fn jobs_with_nodes(
+        &self,
+        jobs: Vec<cuttle_core::Job>,
+    ) -> Result<Vec<cuttle_proto::v1::Job>, Status> {
+        let ids: Vec<cuttle_core::JobId> = jobs.iter().map(|job| job.id).collect();
+        let mut held = self
+            .db(move |store| store.nodes_locked_for_jobs(&ids))
+            .await?;
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                let nodes = held.remove(&job.id).unwrap_or_default();
+                cuttle_proto::convert::job_to_proto(
+                    job,
+                    nodes.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect())
+    }
+}
+
 /// The wall clock, read here at the edge and passed into everything else.
 pub fn now() -> UnixMillis {
     let millis = SystemTime::now()
@@ -152,7 +178,7 @@ pub async fn observe<T>(
 pub const MAX_REQUEST_BYTES: usize = 64 << 20;
 
 /// Serves gRPC on `listener` until `shutdown` is cancelled, then lets in-flight requests
-/// finish. Also runs the enqueue retry loop.
+/// finish. Also runs the enqueue retry loop and the reaper.
 pub async fn serve(
     app: App,
     listener: TcpListener,
@@ -163,6 +189,7 @@ pub async fn serve(
         .context("listener has no local address")?;
     tracing::info!(%addr, beanstalk = %app.settings().beanstalk, version = env!("CARGO_PKG_VERSION"), "cuttle-api serving gRPC");
     let retry = tokio::spawn(enqueue::retry_loop(app.clone(), shutdown.clone()));
+    let reaper = tokio::spawn(reaper::reap_loop(app.clone(), shutdown.clone()));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let result = tonic::transport::Server::builder()
         .add_service(NodeServiceServer::new(service::nodes::NodeApi::new(
@@ -175,11 +202,18 @@ pub async fn serve(
         .add_service(HealthServiceServer::new(service::health::HealthApi::new(
             app.clone(),
         )))
+        .add_service(DispatchServiceServer::new(
+            service::dispatch::DispatchApi::new(app.clone()),
+        ))
+        .add_service(QueueServiceServer::new(service::dispatch::QueueApi::new(
+            app.clone(),
+        )))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await
         .context("gRPC server failed");
     shutdown.cancel();
     let _ = retry.await;
+    let _ = reaper.await;
     tracing::info!("cuttle-api stopped");
     result
 }

@@ -78,6 +78,13 @@ pub struct FileConfig {
     pub job_ttr_s: Option<u32>,
     /// How often jobs whose put to beanstalkd failed are retried, in seconds (default 5).
     pub enqueue_retry_s: Option<u64>,
+    /// How long a running job's supervisor may go without a heartbeat before the reaper
+    /// marks the job dead ("supervisor lost") and its nodes are released, in seconds
+    /// (default 60; supervisors beat every few seconds).
+    pub supervisor_grace_s: Option<u64>,
+    /// How often the reaper looks for lost supervisors and dispatchers, in seconds
+    /// (default 5).
+    pub reap_interval_s: Option<u64>,
 }
 
 /// Validated settings.
@@ -92,6 +99,8 @@ pub struct Settings {
     pub max_db_connections: u32,
     pub job_ttr: Duration,
     pub enqueue_retry: Duration,
+    pub supervisor_grace: Duration,
+    pub reap_interval: Duration,
 }
 
 impl Settings {
@@ -125,6 +134,16 @@ impl Settings {
             (1..=3600).contains(&enqueue_retry_s),
             "invalid enqueue_retry_s {enqueue_retry_s}: use 1 to 3600 seconds"
         );
+        let supervisor_grace_s = file.supervisor_grace_s.unwrap_or(60);
+        anyhow::ensure!(
+            (2..=86_400).contains(&supervisor_grace_s),
+            "invalid supervisor_grace_s {supervisor_grace_s}: use 2 to 86400 seconds"
+        );
+        let reap_interval_s = file.reap_interval_s.unwrap_or(5);
+        anyhow::ensure!(
+            (1..=3600).contains(&reap_interval_s),
+            "invalid reap_interval_s {reap_interval_s}: use 1 to 3600 seconds"
+        );
         let max_db_connections = file.max_db_connections.unwrap_or(8);
         anyhow::ensure!(
             (1..=256).contains(&max_db_connections),
@@ -146,6 +165,8 @@ impl Settings {
             max_db_connections,
             job_ttr: Duration::from_secs(job_ttr_s.into()),
             enqueue_retry: Duration::from_secs(enqueue_retry_s),
+            supervisor_grace: Duration::from_secs(supervisor_grace_s),
+            reap_interval: Duration::from_secs(reap_interval_s),
         })
     }
 }

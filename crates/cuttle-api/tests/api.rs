@@ -61,6 +61,8 @@ impl Lab {
             max_db_connections: 8,
             job_ttr: Duration::from_secs(300),
             enqueue_retry: Duration::from_secs(1),
+            supervisor_grace: Duration::from_secs(60),
+            reap_interval: Duration::from_secs(5),
         };
         let api = cuttle_api::spawn(settings, cuttle_api::CancellationToken::new())
             .await

@@ -145,6 +145,8 @@ async fn schedule(args: ScheduleArgs, json: bool) -> anyhow::Result<()> {
         max_db_connections: 8,
         job_ttr: Duration::from_secs(300),
         enqueue_retry: Duration::from_secs(5),
+        supervisor_grace: Duration::from_secs(60),
+        reap_interval: Duration::from_secs(5),
     };
     let shutdown = CancellationToken::new();
     let api = cuttle_api::spawn(settings, shutdown.clone()).await?;

@@ -37,6 +37,8 @@ impl Lab {
             max_db_connections: 4,
             job_ttr: Duration::from_secs(300),
             enqueue_retry: Duration::from_secs(5),
+            supervisor_grace: Duration::from_secs(60),
+            reap_interval: Duration::from_secs(5),
         };
         let api = runtime
             .block_on(cuttle_api::spawn(

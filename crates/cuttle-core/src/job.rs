@@ -169,6 +169,12 @@ pub struct Job {
     pub updated_at: UnixMillis,
     /// The latest heartbeat from its supervisor, while it runs.
     pub heartbeat_at: Option<UnixMillis>,
+    /// The dispatcher (its lease holder id) that claimed the job from the tube.
+    pub dispatcher: Option<String>,
+    /// The supervisor process that runs (or ran) the job.
+    pub supervisor: Option<crate::dispatch::SupervisorRef>,
+    /// When its dispatch was recorded and it started running.
+    pub started_at: Option<UnixMillis>,
 }
 
 /// A run with its jobs, as shown to users.

@@ -5,6 +5,7 @@
 //! an async runtime: callers pass `now` in. That keeps every rule here testable with plain
 //! unit and property tests, and shared unchanged by the daemons and the simulator.
 
+pub mod dispatch;
 pub mod ids;
 pub mod job;
 pub mod node;

@@ -35,6 +35,21 @@ pub enum DbError {
         holder: String,
         action: String,
     },
+    #[error(
+        "dispatcher {holder} does not hold the lease of tube {machine_type}{}; only the active dispatcher may claim jobs",
+        current.as_ref().map(|c| format!(" (held by {c})")).unwrap_or_default()
+    )]
+    NotLeaseHolder {
+        machine_type: MachineType,
+        holder: String,
+        current: Option<String>,
+    },
+    #[error("job {job_id} is {status} and not claimed by dispatcher {holder}; it may have been reaped or killed")]
+    NotClaimed {
+        job_id: JobId,
+        status: JobStatus,
+        holder: String,
+    },
     #[error("job {job_id} changed while it was being updated; try again")]
     Conflict { job_id: JobId },
     #[error(transparent)]

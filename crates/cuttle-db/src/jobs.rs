@@ -7,6 +7,7 @@
 
 use diesel::prelude::*;
 
+use cuttle_core::dispatch::SupervisorRef;
 use cuttle_core::job::check_text;
 use cuttle_core::{
     Job, JobEvent, JobId, JobSpec, JobStatus, MachineType, NodeCount, Owner, Priority, RunName,
@@ -34,6 +35,10 @@ pub(crate) struct JobRow {
     created_at: i64,
     updated_at: i64,
     heartbeat_at: Option<i64>,
+    dispatcher: Option<String>,
+    supervisor_pid: Option<i64>,
+    supervisor_host: Option<String>,
+    started_at: Option<i64>,
 }
 
 /// A job row with the name and owner of its run.
@@ -67,6 +72,15 @@ pub(crate) fn into_job((row, run_name, owner): JobWithRun) -> Result<Job, DbErro
         created_at: UnixMillis(row.created_at),
         updated_at: UnixMillis(row.updated_at),
         heartbeat_at: row.heartbeat_at.map(UnixMillis),
+        dispatcher: row.dispatcher,
+        supervisor: match (row.supervisor_host, row.supervisor_pid) {
+            (Some(host), Some(pid)) => Some(SupervisorRef {
+                host,
+                pid: u32::try_from(pid).map_err(|_| corrupt(format!("supervisor pid {pid}")))?,
+            }),
+            _ => None,
+        },
+        started_at: row.started_at.map(UnixMillis),
     })
 }
 
@@ -217,25 +231,35 @@ impl Store {
         })
     }
 
-    /// Records a supervisor heartbeat; only a running job takes one. Returns the status.
+    /// Records a supervisor heartbeat and returns the job's status. A running job takes
+    /// one, and so does an ended one: its supervisor keeps beating while it archives and
+    /// gives the nodes back, which keeps the release from being claimed twice.
     pub fn heartbeat(&self, job_id: JobId, now: UnixMillis) -> Result<JobStatus, DbError> {
+        let alive = [
+            JobStatus::Running.as_str(),
+            JobStatus::Pass.as_str(),
+            JobStatus::Fail.as_str(),
+            JobStatus::Dead.as_str(),
+            JobStatus::Killed.as_str(),
+        ];
         let mut conn = self.conn()?;
         with_conn!(&mut *conn, |c| {
-            let changed = diesel::update(
+            diesel::update(
                 jobs::table
                     .filter(jobs::id.eq(job_id.0))
-                    .filter(jobs::status.eq(JobStatus::Running.as_str())),
+                    .filter(jobs::status.eq_any(alive)),
             )
             .set(jobs::heartbeat_at.eq(now.0))
             .execute(c)?;
-            if changed == 1 {
-                return Ok(JobStatus::Running);
-            }
             let job = c.load_job(job_id)?;
-            Err(DbError::NotRunning {
-                job_id,
-                status: job.status,
-            })
+            if alive.contains(&job.status.as_str()) {
+                Ok(job.status)
+            } else {
+                Err(DbError::NotRunning {
+                    job_id,
+                    status: job.status,
+                })
+            }
         })
     }
 
@@ -248,8 +272,14 @@ impl Store {
                 let beanstalk_id = i64::try_from(*beanstalk_id).map_err(|_| {
                     DbError::Corrupt(format!("beanstalkd id {beanstalk_id} does not fit"))
                 })?;
-                diesel::update(jobs::table.filter(jobs::id.eq(job_id.0)))
-                    .set(jobs::beanstalk_id.eq(beanstalk_id))
+                // Only the first recorded copy is live: a copy a dispatcher already claimed
+                // (or an earlier put) keeps its id, and later copies are stale.
+                diesel::update(
+                    jobs::table
+                        .filter(jobs::id.eq(job_id.0))
+                        .filter(jobs::beanstalk_id.is_null()),
+                )
+                .set(jobs::beanstalk_id.eq(beanstalk_id))
                     .execute(c)?;
             }
             Ok::<_, DbError>(())

@@ -11,6 +11,7 @@
 //! followed by a write.
 
 pub mod connection;
+pub mod dispatch;
 pub mod error;
 pub mod jobs;
 pub mod nodes;
@@ -18,6 +19,7 @@ pub mod runs;
 pub mod schema;
 
 pub use connection::{Backend, DatabaseTarget, DbConnection, Store};
+pub use dispatch::{Killed, LeaseRequest, PendingRelease, ReapReport};
 pub use error::{DbError, LockError};
 pub use nodes::{NewNode, NodeChanges, NodeFilter, UnlockOutcome};
 pub use runs::{NewJob, RunFilter};

@@ -35,6 +35,10 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         heartbeat_at -> Nullable<BigInt>,
+        dispatcher -> Nullable<Text>,
+        supervisor_pid -> Nullable<BigInt>,
+        supervisor_host -> Nullable<Text>,
+        started_at -> Nullable<BigInt>,
     }
 }
 
@@ -66,6 +70,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tubes (machine_type) {
+        machine_type -> Text,
+        paused -> Bool,
+        paused_by -> Nullable<Text>,
+        paused_at -> Nullable<BigInt>,
+        lease_holder -> Nullable<Text>,
+        lease_host -> Nullable<Text>,
+        lease_pid -> Nullable<BigInt>,
+        lease_acquired_at -> Nullable<BigInt>,
+        lease_expires_at -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(jobs -> runs (run_id));
 diesel::joinable!(job_events -> jobs (job_id));
-diesel::allow_tables_to_appear_in_same_query!(runs, jobs, job_events, nodes);
+diesel::allow_tables_to_appear_in_same_query!(runs, jobs, job_events, nodes, tubes);

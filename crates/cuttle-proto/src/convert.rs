@@ -1,7 +1,8 @@
 //! Conversions between the generated `cuttle.v1` messages and cuttle-core types. Each
 //! direction is written once, here, and nowhere else.
 
-use cuttle_core::{Job, JobEvent, JobStatus, Node, RunSummary};
+use cuttle_core::dispatch::Tube;
+use cuttle_core::{Job, JobEvent, JobStatus, Node, RunSummary, UnixMillis};
 
 use crate::v1;
 
@@ -88,6 +89,14 @@ pub fn job_to_proto(job: &Job, nodes: Vec<String>) -> v1::Job {
         updated_at_ms: job.updated_at.0,
         heartbeat_at_ms: job.heartbeat_at.map(|at| at.0),
         nodes,
+        dispatcher: job.dispatcher.clone().unwrap_or_default(),
+        supervisor_host: job
+            .supervisor
+            .as_ref()
+            .map(|s| s.host.clone())
+            .unwrap_or_default(),
+        supervisor_pid: job.supervisor.as_ref().map_or(0, |s| s.pid),
+        started_at_ms: job.started_at.map(|at| at.0),
     }
 }
 
@@ -108,6 +117,21 @@ pub fn run_to_proto(summary: &RunSummary) -> v1::Run {
             .iter()
             .map(|(status, n)| (status.as_str().to_owned(), *n))
             .collect(),
+    }
+}
+
+/// A tube on the wire; the lease fields are filled only while the lease is live at `now`.
+pub fn tube_to_proto(tube: &Tube, now: UnixMillis) -> v1::Tube {
+    let lease = tube.live_lease(now);
+    v1::Tube {
+        machine_type: tube.machine_type.to_string(),
+        paused: tube.paused,
+        paused_by: tube.paused_by.clone().unwrap_or_default(),
+        paused_at_ms: tube.paused_at.map(|at| at.0),
+        lease_holder: lease.map(|l| l.holder.clone()).unwrap_or_default(),
+        lease_host: lease.map(|l| l.host.clone()).unwrap_or_default(),
+        lease_pid: lease.map_or(0, |l| l.pid),
+        lease_expires_at_ms: lease.map(|l| l.expires_at.0),
     }
 }
 

@@ -56,6 +56,39 @@ enum Command {
         id: u64,
         reply: Reply<HashMap<String, String>>,
     },
+    StatsTube {
+        tube: String,
+        reply: Reply<HashMap<String, String>>,
+    },
+    Reserve {
+        tube: String,
+        wait: Duration,
+        reply: Reply<Option<Reserved>>,
+    },
+    Touch {
+        id: u64,
+        reply: Reply<()>,
+    },
+    Bury {
+        id: u64,
+        priority: u32,
+        reply: Reply<()>,
+    },
+    Release {
+        id: u64,
+        priority: u32,
+        delay: Duration,
+        reply: Reply<()>,
+    },
+}
+
+/// A job reserved from a tube: only its id and body, never a `beanstalkc::Job` (which
+/// borrows the connection). Touch, bury, release and delete it through the same
+/// [`QueueClient`] that reserved it: beanstalkd ties a reservation to its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub id: u64,
+    pub body: Vec<u8>,
 }
 
 /// How long a command may wait for beanstalkd's answer by default.
@@ -186,6 +219,43 @@ impl QueueClient {
         self.call(|reply| Command::StatsJob { id, reply }).await
     }
 
+    /// `stats-tube`: the tube's ready, reserved, buried, … counts. A tube nobody has used
+    /// yet is refused by beanstalkd (NOT_FOUND).
+    pub async fn stats_tube(&self, tube: &str) -> Result<HashMap<String, String>, QueueError> {
+        let tube = tube.to_owned();
+        self.call(|reply| Command::StatsTube { tube, reply }).await
+    }
+
+    /// Reserves the next ready job of `tube`, waiting up to `wait` (whole seconds; keep it
+    /// well under the command deadline). `None` when none came. This connection watches
+    /// only `tube`.
+    pub async fn reserve(&self, tube: &str, wait: Duration) -> Result<Option<Reserved>, QueueError> {
+        let tube = tube.to_owned();
+        self.call(|reply| Command::Reserve { tube, wait, reply }).await
+    }
+
+    /// Restarts the time-to-run of a job this connection reserved.
+    pub async fn touch(&self, id: u64) -> Result<(), QueueError> {
+        self.call(|reply| Command::Touch { id, reply }).await
+    }
+
+    /// Buries a job this connection reserved: it stays on beanstalkd for an operator to
+    /// inspect (`peek-buried`) or kick, and is never handed out again on its own.
+    pub async fn bury(&self, id: u64, priority: u32) -> Result<(), QueueError> {
+        self.call(|reply| Command::Bury { id, priority, reply }).await
+    }
+
+    /// Puts a job this connection reserved back to ready (after `delay`) with `priority`.
+    pub async fn release(&self, id: u64, priority: u32, delay: Duration) -> Result<(), QueueError> {
+        self.call(|reply| Command::Release {
+            id,
+            priority,
+            delay,
+            reply,
+        })
+        .await
+    }
+
     /// The largest job body the server accepts (its `max-job-size`).
     pub async fn max_job_size(&self) -> Result<usize, QueueError> {
         let stats = self.stats().await?;
@@ -202,6 +272,8 @@ struct Connection {
     client: Option<Beanstalkc>,
     /// The tube `use`d on the current connection, to skip redundant `use` commands.
     using: Option<String>,
+    /// The one tube the current connection watches, once a reserve has set it up.
+    watching: Option<String>,
 }
 
 impl Connection {
@@ -210,6 +282,7 @@ impl Connection {
             addr,
             client: None,
             using: None,
+            watching: None,
         }
     }
 
@@ -241,7 +314,67 @@ impl Connection {
                 Command::StatsJob { id, reply } => {
                     let _ = reply.send(self.with_client("stats-job", |conn, _| conn.stats_job(id)));
                 }
+                Command::StatsTube { tube, reply } => {
+                    let _ =
+                        reply.send(self.with_client("stats-tube", |conn, _| conn.stats_tube(&tube)));
+                }
+                Command::Reserve { tube, wait, reply } => {
+                    let _ = reply.send(self.reserve(&tube, wait));
+                }
+                Command::Touch { id, reply } => {
+                    let _ = reply.send(self.with_client("touch", |conn, _| conn.touch(id)));
+                }
+                Command::Bury { id, priority, reply } => {
+                    let _ = reply.send(self.with_client("bury", |conn, _| conn.bury(id, priority)));
+                }
+                Command::Release {
+                    id,
+                    priority,
+                    delay,
+                    reply,
+                } => {
+                    let _ = reply.send(
+                        self.with_client("release", |conn, _| conn.release(id, priority, delay)),
+                    );
+                }
             }
+        }
+    }
+
+    /// `reserve-with-timeout` on `tube`, watching only it. beanstalkd's "no job came"
+    /// answers (TIMED_OUT, DEADLINE_SOON) are `None`, not errors.
+    fn reserve(&mut self, tube: &str, wait: Duration) -> Result<Option<Reserved>, QueueError> {
+        // Dial first, so the watch below and the reserve run on the same connection (a
+        // fresh dial forgets what was watched).
+        self.connect()?;
+        if self.watching.as_deref() != Some(tube) {
+            let previous = self.watching.take();
+            self.with_client("watch", |conn, _| {
+                conn.watch(tube)?;
+                // A fresh connection watches `default`; ours watches only `tube`.
+                conn.ignore(previous.as_deref().unwrap_or("default"))
+                    .or_else(|e| match e {
+                        // NOT_IGNORED: it was the only one watched, nothing to drop.
+                        BeanstalkcError::CommandFailed(_) => Ok(0),
+                        other => Err(other),
+                    })
+            })?;
+            self.watching = Some(tube.to_owned());
+        }
+        let result = self.with_client("reserve", |conn, _| {
+            conn.reserve_with_timeout(wait).map(|job| Reserved {
+                id: job.id(),
+                body: job.body().to_vec(),
+            })
+        });
+        match result {
+            Ok(job) => Ok(Some(job)),
+            Err(QueueError::Refused { detail, .. })
+                if detail.contains("TimedOut") || detail.contains("DeadlineSoon") =>
+            {
+                Ok(None)
+            }
+            Err(other) => Err(other),
         }
     }
 
@@ -252,10 +385,7 @@ impl Connection {
         command: &'static str,
         f: impl FnOnce(&mut Beanstalkc, &mut Option<String>) -> Result<T, BeanstalkcError>,
     ) -> Result<T, QueueError> {
-        if self.client.is_none() {
-            self.client = Some(self.dial()?);
-            self.using = None;
-        }
+        self.connect()?;
         let client = self.client.as_mut().expect("connected just above");
         match f(client, &mut self.using) {
             Ok(value) => Ok(value),
@@ -272,6 +402,15 @@ impl Connection {
                 })
             }
         }
+    }
+
+    fn connect(&mut self) -> Result<(), QueueError> {
+        if self.client.is_none() {
+            self.client = Some(self.dial()?);
+            self.using = None;
+            self.watching = None;
+        }
+        Ok(())
     }
 
     fn dial(&self) -> Result<Beanstalkc, QueueError> {

@@ -24,6 +24,7 @@ pub struct JobConfig {
 /// read through the typed accessors, then replaced.
 const OWNED_KEYS: &[&str] = &[
     "job_id",
+    "cuttle_job_id",
     "name",
     "owner",
     "priority",
@@ -186,8 +187,11 @@ pub fn render(input: &RenderInput<'_>) -> String {
         map.insert(Value::String(key.to_owned()), value);
     };
     let text = |s: &str| Value::String(s.to_owned());
-    // teuthology writes job_id as a string.
+    // teuthology writes job_id as a string. `cuttle_job_id` marks the body as cuttle's:
+    // a teuthology body may carry a job_id of its own (paddles' or beanstalkd's), which
+    // must not be mistaken for a cuttle job.
     set("job_id", text(&job_id.to_string()));
+    set("cuttle_job_id", text(&job_id.to_string()));
     set("name", text(run.name.as_str()));
     set("owner", text(run.owner.as_str()));
     set("priority", Value::from(job.priority.get()));
@@ -229,6 +233,75 @@ pub fn render(input: &RenderInput<'_>) -> String {
     let sorted: Mapping = entries.into_iter().collect();
     serde_yaml::to_string(&Value::Mapping(sorted))
         .expect("a YAML mapping of YAML values always serializes")
+}
+
+/// What a reserved body is, as far as dispatching cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// A body cuttle rendered: it names a cuttle job.
+    Cuttle(JobId),
+    /// A body teuthology's own `teuthology-schedule` put: no cuttle job id, its `name` is
+    /// the run. cuttle-api adopts it as a job of that run.
+    Teuthology { run: RunSpec, job: JobSpec },
+}
+
+/// Classifies a body reserved from a tube. The error is the burial reason: not UTF-8,
+/// not a YAML mapping, or neither cuttle's nor teuthology's shape.
+pub fn read_body(bytes: &[u8]) -> Result<Body, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("body is not UTF-8 text ({e})"))?;
+    let config = JobConfig::parse(text).map_err(|e| e.message)?;
+    if config.map.is_empty() {
+        return Err("body is empty; expected a teuthology job config (a YAML mapping)".into());
+    }
+    if let Some(id) = config.integer("cuttle_job_id").map_err(|e| e.message)? {
+        return Ok(Body::Cuttle(JobId(id)));
+    }
+    let missing: Vec<&str> = ["name", "machine_type"]
+        .into_iter()
+        .filter(|key| config.get(key).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "body is neither cuttle's (no cuttle_job_id) nor teuthology's (no {})",
+            missing.join(" and ")
+        ));
+    }
+    adopt(&config).map_err(|e| format!("teuthology body refused: {e}"))
+}
+
+/// The run and job a teuthology body describes, with teuthology's defaults: one node per
+/// `roles` entry, priority 1000 when absent (the body's own, otherwise), `scheduled_by`
+/// or `teuthology` as owner when `owner` is missing.
+fn adopt(config: &JobConfig) -> Result<Body, InvalidInput> {
+    let name = config.string("name")?.unwrap_or_default();
+    let owner = config
+        .string("owner")?
+        .unwrap_or_else(|| "teuthology".to_owned());
+    let run = RunSpec {
+        name: cuttle_core::RunName::parse(&name)?,
+        owner: cuttle_core::Owner::parse(&owner)?,
+        branch: config.string("branch")?.unwrap_or_default(),
+        sha1: config.string("sha1")?.unwrap_or_default(),
+        suite: config.string("suite")?.unwrap_or_default(),
+    };
+    let machine_type = config.string("machine_type")?.unwrap_or_default();
+    let n_nodes = config.roles_count()?.unwrap_or(1);
+    let job = JobSpec {
+        description: config.string("description")?.unwrap_or_default(),
+        machine_type: cuttle_core::MachineType::parse(&machine_type)?,
+        priority: match config.integer("priority")? {
+            Some(priority) => cuttle_core::Priority::new(priority)?,
+            None => cuttle_core::Priority::default(),
+        },
+        n_nodes: cuttle_core::NodeCount::new(i64::try_from(n_nodes).unwrap_or(i64::MAX))?,
+        time_limit: config
+            .integer("timeout")?
+            .map(cuttle_core::TimeLimit::from_seconds)
+            .transpose()?,
+        os_type: config.string("os_type")?.unwrap_or_default(),
+        os_version: config.version_string("os_version")?.unwrap_or_default(),
+    };
+    Ok(Body::Teuthology { run, job })
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -405,5 +478,49 @@ verbose: false
             config.version_string("os_version").unwrap().as_deref(),
             Some("9")
         );
+    }
+
+    #[test]
+    fn a_teuthology_body_is_adopted_with_its_run_and_node_count() {
+        let Body::Teuthology { run, job } = read_body(TEUTHOLOGY_BODY.as_bytes()).unwrap() else {
+            panic!("a teuthology-schedule body must be read as teuthology's");
+        };
+        assert_eq!(run.name.as_str(), "alice-2026-11-23_10:00:00-rados-main-distro-default-smithi");
+        assert_eq!(run.owner.as_str(), "scheduled_alice@teuthology");
+        assert_eq!(job.machine_type.as_str(), "smithi");
+        assert_eq!(job.n_nodes.get(), 2);
+        assert_eq!(job.priority.get(), 1000);
+        // A teuthology job_id (paddles' or beanstalkd's) does not make it a cuttle body.
+        let with_id = format!("job_id: '1234'\n{TEUTHOLOGY_BODY}");
+        assert!(matches!(read_body(with_id.as_bytes()), Ok(Body::Teuthology { .. })));
+    }
+
+    #[test]
+    fn a_rendered_body_names_its_cuttle_job() {
+        let config = JobConfig::parse(TEUTHOLOGY_BODY).unwrap();
+        let body = render(&RenderInput {
+            job_id: JobId(42),
+            run: &run(),
+            job: &job(2),
+            config: &config,
+        });
+        assert_eq!(read_body(body.as_bytes()), Ok(Body::Cuttle(JobId(42))));
+    }
+
+    #[test]
+    fn garbage_bodies_are_refused_with_a_reason() {
+        for (body, expected) in [
+            (&b"\xff\xfe"[..], "not UTF-8"),
+            (b"just some words", "YAML mapping"),
+            (b"- a\n- list", "YAML mapping"),
+            (b"{unclosed: [", "not valid YAML"),
+            (b"", "empty"),
+            (b"tasks: []\n", "no name and machine_type"),
+            (b"name: r\n", "no machine_type"),
+            (b"name: r\nmachine_type: smithi\npriority: high\n", "whole number"),
+        ] {
+            let reason = read_body(body).expect_err("garbage must be refused");
+            assert!(reason.contains(expected), "{body:?}: {reason}");
+        }
     }
 }

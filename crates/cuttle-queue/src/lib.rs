@@ -8,5 +8,5 @@
 pub mod beanstalk;
 pub mod codec;
 
-pub use beanstalk::{QueueClient, QueueError};
-pub use codec::{JobConfig, RenderInput};
+pub use beanstalk::{QueueClient, QueueError, Reserved};
+pub use codec::{Body, JobConfig, RenderInput, read_body};

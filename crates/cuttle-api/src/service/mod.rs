@@ -1,6 +1,7 @@
 //! The gRPC services, one module per service in `proto/cuttle/v1`. Handlers validate their
 //! input into cuttle-core types first, then call the store or the queue.
 
+pub mod dispatch;
 pub mod health;
 pub mod nodes;
 pub mod runs;

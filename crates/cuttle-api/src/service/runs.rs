@@ -19,7 +19,7 @@ use cuttle_proto::convert::{
 use cuttle_proto::v1::run_service_server::RunService;
 use cuttle_proto::v1::{
     self, CreateRunRequest, CreateRunResponse, GetJobRequest, GetRunRequest, HeartbeatRequest,
-    HeartbeatResponse, JobDetail, ListRunsRequest, ListRunsResponse, RunDetail,
+    HeartbeatResponse, JobDetail, KillRequest, KillResponse, ListRunsRequest, ListRunsResponse, RunDetail,
     UpdateJobStatusRequest,
 };
 use cuttle_queue::JobConfig;
@@ -127,20 +127,8 @@ fn job_spec(request: &v1::JobSpec, config: &JobConfig) -> Result<JobSpec, Status
 }
 
 impl RunApi {
-    /// Jobs on the wire, each with the nodes locked for it, in one database call.
     async fn jobs_with_nodes(&self, jobs: Vec<Job>) -> Result<Vec<v1::Job>, Status> {
-        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
-        let mut held = self
-            .app
-            .db(move |store| store.nodes_locked_for_jobs(&ids))
-            .await?;
-        Ok(jobs
-            .iter()
-            .map(|job| {
-                let nodes = held.remove(&job.id).unwrap_or_default();
-                job_to_proto(job, nodes.iter().map(ToString::to_string).collect())
-            })
-            .collect())
+        self.app.jobs_with_nodes(jobs).await
     }
 
     async fn job_with_nodes(&self, job: Job) -> Result<v1::Job, Status> {
@@ -398,6 +386,64 @@ impl RunService for RunApi {
             let status = self.app.db(move |store| store.heartbeat(id, now())).await?;
             Ok(HeartbeatResponse {
                 status: status_to_proto(status) as i32,
+            })
+        })
+        .await
+    }
+
+    async fn kill(&self, request: Request<KillRequest>) -> Result<Response<KillResponse>, Status> {
+        observe("RunService/Kill", async {
+            let is_admin = self.app.admin().is_admin(request.metadata());
+            let request = request.into_inner();
+            let run = required(
+                &request.run_name,
+                "run name",
+                "name the run to kill",
+                RunName::parse,
+            )?;
+            let by = required(
+                &request.owner,
+                "owner",
+                "say who kills the run (--owner or $USER)",
+                Owner::parse,
+            )?;
+            let only = request.job_id.map(job_id).transpose()?;
+            let lookup = run.clone();
+            let (summary, _) = self.app.db(move |store| store.get_run(&lookup)).await?;
+            if summary.run.spec.owner != by && !is_admin {
+                return Err(Status::permission_denied(format!(
+                    "run {run} belongs to {}, not {by}; only its owner or an admin (--token) can kill it",
+                    summary.run.spec.owner
+                )));
+            }
+            let reason = format!("killed by {by}");
+            let killed = self
+                .app
+                .db(move |store| store.kill(&run, only, &reason, now()))
+                .await?;
+            let mut dequeued = 0;
+            let mut stopping = 0;
+            for entry in &killed {
+                match entry.was {
+                    cuttle_core::JobStatus::Running => stopping += 1,
+                    _ => {
+                        // Its copy may be reserved by a dispatcher right now, which makes
+                        // this delete fail; that dispatcher's claim sees `killed` and
+                        // deletes the copy itself.
+                        if let Some(id) = entry.job.beanstalk_id
+                            && self.app.queue().delete(id).await.is_ok()
+                        {
+                            dequeued += 1;
+                        }
+                    }
+                }
+            }
+            tracing::info!(killed = killed.len(), dequeued, stopping, "run killed");
+            let jobs = killed.into_iter().map(|entry| entry.job).collect();
+            Ok(KillResponse {
+                killed: self.jobs_with_nodes(jobs).await?,
+                dequeued,
+                stopping,
             })
         })
         .await

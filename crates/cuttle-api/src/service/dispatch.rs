@@ -1,0 +1,349 @@
+//! DispatchService (what cuttle-dispatcher asks of the API) and QueueService (what
+//! operators see and steer).
+//!
+//! The dispatcher stays thin: it sends the body it reserved and gets back an action. Body
+//! classification (cuttle's, teuthology's, garbage) and every state change happen here,
+//! in the database, through `cuttle_core::dispatch`'s rules.
+
+use tonic::{Request, Response, Status};
+
+use cuttle_core::dispatch::{Claim, SupervisorRef};
+use cuttle_core::{InvalidInput, MachineType, Owner};
+use cuttle_db::{DbError, LeaseRequest};
+use cuttle_proto::convert::tube_to_proto;
+use cuttle_proto::v1::dispatch_service_server::DispatchService;
+use cuttle_proto::v1::queue_service_server::QueueService;
+use cuttle_proto::v1::{
+    self, AcquireLeaseRequest, AcquireLeaseResponse, ClaimAction, ClaimJobRequest,
+    ClaimJobResponse, ClaimReleasesRequest, ClaimReleasesResponse, ListQueueRequest,
+    ListQueueResponse, ListTubesRequest, ListTubesResponse, RecordDispatchRequest,
+    ReleaseLeaseRequest, ReleaseLeaseResponse, RequeueJobRequest, SetQueuePausedRequest,
+};
+use cuttle_queue::{Body, read_body};
+
+use super::{job_id, required, text};
+use crate::{App, errors, now, observe};
+
+fn machine_type(text: &str) -> Result<MachineType, Status> {
+    required(
+        text,
+        "machine type",
+        "name the tube's machine type, such as smithi",
+        MachineType::parse,
+    )
+}
+
+fn holder(text: &str) -> Result<String, Status> {
+    let holder = super::text("holder", text)?;
+    if holder.is_empty() {
+        return Err(errors::invalid(InvalidInput::new(
+            "holder",
+            "is missing; a dispatcher names itself with a per-process id",
+        )));
+    }
+    Ok(holder)
+}
+
+#[derive(Debug)]
+pub struct DispatchApi {
+    app: App,
+}
+
+impl DispatchApi {
+    pub fn new(app: App) -> DispatchApi {
+        DispatchApi { app }
+    }
+
+    fn bury(reason: String) -> ClaimJobResponse {
+        ClaimJobResponse {
+            action: ClaimAction::Bury as i32,
+            reason,
+            job: None,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DispatchService for DispatchApi {
+    async fn acquire_lease(
+        &self,
+        request: Request<AcquireLeaseRequest>,
+    ) -> Result<Response<AcquireLeaseResponse>, Status> {
+        observe("DispatchService/AcquireLease", async {
+            let request = request.into_inner();
+            if !(1_000..=600_000).contains(&request.ttl_ms) {
+                return Err(errors::invalid(InvalidInput::new(
+                    "ttl_ms",
+                    format!("{} ms is out of range; use 1000 to 600000", request.ttl_ms),
+                )));
+            }
+            let lease = LeaseRequest {
+                machine_type: machine_type(&request.machine_type)?,
+                holder: holder(&request.holder)?,
+                host: text("host", &request.host)?,
+                pid: request.pid,
+                ttl_ms: request.ttl_ms.into(),
+            };
+            let at = now();
+            let wanted = lease.clone();
+            let tube = self
+                .app
+                .db(move |store| store.acquire_lease(&wanted, at))
+                .await?;
+            let granted = tube
+                .live_lease(at)
+                .is_some_and(|live| live.holder == lease.holder);
+            Ok(AcquireLeaseResponse {
+                granted,
+                tube: Some(tube_to_proto(&tube, at)),
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<ReleaseLeaseRequest>,
+    ) -> Result<Response<ReleaseLeaseResponse>, Status> {
+        observe("DispatchService/ReleaseLease", async {
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            let holder = holder(&request.holder)?;
+            self.app
+                .db(move |store| store.release_lease(&tube, &holder, now()))
+                .await?;
+            Ok(ReleaseLeaseResponse {})
+        })
+        .await
+    }
+
+    async fn claim_job(
+        &self,
+        request: Request<ClaimJobRequest>,
+    ) -> Result<Response<ClaimJobResponse>, Status> {
+        observe("DispatchService/ClaimJob", async {
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            let holder = holder(&request.holder)?;
+            let beanstalk_id = request.beanstalk_id;
+            let job_id = match read_body(request.body.as_bytes()) {
+                Err(reason) => {
+                    tracing::warn!(tube = %tube, beanstalk_id, %reason, "burying a bad body");
+                    return Ok(Self::bury(reason));
+                }
+                Ok(Body::Cuttle(job_id)) => job_id,
+                Ok(Body::Teuthology { run, job }) => {
+                    let body = request.body.clone();
+                    let adopted = self
+                        .app
+                        .db(move |store| store.adopt_job(&run, &job, &body, beanstalk_id, now()))
+                        .await?;
+                    tracing::info!(job_id = %adopted.id, run = %adopted.run_name, beanstalk_id, "adopted a teuthology-scheduled job");
+                    adopted.id
+                }
+            };
+            let claimed = self
+                .app
+                .db(move |store| store.claim_job(job_id, &tube, beanstalk_id, &holder, now()))
+                .await;
+            let (claim, job) = match claimed {
+                Ok(claimed) => claimed,
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    return Ok(Self::bury(format!(
+                        "body names cuttle job {job_id}, which cuttle-api does not know"
+                    )));
+                }
+                Err(status) => return Err(status),
+            };
+            let (action, reason) = match claim {
+                Claim::Start => (ClaimAction::Start, String::new()),
+                Claim::Discard { reason } => (ClaimAction::Discard, reason),
+                Claim::Bury { reason, .. } => (ClaimAction::Bury, reason),
+            };
+            let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
+            Ok(ClaimJobResponse {
+                action: action as i32,
+                reason,
+                job: shown.pop(),
+            })
+        })
+        .await
+    }
+
+    async fn record_dispatch(
+        &self,
+        request: Request<RecordDispatchRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        observe("DispatchService/RecordDispatch", async {
+            let request = request.into_inner();
+            let id = job_id(request.job_id)?;
+            let holder = holder(&request.holder)?;
+            let supervisor = SupervisorRef {
+                host: text("supervisor host", &request.supervisor_host)?,
+                pid: request.supervisor_pid,
+            };
+            let job = self
+                .app
+                .db(move |store| store.record_dispatch(id, &holder, &supervisor, now()))
+                .await?;
+            tracing::info!(job_id = %id, "job dispatched");
+            let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
+            Ok(shown.pop().expect("one job in, one job out"))
+        })
+        .await
+    }
+
+    async fn requeue_job(
+        &self,
+        request: Request<RequeueJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        observe("DispatchService/RequeueJob", async {
+            let request = request.into_inner();
+            let id = job_id(request.job_id)?;
+            let holder = holder(&request.holder)?;
+            let reason = text("reason", &request.reason)?;
+            let reason = if reason.is_empty() {
+                format!("handed back by dispatcher {holder}")
+            } else {
+                reason
+            };
+            let job = self
+                .app
+                .db(move |store| store.requeue_job(id, &holder, &reason, now()))
+                .await?;
+            let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
+            Ok(shown.pop().expect("one job in, one job out"))
+        })
+        .await
+    }
+
+    async fn claim_releases(
+        &self,
+        request: Request<ClaimReleasesRequest>,
+    ) -> Result<Response<ClaimReleasesResponse>, Status> {
+        observe("DispatchService/ClaimReleases", async {
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            let holder = holder(&request.holder)?;
+            let limit = if request.limit == 0 { 16 } else { request.limit.min(1000) };
+            let grace_ms = i64::try_from(self.app.settings().supervisor_grace.as_millis())
+                .unwrap_or(i64::MAX);
+            let at = now();
+            let pending = self
+                .app
+                .db(move |store| {
+                    let current = store.get_tube(&tube, at)?;
+                    if current.live_lease(at).is_none_or(|lease| lease.holder != holder) {
+                        return Err(DbError::NotLeaseHolder {
+                            machine_type: tube,
+                            holder,
+                            current: current.live_lease(at).map(|lease| lease.holder.clone()),
+                        });
+                    }
+                    store.claim_releases(&tube, grace_ms, limit.into(), at)
+                })
+                .await?;
+            let mut releases = Vec::with_capacity(pending.len());
+            for release in pending {
+                tracing::info!(job_id = %release.job.id, nodes = ?release.nodes, "nodes of an ended job to release");
+                let mut shown = self.app.jobs_with_nodes(vec![release.job]).await?;
+                releases.push(v1::PendingRelease {
+                    job: shown.pop(),
+                    nodes: release.nodes.iter().map(ToString::to_string).collect(),
+                });
+            }
+            Ok(ClaimReleasesResponse { releases })
+        })
+        .await
+    }
+}
+
+#[derive(Debug)]
+pub struct QueueApi {
+    app: App,
+}
+
+impl QueueApi {
+    pub fn new(app: App) -> QueueApi {
+        QueueApi { app }
+    }
+}
+
+#[tonic::async_trait]
+impl QueueService for QueueApi {
+    async fn list_queue(
+        &self,
+        request: Request<ListQueueRequest>,
+    ) -> Result<Response<ListQueueResponse>, Status> {
+        observe("QueueService/ListQueue", async {
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            let limit = if request.limit == 0 { 1000 } else { request.limit.min(100_000) };
+            let at = now();
+            let lookup = tube.clone();
+            let (state, jobs) = self
+                .app
+                .db(move |store| {
+                    Ok((
+                        store.get_tube(&lookup, at)?,
+                        store.list_queue(&lookup, limit.into())?,
+                    ))
+                })
+                .await?;
+            // beanstalkd's own view is a bonus: the queue is listed without it.
+            let beanstalk_stats = self
+                .app
+                .queue()
+                .stats_tube(tube.as_str())
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            Ok(ListQueueResponse {
+                tube: Some(tube_to_proto(&state, at)),
+                jobs: self.app.jobs_with_nodes(jobs).await?,
+                beanstalk_stats,
+            })
+        })
+        .await
+    }
+
+    async fn set_queue_paused(
+        &self,
+        request: Request<SetQueuePausedRequest>,
+    ) -> Result<Response<v1::Tube>, Status> {
+        observe("QueueService/SetQueuePaused", async {
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            let by = required(
+                &request.owner,
+                "owner",
+                "say who pauses the queue (--owner or $USER)",
+                Owner::parse,
+            )?;
+            let paused = request.paused;
+            let at = now();
+            let state = self
+                .app
+                .db(move |store| store.set_paused(&tube, paused, &by, at))
+                .await?;
+            tracing::info!(tube = %state.machine_type, paused, "queue pause changed");
+            Ok(tube_to_proto(&state, at))
+        })
+        .await
+    }
+
+    async fn list_tubes(
+        &self,
+        _request: Request<ListTubesRequest>,
+    ) -> Result<Response<ListTubesResponse>, Status> {
+        observe("QueueService/ListTubes", async {
+            let at = now();
+            let tubes = self.app.db(|store| store.list_tubes()).await?;
+            Ok(ListTubesResponse {
+                tubes: tubes.iter().map(|tube| tube_to_proto(tube, at)).collect(),
+            })
+        })
+        .await
+    }
+}

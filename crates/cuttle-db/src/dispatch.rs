@@ -1,0 +1,668 @@
+//! Dispatching in the database: tube leases and pauses, claiming a reserved job, recording
+//! its dispatch, the reaper, kills, adoption of teuthology-scheduled bodies, and finding
+//! ended jobs whose nodes still need giving back.
+//!
+//! The decisions come from `cuttle_core::dispatch`; this module applies them inside write
+//! transactions, each UPDATE conditional on the state that was checked, so a reaper pass
+//! and a dispatcher (or two API handlers) racing on the same job can not both act on it.
+
+use diesel::prelude::*;
+
+use cuttle_core::dispatch::{
+    Claim, LeaseInfo, Reap, SupervisorRef, Tube, decide_claim, decide_reap, may_take_lease,
+};
+use cuttle_core::{
+    Job, JobId, JobSpec, JobStatus, MachineType, NodeName, Owner, RunName, RunSpec, UnixMillis,
+};
+
+use crate::jobs::{JobRow, JobTx, JobWithRun, into_job};
+use crate::schema::{jobs, nodes, runs, tubes};
+use crate::{DbConnection, DbError, Store, with_conn, write_tx};
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = tubes)]
+struct TubeRow {
+    machine_type: String,
+    paused: bool,
+    paused_by: Option<String>,
+    paused_at: Option<i64>,
+    lease_holder: Option<String>,
+    lease_host: Option<String>,
+    lease_pid: Option<i64>,
+    lease_acquired_at: Option<i64>,
+    lease_expires_at: Option<i64>,
+}
+
+impl TubeRow {
+    fn into_tube(self) -> Result<Tube, DbError> {
+        let machine_type = MachineType::parse(&self.machine_type)
+            .map_err(|e| DbError::Corrupt(format!("tube {}: {e}", self.machine_type)))?;
+        let lease = match (self.lease_holder, self.lease_expires_at) {
+            (Some(holder), Some(expires_at)) => Some(LeaseInfo {
+                holder,
+                host: self.lease_host.unwrap_or_default(),
+                pid: self
+                    .lease_pid
+                    .and_then(|pid| u32::try_from(pid).ok())
+                    .unwrap_or(0),
+                acquired_at: UnixMillis(self.lease_acquired_at.unwrap_or(0)),
+                expires_at: UnixMillis(expires_at),
+            }),
+            _ => None,
+        };
+        Ok(Tube {
+            machine_type,
+            paused: self.paused,
+            paused_by: self.paused_by,
+            paused_at: self.paused_at.map(UnixMillis),
+            lease,
+        })
+    }
+}
+
+/// The dispatcher asking for a tube's lease.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub machine_type: MachineType,
+    /// Unique per dispatcher process (a restart is a new holder).
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    pub ttl_ms: i64,
+}
+
+/// What a reaper pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Running jobs marked `dead` because their supervisor went quiet, with the reason.
+    pub supervisor_lost: Vec<(JobId, String)>,
+    /// `waiting` jobs returned to `queued` because their dispatcher lost its lease.
+    pub requeued: Vec<JobId>,
+    /// Nodes unlocked because they were held for a job that is back in the queue.
+    pub freed_nodes: Vec<NodeName>,
+}
+
+/// A job that has ended with nodes still locked for it, claimed for release.
+#[derive(Debug, Clone)]
+pub struct PendingRelease {
+    pub job: Job,
+    pub nodes: Vec<NodeName>,
+}
+
+/// A job a kill ended, with the status it had.
+#[derive(Debug, Clone)]
+pub struct Killed {
+    pub job: Job,
+    pub was: JobStatus,
+}
+
+/// Queries shared by the dispatch operations, written once for both backends.
+trait DispatchTx {
+    fn load_tube(&mut self, machine_type: &MachineType, now: UnixMillis) -> Result<Tube, DbError>;
+    fn free_nodes_of_job(&mut self, job_id: JobId, now: UnixMillis) -> Result<Vec<NodeName>, DbError>;
+    fn move_job(
+        &mut self,
+        job: &Job,
+        to: JobStatus,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError>;
+}
+
+crate::impl_for_both_backends! { DispatchTx {
+    /// The tube's row, created (unpaused, no lease) on first use.
+    fn load_tube(&mut self, machine_type: &MachineType, now: UnixMillis) -> Result<Tube, DbError> {
+        diesel::insert_into(tubes::table)
+            .values((tubes::machine_type.eq(machine_type.as_str()), tubes::updated_at.eq(now.0)))
+            .on_conflict_do_nothing()
+            .execute(self)?;
+        tubes::table
+            .find(machine_type.as_str())
+            .select(TubeRow::as_select())
+            .first(self)?
+            .into_tube()
+    }
+
+    fn free_nodes_of_job(&mut self, job_id: JobId, now: UnixMillis) -> Result<Vec<NodeName>, DbError> {
+        let names: Vec<String> = diesel::update(nodes::table.filter(nodes::locked_job_id.eq(job_id.0)))
+            .set((
+                nodes::locked_by.eq(None::<String>),
+                nodes::locked_job_id.eq(None::<i64>),
+                nodes::locked_since.eq(None::<i64>),
+                nodes::updated_at.eq(now.0),
+            ))
+            .returning(nodes::name)
+            .get_results(self)?;
+        names
+            .iter()
+            .map(|name| NodeName::parse(name).map_err(|e| DbError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// Moves `job` (as just loaded) to `to` through the state machine, conditional on its
+    /// status not having changed since; returns whether it moved.
+    fn move_job(
+        &mut self,
+        job: &Job,
+        to: JobStatus,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        job.status
+            .transition(to, Some(reason))
+            .map_err(|source| DbError::IllegalTransition { job_id: job.id, source })?;
+        let changed = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job.id.0))
+                .filter(jobs::status.eq(job.status.as_str())),
+        )
+        .set((
+            jobs::status.eq(to.as_str()),
+            jobs::reason.eq(reason),
+            jobs::updated_at.eq(now.0),
+        ))
+        .execute(self)?;
+        if changed == 1 {
+            self.record_event(job.id, now, Some(job.status), to, Some(reason))?;
+        }
+        Ok(changed == 1)
+    }
+}}
+
+fn not_lease_holder(tube: &Tube, holder: &str, now: UnixMillis) -> DbError {
+    DbError::NotLeaseHolder {
+        machine_type: tube.machine_type.clone(),
+        holder: holder.to_owned(),
+        current: tube
+            .live_lease(now)
+            .map(|lease| format!("{} (pid {} on {})", lease.holder, lease.pid, lease.host)),
+    }
+}
+
+impl Store {
+    /// Takes or renews a tube's lease for `request.holder` if it is free, expired or
+    /// already theirs; returns the tube as it now stands (check the lease's holder to see
+    /// whether it was granted).
+    pub fn acquire_lease(&self, request: &LeaseRequest, now: UnixMillis) -> Result<Tube, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let tube = c.load_tube(&request.machine_type, now)?;
+            let current = tube.lease_rule();
+            if may_take_lease(current.as_ref(), &request.holder, now) {
+                let renewing = current.is_some_and(|lease| lease.holder == request.holder);
+                let acquired_at = if renewing {
+                    tube.lease.as_ref().map_or(now, |lease| lease.acquired_at)
+                } else {
+                    now
+                };
+                // Conditional on the lease still being takeable: on PostgreSQL a racing
+                // standby re-checks this after the first one's row lock is released.
+                diesel::update(
+                    tubes::table.find(request.machine_type.as_str()).filter(
+                        tubes::lease_holder
+                            .is_null()
+                            .or(tubes::lease_holder.eq(&request.holder))
+                            .or(tubes::lease_expires_at.le(now.0)),
+                    ),
+                )
+                .set((
+                    tubes::lease_holder.eq(&request.holder),
+                    tubes::lease_host.eq(&request.host),
+                    tubes::lease_pid.eq(i64::from(request.pid)),
+                    tubes::lease_acquired_at.eq(acquired_at.0),
+                    tubes::lease_expires_at.eq(now.0 + request.ttl_ms),
+                    tubes::updated_at.eq(now.0),
+                ))
+                .execute(c)?;
+            }
+            c.load_tube(&request.machine_type, now)
+        })
+    }
+
+    /// Gives the lease up at once (a clean dispatcher shutdown), so a standby need not wait
+    /// for it to expire. Does nothing if `holder` does not hold it.
+    pub fn release_lease(
+        &self,
+        machine_type: &MachineType,
+        holder: &str,
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            diesel::update(
+                tubes::table
+                    .find(machine_type.as_str())
+                    .filter(tubes::lease_holder.eq(holder)),
+            )
+            .set((tubes::lease_expires_at.eq(now.0), tubes::updated_at.eq(now.0)))
+            .execute(c)
+        })?;
+        Ok(())
+    }
+
+    pub fn get_tube(&self, machine_type: &MachineType, now: UnixMillis) -> Result<Tube, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| c.load_tube(machine_type, now))
+    }
+
+    /// Every tube that has ever been used, by machine type.
+    pub fn list_tubes(&self) -> Result<Vec<Tube>, DbError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<TubeRow> = with_conn!(&mut *conn, |c| tubes::table
+            .select(TubeRow::as_select())
+            .order(tubes::machine_type)
+            .load(c))?;
+        rows.into_iter().map(TubeRow::into_tube).collect()
+    }
+
+    /// Pauses or resumes a tube; a paused tube gets no new dispatches.
+    pub fn set_paused(
+        &self,
+        machine_type: &MachineType,
+        paused: bool,
+        by: &Owner,
+        now: UnixMillis,
+    ) -> Result<Tube, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            c.load_tube(machine_type, now)?;
+            diesel::update(tubes::table.find(machine_type.as_str()))
+                .set((
+                    tubes::paused.eq(paused),
+                    tubes::paused_by.eq(paused.then(|| by.as_str())),
+                    tubes::paused_at.eq(paused.then_some(now.0)),
+                    tubes::updated_at.eq(now.0),
+                ))
+                .execute(c)?;
+            c.load_tube(machine_type, now)
+        })
+    }
+
+    /// Decides, for the dispatcher holding `tube`'s lease, what to do with beanstalkd job
+    /// `beanstalk_id` that names `job_id`, and applies it: a job to start becomes `waiting`
+    /// (claimed by `holder`; nodes a previous claimant locked for it are freed), a job that
+    /// can never run becomes `dead`. Refused if `holder` does not hold the lease.
+    pub fn claim_job(
+        &self,
+        job_id: JobId,
+        tube: &MachineType,
+        beanstalk_id: u64,
+        holder: &str,
+        now: UnixMillis,
+    ) -> Result<(Claim, Job), DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let tube_row = c.load_tube(tube, now)?;
+            if tube_row.live_lease(now).is_none_or(|lease| lease.holder != holder) {
+                return Err(not_lease_holder(&tube_row, holder, now));
+            }
+            let job = c.load_job(job_id)?;
+            let total: i64 = nodes::table
+                .filter(nodes::machine_type.eq(tube.as_str()))
+                .count()
+                .get_result(c)?;
+            let claim = decide_claim(&job, tube, beanstalk_id, u32::try_from(total).unwrap_or(u32::MAX));
+            match &claim {
+                Claim::Start => {
+                    if job.status == JobStatus::Waiting {
+                        // A leftover of a dispatcher that lost the lease: nothing ran on
+                        // these nodes, so they go straight back.
+                        c.free_nodes_of_job(job.id, now)?;
+                    } else {
+                        let reason = format!("reserved by dispatcher {holder}");
+                        if !c.move_job(&job, JobStatus::Waiting, &reason, now)? {
+                            return Err(DbError::Conflict { job_id });
+                        }
+                    }
+                    diesel::update(jobs::table.filter(jobs::id.eq(job.id.0)))
+                        .set((jobs::dispatcher.eq(holder), jobs::beanstalk_id.eq(beanstalk_id as i64)))
+                        .execute(c)?;
+                }
+                Claim::Bury { reason, dead: true } => {
+                    if !c.move_job(&job, JobStatus::Dead, reason, now)? {
+                        return Err(DbError::Conflict { job_id });
+                    }
+                }
+                Claim::Bury { dead: false, .. } | Claim::Discard { .. } => {}
+            }
+            Ok((claim, c.load_job(job_id)?))
+        })
+    }
+
+    /// Records that `holder` started a supervisor for its claimed job: `waiting` →
+    /// `running`, with the supervisor's pid and host. Refused unless the job is `waiting`,
+    /// claimed by `holder`, and holds exactly its nodes.
+    pub fn record_dispatch(
+        &self,
+        job_id: JobId,
+        holder: &str,
+        supervisor: &SupervisorRef,
+        now: UnixMillis,
+    ) -> Result<Job, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let job = c.load_job(job_id)?;
+            if job.status != JobStatus::Waiting || job.dispatcher.as_deref() != Some(holder) {
+                return Err(DbError::NotClaimed {
+                    job_id,
+                    status: job.status,
+                    holder: holder.to_owned(),
+                });
+            }
+            let held: Vec<String> = nodes::table
+                .filter(nodes::locked_job_id.eq(job_id.0))
+                .select(nodes::name)
+                .order(nodes::name)
+                .load(c)?;
+            if held.len() != job.spec.n_nodes.get() as usize {
+                return Err(DbError::NotClaimed {
+                    job_id,
+                    status: job.status,
+                    holder: format!(
+                        "{holder} (it holds {} of the job's {} nodes)",
+                        held.len(),
+                        job.spec.n_nodes.get()
+                    ),
+                });
+            }
+            let reason = format!(
+                "started by supervisor pid {} on {} with {}",
+                supervisor.pid,
+                supervisor.host,
+                held.join(", ")
+            );
+            if !c.move_job(&job, JobStatus::Running, &reason, now)? {
+                return Err(DbError::Conflict { job_id });
+            }
+            diesel::update(jobs::table.filter(jobs::id.eq(job_id.0)))
+                .set((
+                    jobs::supervisor_pid.eq(i64::from(supervisor.pid)),
+                    jobs::supervisor_host.eq(&supervisor.host),
+                    jobs::started_at.eq(now.0),
+                    jobs::heartbeat_at.eq(now.0),
+                ))
+                .execute(c)?;
+            c.load_job(job_id)
+        })
+    }
+
+    /// A dispatcher hands back a job it claimed but will not start (shutdown, a failed
+    /// spawn): its nodes are freed and it returns to `queued`.
+    pub fn requeue_job(
+        &self,
+        job_id: JobId,
+        holder: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<Job, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let job = c.load_job(job_id)?;
+            if job.status != JobStatus::Waiting || job.dispatcher.as_deref() != Some(holder) {
+                return Err(DbError::NotClaimed {
+                    job_id,
+                    status: job.status,
+                    holder: holder.to_owned(),
+                });
+            }
+            c.free_nodes_of_job(job_id, now)?;
+            if !c.move_job(&job, JobStatus::Queued, reason, now)? {
+                return Err(DbError::Conflict { job_id });
+            }
+            c.load_job(job_id)
+        })
+    }
+
+    /// One reaper pass: running jobs whose supervisor has been silent for over `grace_ms`
+    /// become `dead`; `waiting` jobs whose dispatcher lost its lease go back to `queued`
+    /// with their nodes freed; nodes locked for a job that is back in the queue are freed.
+    pub fn reap(&self, grace_ms: i64, now: UnixMillis) -> Result<ReapReport, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let mut report = ReapReport::default();
+            let rows: Vec<JobWithRun> = jobs::table
+                .inner_join(runs::table)
+                .filter(jobs::status.eq_any([JobStatus::Running.as_str(), JobStatus::Waiting.as_str()]))
+                .select((JobRow::as_select(), runs::name, runs::owner))
+                .load(c)?;
+            let tube_rows: Vec<TubeRow> = tubes::table.select(TubeRow::as_select()).load(c)?;
+            let tubes_now = tube_rows
+                .into_iter()
+                .map(TubeRow::into_tube)
+                .collect::<Result<Vec<_>, _>>()?;
+            for row in rows {
+                let job = into_job(row)?;
+                let lease = tubes_now
+                    .iter()
+                    .find(|tube| tube.machine_type == job.spec.machine_type)
+                    .and_then(Tube::lease_rule);
+                match decide_reap(&job, lease.as_ref(), grace_ms, now) {
+                    Reap::Keep => {}
+                    Reap::SupervisorLost { reason } => {
+                        if c.move_job(&job, JobStatus::Dead, &reason, now)? {
+                            report.supervisor_lost.push((job.id, reason));
+                        }
+                    }
+                    Reap::DispatcherLost { reason } => {
+                        if c.move_job(&job, JobStatus::Queued, &reason, now)? {
+                            report.freed_nodes.extend(c.free_nodes_of_job(job.id, now)?);
+                            report.requeued.push(job.id);
+                        }
+                    }
+                }
+            }
+            // Locks left on nodes for jobs that are back in the queue (or never left it).
+            let stray: Vec<i64> = nodes::table
+                .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
+                .filter(jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::WaitingForBuild.as_str()]))
+                .select(jobs::id)
+                .distinct()
+                .load(c)?;
+            for job_id in stray {
+                report.freed_nodes.extend(c.free_nodes_of_job(JobId(job_id), now)?);
+            }
+            Ok(report)
+        })
+    }
+
+    /// Ended jobs of `machine_type` that still hold nodes and whose supervisor has not
+    /// heartbeaten for `grace_ms` (it died, or the job was killed while it was lost), at
+    /// most `limit`. Each returned job's heartbeat is set to `now`, which claims its release
+    /// for the caller for another `grace_ms`.
+    pub fn claim_releases(
+        &self,
+        machine_type: &MachineType,
+        grace_ms: i64,
+        limit: i64,
+        now: UnixMillis,
+    ) -> Result<Vec<PendingRelease>, DbError> {
+        let ended = [
+            JobStatus::Pass.as_str(),
+            JobStatus::Fail.as_str(),
+            JobStatus::Dead.as_str(),
+            JobStatus::Killed.as_str(),
+        ];
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let cutoff = now.0 - grace_ms;
+            let job_ids: Vec<i64> = nodes::table
+                .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
+                .filter(nodes::machine_type.eq(machine_type.as_str()))
+                .filter(jobs::status.eq_any(ended))
+                .filter(jobs::heartbeat_at.is_null().or(jobs::heartbeat_at.lt(cutoff)))
+                .select(jobs::id)
+                .distinct()
+                .limit(limit)
+                .load(c)?;
+            let mut pending = Vec::new();
+            for job_id in job_ids {
+                diesel::update(jobs::table.filter(jobs::id.eq(job_id)))
+                    .set(jobs::heartbeat_at.eq(now.0))
+                    .execute(c)?;
+                let names: Vec<String> = nodes::table
+                    .filter(nodes::locked_job_id.eq(job_id))
+                    .select(nodes::name)
+                    .order(nodes::name)
+                    .load(c)?;
+                let nodes = names
+                    .iter()
+                    .map(|name| NodeName::parse(name).map_err(|e| DbError::Corrupt(e.to_string())))
+                    .collect::<Result<_, _>>()?;
+                pending.push(PendingRelease {
+                    job: c.load_job(JobId(job_id))?,
+                    nodes,
+                });
+            }
+            Ok(pending)
+        })
+    }
+
+    /// Kills every job of `run` that has not ended (or just `job_id` of it): each becomes
+    /// `killed` with the reason. Returns what was killed and the status it had, so the
+    /// caller can delete queued copies from beanstalkd; running supervisors learn it from
+    /// their next heartbeat.
+    pub fn kill(
+        &self,
+        run: &RunName,
+        job_id: Option<JobId>,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<Vec<Killed>, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let run_id: Option<i64> = runs::table
+                .filter(runs::name.eq(run.as_str()))
+                .select(runs::id)
+                .first(c)
+                .optional()?;
+            let run_id = run_id.ok_or_else(|| DbError::NotFound {
+                what: "run",
+                name: run.to_string(),
+            })?;
+            let mut targets = c.load_run_jobs(run_id)?;
+            if let Some(job_id) = job_id {
+                targets.retain(|job| job.id == job_id);
+                if targets.is_empty() {
+                    return Err(DbError::NotFound {
+                        what: "job",
+                        name: format!("{job_id} in run {run}"),
+                    });
+                }
+            }
+            let mut killed = Vec::new();
+            for job in targets.into_iter().filter(|job| !job.status.is_terminal()) {
+                if c.move_job(&job, JobStatus::Killed, reason, now)? {
+                    let was = job.status;
+                    killed.push(Killed {
+                        job: c.load_job(job.id)?,
+                        was,
+                    });
+                }
+            }
+            Ok(killed)
+        })
+    }
+
+    /// Jobs waiting on `machine_type`'s tube (`queued`, and `waiting` ones a dispatcher
+    /// holds), in dispatch order: priority, then fewer nodes, then older.
+    pub fn list_queue(&self, machine_type: &MachineType, limit: i64) -> Result<Vec<Job>, DbError> {
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            let rows: Vec<JobWithRun> = jobs::table
+                .inner_join(runs::table)
+                .filter(jobs::machine_type.eq(machine_type.as_str()))
+                .filter(jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()]))
+                .select((JobRow::as_select(), runs::name, runs::owner))
+                .order((jobs::priority, jobs::n_nodes, jobs::id))
+                .limit(limit)
+                .load(c)?;
+            rows.into_iter().map(into_job).collect()
+        })
+    }
+
+    /// Records a job that teuthology's own tools put on a tube (its body has no cuttle job
+    /// id), creating its run if the run is new. Adopting the same beanstalkd copy twice
+    /// returns the job recorded the first time.
+    pub fn adopt_job(
+        &self,
+        run: &RunSpec,
+        spec: &JobSpec,
+        body: &str,
+        beanstalk_id: u64,
+        now: UnixMillis,
+    ) -> Result<Job, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let existing: Option<i64> = runs::table
+                .filter(runs::name.eq(run.name.as_str()))
+                .select(runs::id)
+                .first(c)
+                .optional()?;
+            let run_id = match existing {
+                Some(run_id) => run_id,
+                None => diesel::insert_into(runs::table)
+                    .values((
+                        runs::name.eq(run.name.as_str()),
+                        runs::owner.eq(run.owner.as_str()),
+                        runs::branch.eq(&run.branch),
+                        runs::sha1.eq(&run.sha1),
+                        runs::suite.eq(&run.suite),
+                        runs::machine_type.eq(spec.machine_type.as_str()),
+                        runs::created_at.eq(now.0),
+                    ))
+                    .returning(runs::id)
+                    .get_result(c)?,
+            };
+            let beanstalk_id = i64::try_from(beanstalk_id)
+                .map_err(|_| DbError::Corrupt(format!("beanstalkd id {beanstalk_id} does not fit")))?;
+            let already: Option<i64> = jobs::table
+                .filter(jobs::run_id.eq(run_id))
+                .filter(jobs::beanstalk_id.eq(beanstalk_id))
+                .filter(jobs::config_yaml.eq(body))
+                .select(jobs::id)
+                .first(c)
+                .optional()?;
+            if let Some(job_id) = already {
+                return c.load_job(JobId(job_id));
+            }
+            let job_id: i64 = diesel::insert_into(jobs::table)
+                .values((
+                    jobs::run_id.eq(run_id),
+                    jobs::description.eq(&spec.description),
+                    jobs::machine_type.eq(spec.machine_type.as_str()),
+                    jobs::priority.eq(i32::try_from(spec.priority.get()).unwrap_or(i32::MAX)),
+                    jobs::n_nodes.eq(i32::try_from(spec.n_nodes.get()).unwrap_or(i32::MAX)),
+                    jobs::time_limit_s.eq(spec
+                        .time_limit
+                        .map(|t| i32::try_from(t.seconds()).unwrap_or(i32::MAX))),
+                    jobs::os_type.eq(&spec.os_type),
+                    jobs::os_version.eq(&spec.os_version),
+                    jobs::status.eq(JobStatus::Queued.as_str()),
+                    jobs::beanstalk_id.eq(beanstalk_id),
+                    jobs::config_yaml.eq(body),
+                    jobs::created_at.eq(now.0),
+                    jobs::updated_at.eq(now.0),
+                ))
+                .returning(jobs::id)
+                .get_result(c)?;
+            c.record_event(
+                JobId(job_id),
+                now,
+                None,
+                JobStatus::Queued,
+                Some("adopted from a body teuthology put on the tube"),
+            )?;
+            c.load_job(JobId(job_id))
+        })
+    }
+}
