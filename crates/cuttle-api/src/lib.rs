@@ -25,8 +25,8 @@ use cuttle_core::UnixMillis;
 use cuttle_db::{DbError, Store};
 use cuttle_proto::v1::dispatch_service_server::DispatchServiceServer;
 use cuttle_proto::v1::health_service_server::HealthServiceServer;
-use cuttle_proto::v1::queue_service_server::QueueServiceServer;
 use cuttle_proto::v1::node_service_server::NodeServiceServer;
+use cuttle_proto::v1::queue_service_server::QueueServiceServer;
 use cuttle_proto::v1::run_service_server::RunServiceServer;
 use cuttle_queue::QueueClient;
 

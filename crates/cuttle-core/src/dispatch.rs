@@ -184,7 +184,8 @@ pub fn decide_reap(job: &Job, tube_lease: Option<&Lease>, grace_ms: i64, now: Un
         }
         JobStatus::Waiting => {
             let claimed_by = job.dispatcher.as_deref().unwrap_or("");
-            let alive = tube_lease.is_some_and(|lease| lease.holder == claimed_by && lease.is_live(now));
+            let alive =
+                tube_lease.is_some_and(|lease| lease.holder == claimed_by && lease.is_live(now));
             if alive {
                 Reap::Keep
             } else {
@@ -244,7 +245,10 @@ mod tests {
 
     #[test]
     fn a_queued_job_on_its_tube_starts() {
-        assert_eq!(decide_claim(&job(JobStatus::Queued), &smithi(), 40, 10), Claim::Start);
+        assert_eq!(
+            decide_claim(&job(JobStatus::Queued), &smithi(), 40, 10),
+            Claim::Start
+        );
     }
 
     #[test]
@@ -269,7 +273,10 @@ mod tests {
             panic!("must bury");
         };
         assert!(dead);
-        assert!(reason.contains("needs 2 nodes") && reason.contains("has 1"), "{reason}");
+        assert!(
+            reason.contains("needs 2 nodes") && reason.contains("has 1"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -297,8 +304,12 @@ mod tests {
     fn a_silent_supervisor_is_lost_only_after_the_grace() {
         let mut running = job(JobStatus::Running);
         running.heartbeat_at = Some(UnixMillis(10_000));
-        assert_eq!(decide_reap(&running, None, 5_000, UnixMillis(15_000)), Reap::Keep);
-        let Reap::SupervisorLost { reason } = decide_reap(&running, None, 5_000, UnixMillis(15_001))
+        assert_eq!(
+            decide_reap(&running, None, 5_000, UnixMillis(15_000)),
+            Reap::Keep
+        );
+        let Reap::SupervisorLost { reason } =
+            decide_reap(&running, None, 5_000, UnixMillis(15_001))
         else {
             panic!("past the grace the supervisor is lost");
         };
@@ -313,7 +324,10 @@ mod tests {
             holder: "d1".into(),
             expires_at: UnixMillis(2_000),
         };
-        assert_eq!(decide_reap(&waiting, Some(&live), 0, UnixMillis(1_000)), Reap::Keep);
+        assert_eq!(
+            decide_reap(&waiting, Some(&live), 0, UnixMillis(1_000)),
+            Reap::Keep
+        );
         assert!(matches!(
             decide_reap(&waiting, Some(&live), 0, UnixMillis(2_000)),
             Reap::DispatcherLost { .. }

@@ -99,7 +99,11 @@ pub struct Killed {
 /// Queries shared by the dispatch operations, written once for both backends.
 trait DispatchTx {
     fn load_tube(&mut self, machine_type: &MachineType, now: UnixMillis) -> Result<Tube, DbError>;
-    fn free_nodes_of_job(&mut self, job_id: JobId, now: UnixMillis) -> Result<Vec<NodeName>, DbError>;
+    fn free_nodes_of_job(
+        &mut self,
+        job_id: JobId,
+        now: UnixMillis,
+    ) -> Result<Vec<NodeName>, DbError>;
     fn move_job(
         &mut self,
         job: &Job,
@@ -235,7 +239,10 @@ impl Store {
                     .find(machine_type.as_str())
                     .filter(tubes::lease_holder.eq(holder)),
             )
-            .set((tubes::lease_expires_at.eq(now.0), tubes::updated_at.eq(now.0)))
+            .set((
+                tubes::lease_expires_at.eq(now.0),
+                tubes::updated_at.eq(now.0),
+            ))
             .execute(c)
         })?;
         Ok(())
@@ -297,7 +304,10 @@ impl Store {
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
             let tube_row = c.load_tube(tube, now)?;
-            if tube_row.live_lease(now).is_none_or(|lease| lease.holder != holder) {
+            if tube_row
+                .live_lease(now)
+                .is_none_or(|lease| lease.holder != holder)
+            {
                 return Err(not_lease_holder(&tube_row, holder, now));
             }
             let job = c.load_job(job_id)?;
@@ -305,7 +315,12 @@ impl Store {
                 .filter(nodes::machine_type.eq(tube.as_str()))
                 .count()
                 .get_result(c)?;
-            let claim = decide_claim(&job, tube, beanstalk_id, u32::try_from(total).unwrap_or(u32::MAX));
+            let claim = decide_claim(
+                &job,
+                tube,
+                beanstalk_id,
+                u32::try_from(total).unwrap_or(u32::MAX),
+            );
             match &claim {
                 Claim::Start => {
                     if job.status == JobStatus::Waiting {
@@ -319,7 +334,10 @@ impl Store {
                         }
                     }
                     diesel::update(jobs::table.filter(jobs::id.eq(job.id.0)))
-                        .set((jobs::dispatcher.eq(holder), jobs::beanstalk_id.eq(beanstalk_id as i64)))
+                        .set((
+                            jobs::dispatcher.eq(holder),
+                            jobs::beanstalk_id.eq(beanstalk_id as i64),
+                        ))
                         .execute(c)?;
                 }
                 Claim::Bury { reason, dead: true } => {
@@ -429,7 +447,9 @@ impl Store {
             let mut report = ReapReport::default();
             let rows: Vec<JobWithRun> = jobs::table
                 .inner_join(runs::table)
-                .filter(jobs::status.eq_any([JobStatus::Running.as_str(), JobStatus::Waiting.as_str()]))
+                .filter(
+                    jobs::status.eq_any([JobStatus::Running.as_str(), JobStatus::Waiting.as_str()]),
+                )
                 .select((JobRow::as_select(), runs::name, runs::owner))
                 .load(c)?;
             let tube_rows: Vec<TubeRow> = tubes::table.select(TubeRow::as_select()).load(c)?;
@@ -461,12 +481,17 @@ impl Store {
             // Locks left on nodes for jobs that are back in the queue (or never left it).
             let stray: Vec<i64> = nodes::table
                 .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
-                .filter(jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::WaitingForBuild.as_str()]))
+                .filter(jobs::status.eq_any([
+                    JobStatus::Queued.as_str(),
+                    JobStatus::WaitingForBuild.as_str(),
+                ]))
                 .select(jobs::id)
                 .distinct()
                 .load(c)?;
             for job_id in stray {
-                report.freed_nodes.extend(c.free_nodes_of_job(JobId(job_id), now)?);
+                report
+                    .freed_nodes
+                    .extend(c.free_nodes_of_job(JobId(job_id), now)?);
             }
             Ok(report)
         })
@@ -497,7 +522,11 @@ impl Store {
                 .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
                 .filter(nodes::machine_type.eq(machine_type.as_str()))
                 .filter(jobs::status.eq_any(ended))
-                .filter(jobs::heartbeat_at.is_null().or(jobs::heartbeat_at.lt(cutoff)))
+                .filter(
+                    jobs::heartbeat_at
+                        .is_null()
+                        .or(jobs::heartbeat_at.lt(cutoff)),
+                )
                 .select(jobs::id)
                 .distinct()
                 .limit(limit)
@@ -580,7 +609,9 @@ impl Store {
             let rows: Vec<JobWithRun> = jobs::table
                 .inner_join(runs::table)
                 .filter(jobs::machine_type.eq(machine_type.as_str()))
-                .filter(jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()]))
+                .filter(
+                    jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()]),
+                )
                 .select((JobRow::as_select(), runs::name, runs::owner))
                 .order((jobs::priority, jobs::n_nodes, jobs::id))
                 .limit(limit)
@@ -623,8 +654,9 @@ impl Store {
                     .returning(runs::id)
                     .get_result(c)?,
             };
-            let beanstalk_id = i64::try_from(beanstalk_id)
-                .map_err(|_| DbError::Corrupt(format!("beanstalkd id {beanstalk_id} does not fit")))?;
+            let beanstalk_id = i64::try_from(beanstalk_id).map_err(|_| {
+                DbError::Corrupt(format!("beanstalkd id {beanstalk_id} does not fit"))
+            })?;
             let already: Option<i64> = jobs::table
                 .filter(jobs::run_id.eq(run_id))
                 .filter(jobs::beanstalk_id.eq(beanstalk_id))

@@ -44,7 +44,9 @@ pub enum DbError {
         holder: String,
         current: Option<String>,
     },
-    #[error("job {job_id} is {status} and not claimed by dispatcher {holder}; it may have been reaped or killed")]
+    #[error(
+        "job {job_id} is {status} and not claimed by dispatcher {holder}; it may have been reaped or killed"
+    )]
     NotClaimed {
         job_id: JobId,
         status: JobStatus,

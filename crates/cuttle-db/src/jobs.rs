@@ -280,7 +280,7 @@ impl Store {
                         .filter(jobs::beanstalk_id.is_null()),
                 )
                 .set(jobs::beanstalk_id.eq(beanstalk_id))
-                    .execute(c)?;
+                .execute(c)?;
             }
             Ok::<_, DbError>(())
         })

@@ -229,9 +229,14 @@ impl QueueClient {
     /// Reserves the next ready job of `tube`, waiting up to `wait` (whole seconds; keep it
     /// well under the command deadline). `None` when none came. This connection watches
     /// only `tube`.
-    pub async fn reserve(&self, tube: &str, wait: Duration) -> Result<Option<Reserved>, QueueError> {
+    pub async fn reserve(
+        &self,
+        tube: &str,
+        wait: Duration,
+    ) -> Result<Option<Reserved>, QueueError> {
         let tube = tube.to_owned();
-        self.call(|reply| Command::Reserve { tube, wait, reply }).await
+        self.call(|reply| Command::Reserve { tube, wait, reply })
+            .await
     }
 
     /// Restarts the time-to-run of a job this connection reserved.
@@ -242,7 +247,12 @@ impl QueueClient {
     /// Buries a job this connection reserved: it stays on beanstalkd for an operator to
     /// inspect (`peek-buried`) or kick, and is never handed out again on its own.
     pub async fn bury(&self, id: u64, priority: u32) -> Result<(), QueueError> {
-        self.call(|reply| Command::Bury { id, priority, reply }).await
+        self.call(|reply| Command::Bury {
+            id,
+            priority,
+            reply,
+        })
+        .await
     }
 
     /// Puts a job this connection reserved back to ready (after `delay`) with `priority`.
@@ -315,8 +325,8 @@ impl Connection {
                     let _ = reply.send(self.with_client("stats-job", |conn, _| conn.stats_job(id)));
                 }
                 Command::StatsTube { tube, reply } => {
-                    let _ =
-                        reply.send(self.with_client("stats-tube", |conn, _| conn.stats_tube(&tube)));
+                    let _ = reply
+                        .send(self.with_client("stats-tube", |conn, _| conn.stats_tube(&tube)));
                 }
                 Command::Reserve { tube, wait, reply } => {
                     let _ = reply.send(self.reserve(&tube, wait));
@@ -324,7 +334,11 @@ impl Connection {
                 Command::Touch { id, reply } => {
                     let _ = reply.send(self.with_client("touch", |conn, _| conn.touch(id)));
                 }
-                Command::Bury { id, priority, reply } => {
+                Command::Bury {
+                    id,
+                    priority,
+                    reply,
+                } => {
                     let _ = reply.send(self.with_client("bury", |conn, _| conn.bury(id, priority)));
                 }
                 Command::Release {

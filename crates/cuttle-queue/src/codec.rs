@@ -242,7 +242,7 @@ pub enum Body {
     Cuttle(JobId),
     /// A body teuthology's own `teuthology-schedule` put: no cuttle job id, its `name` is
     /// the run. cuttle-api adopts it as a job of that run.
-    Teuthology { run: RunSpec, job: JobSpec },
+    Teuthology { run: Box<RunSpec>, job: Box<JobSpec> },
 }
 
 /// Classifies a body reserved from a tube. The error is the burial reason: not UTF-8,
@@ -301,7 +301,10 @@ fn adopt(config: &JobConfig) -> Result<Body, InvalidInput> {
         os_type: config.string("os_type")?.unwrap_or_default(),
         os_version: config.version_string("os_version")?.unwrap_or_default(),
     };
-    Ok(Body::Teuthology { run, job })
+    Ok(Body::Teuthology {
+        run: Box::new(run),
+        job: Box::new(job),
+    })
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -485,14 +488,20 @@ verbose: false
         let Body::Teuthology { run, job } = read_body(TEUTHOLOGY_BODY.as_bytes()).unwrap() else {
             panic!("a teuthology-schedule body must be read as teuthology's");
         };
-        assert_eq!(run.name.as_str(), "alice-2026-11-23_10:00:00-rados-main-distro-default-smithi");
+        assert_eq!(
+            run.name.as_str(),
+            "alice-2026-11-23_10:00:00-rados-main-distro-default-smithi"
+        );
         assert_eq!(run.owner.as_str(), "scheduled_alice@teuthology");
         assert_eq!(job.machine_type.as_str(), "smithi");
         assert_eq!(job.n_nodes.get(), 2);
         assert_eq!(job.priority.get(), 1000);
         // A teuthology job_id (paddles' or beanstalkd's) does not make it a cuttle body.
         let with_id = format!("job_id: '1234'\n{TEUTHOLOGY_BODY}");
-        assert!(matches!(read_body(with_id.as_bytes()), Ok(Body::Teuthology { .. })));
+        assert!(matches!(
+            read_body(with_id.as_bytes()),
+            Ok(Body::Teuthology { .. })
+        ));
     }
 
     #[test]
@@ -517,7 +526,10 @@ verbose: false
             (b"", "empty"),
             (b"tasks: []\n", "no name and machine_type"),
             (b"name: r\n", "no machine_type"),
-            (b"name: r\nmachine_type: smithi\npriority: high\n", "whole number"),
+            (
+                b"name: r\nmachine_type: smithi\npriority: high\n",
+                "whole number",
+            ),
         ] {
             let reason = read_body(body).expect_err("garbage must be refused");
             assert!(reason.contains(expected), "{body:?}: {reason}");

@@ -7,5 +7,6 @@
 //! the process environment.
 
 pub mod config;
+pub mod lab;
 pub mod shutdown;
 pub mod telemetry;

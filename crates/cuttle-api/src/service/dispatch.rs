@@ -8,7 +8,7 @@
 use tonic::{Request, Response, Status};
 
 use cuttle_core::dispatch::{Claim, SupervisorRef};
-use cuttle_core::{InvalidInput, MachineType, Owner};
+use cuttle_core::{InvalidInput, LockRequest, MachineType, Owner};
 use cuttle_db::{DbError, LeaseRequest};
 use cuttle_proto::convert::tube_to_proto;
 use cuttle_proto::v1::dispatch_service_server::DispatchService;
@@ -59,6 +59,7 @@ impl DispatchApi {
             action: ClaimAction::Bury as i32,
             reason,
             job: None,
+            nodes: Vec::new(),
         }
     }
 }
@@ -155,6 +156,24 @@ impl DispatchService for DispatchApi {
                 }
                 Err(status) => return Err(status),
             };
+            // Saves the dispatcher a round trip: most jobs find their nodes free. Any lock
+            // failure just means "not yet"; the dispatcher retries with LockNodes.
+            let mut nodes = Vec::new();
+            if claim == Claim::Start {
+                let request = LockRequest {
+                    machine_type: job.spec.machine_type.clone(),
+                    count: job.spec.n_nodes,
+                    owner: job.owner.clone(),
+                    job_id: Some(job.id),
+                };
+                if let Ok(locked) = self
+                    .app
+                    .db(move |store| store.lock_nodes(&request, now()))
+                    .await
+                {
+                    nodes = locked.iter().map(|node| node.name.to_string()).collect();
+                }
+            }
             let (action, reason) = match claim {
                 Claim::Start => (ClaimAction::Start, String::new()),
                 Claim::Discard { reason } => (ClaimAction::Discard, reason),
@@ -165,6 +184,7 @@ impl DispatchService for DispatchApi {
                 action: action as i32,
                 reason,
                 job: shown.pop(),
+                nodes,
             })
         })
         .await
@@ -278,7 +298,11 @@ impl QueueService for QueueApi {
         observe("QueueService/ListQueue", async {
             let request = request.into_inner();
             let tube = machine_type(&request.machine_type)?;
-            let limit = if request.limit == 0 { 1000 } else { request.limit.min(100_000) };
+            let limit = if request.limit == 0 {
+                1000
+            } else {
+                request.limit.min(100_000)
+            };
             let at = now();
             let lookup = tube.clone();
             let (state, jobs) = self

@@ -19,8 +19,8 @@ use cuttle_proto::convert::{
 use cuttle_proto::v1::run_service_server::RunService;
 use cuttle_proto::v1::{
     self, CreateRunRequest, CreateRunResponse, GetJobRequest, GetRunRequest, HeartbeatRequest,
-    HeartbeatResponse, JobDetail, KillRequest, KillResponse, ListRunsRequest, ListRunsResponse, RunDetail,
-    UpdateJobStatusRequest,
+    HeartbeatResponse, JobDetail, KillRequest, KillResponse, ListRunsRequest, ListRunsResponse,
+    RunDetail, UpdateJobStatusRequest,
 };
 use cuttle_queue::JobConfig;
 use cuttle_queue::codec::{RenderInput, render};
