@@ -17,10 +17,12 @@ pub const DEFAULT_API: &str = "http://127.0.0.1:7171";
     about = "cuttle: the command-line client of cuttle-api, the scheduler of a Ceph test lab",
     long_about = "cuttle is the command-line client of cuttle-api, the scheduler of a Ceph \
 test lab (a teuthology-style lab of test machines). It adds, locks and unlocks nodes, \
-schedules runs of teuthology jobs, and shows runs, jobs and the health of the API.\n\n\
+schedules runs of teuthology jobs, kills runs and jobs (cuttle kill), shows and pauses each \
+machine type's queue (cuttle queue), and shows runs, jobs and the health of the API.\n\n\
 It talks gRPC to cuttle-api at --api (or the CUTTLE_API environment variable, default \
 http://127.0.0.1:7171). An operator can set --token (or CUTTLE_TOKEN) to the admin token, \
-which is sent as `authorization: Bearer TOKEN` and lets them unlock other people's nodes.\n\n\
+which is sent as `authorization: Bearer TOKEN` and lets them unlock other people's nodes \
+and kill other people's runs.\n\n\
 Every listing and show takes --json for machine-readable output.\n\n\
 Exit status: 0 on success, 1 when the API refused the request or the input is invalid, \
 2 for a usage error, 3 when cuttle-api cannot be reached."
@@ -38,7 +40,7 @@ pub struct Cli {
     pub api: String,
 
     /// Admin token, sent as `authorization: Bearer TOKEN` on every call; lets an operator
-    /// unlock nodes held by someone else.
+    /// unlock nodes held by someone else and kill anyone's run.
     #[arg(
         long,
         global = true,
@@ -71,6 +73,20 @@ pub enum Command {
     /// Show a job and its timeline.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Kill a run's jobs that have not ended, or one job of it (teuthology-kill).
+    #[command(
+        long_about = "Kill every job of run RUN that has not ended yet, or only the \
+job given with --job. Each becomes `killed` at once: queued jobs are deleted from their \
+beanstalkd tube and never start; running jobs stop at their supervisor's next heartbeat, and \
+the supervisor archives the logs and gives the nodes back. Jobs that already ended are left \
+as they are, so killing a finished run kills nothing and succeeds.\n\n\
+Only the run's owner may kill it (--owner, default $USER), or anyone with the admin token \
+(--token / CUTTLE_TOKEN)."
+    )]
+    Kill(KillArgs),
+    /// See and steer a machine type's queue: list waiting jobs, pause, resume.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Show cuttle-api's health and version; exits 1 if its database or beanstalkd is not ok.
     Health,
 }
@@ -305,7 +321,8 @@ pub struct RunShowArgs {
 /// `cuttle job ...`
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Show one job and its timeline.
+    /// Show one job: status and reason, nodes, the dispatcher that claimed it, its
+    /// supervisor (pid@host), when it started, and its timeline of status changes.
     Show(JobShowArgs),
 }
 
@@ -315,4 +332,62 @@ pub struct JobShowArgs {
     /// Job id.
     #[arg(value_name = "ID")]
     pub job_id: String,
+}
+
+/// `cuttle kill`
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Name of the run to kill.
+    #[arg(value_name = "RUN")]
+    pub run_name: String,
+    /// Kill only this job of the run.
+    #[arg(long = "job", value_name = "ID")]
+    pub job_id: Option<String>,
+    /// Who kills the run: it must be the run's owner unless --token carries the admin
+    /// token. Defaults to $USER (or `cuttle`).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+}
+
+/// `cuttle queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Show a machine type's queue: whether it is paused, which dispatcher serves it, and
+    /// its waiting jobs in the order they will be dispatched.
+    #[command(
+        long_about = "Show the queue (beanstalkd tube) of machine type TYPE: whether it \
+is paused and by whom, which dispatcher holds its lease (host and pid), beanstalkd's own \
+ready/reserved/buried counts, and the jobs waiting on it (queued, or reserved by a dispatcher \
+that has not started them yet), most urgent first: by priority, then fewer nodes, then \
+older. AGE is how long ago the job was scheduled."
+    )]
+    List(QueueListArgs),
+    /// Pause a machine type's queue: no new jobs are dispatched; running jobs continue.
+    Pause(QueuePauseArgs),
+    /// Resume a paused queue: its dispatcher starts jobs again.
+    Resume(QueuePauseArgs),
+    /// List every queue (tube) cuttle knows, with its pause state and dispatcher.
+    Tubes,
+}
+
+/// `cuttle queue list`
+#[derive(Debug, Args)]
+pub struct QueueListArgs {
+    /// Machine type (the beanstalkd tube's name), e.g. smithi.
+    #[arg(value_name = "TYPE")]
+    pub machine_type: String,
+    /// Show at most this many jobs (the API's default is 1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+}
+
+/// `cuttle queue pause` and `cuttle queue resume`
+#[derive(Debug, Args)]
+pub struct QueuePauseArgs {
+    /// Machine type (the beanstalkd tube's name), e.g. smithi.
+    #[arg(value_name = "TYPE")]
+    pub machine_type: String,
+    /// Who does it, for the record. Defaults to $USER (or `cuttle`).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
 }

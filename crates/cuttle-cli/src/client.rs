@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cuttle_proto::v1::health_service_client::HealthServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
+use cuttle_proto::v1::queue_service_client::QueueServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -121,6 +122,11 @@ impl Api {
 
     pub fn runs(&self) -> RunServiceClient<Transport> {
         RunServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_ANSWER_BYTES)
+    }
+
+    pub fn queue(&self) -> QueueServiceClient<Transport> {
+        QueueServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(MAX_ANSWER_BYTES)
     }
 

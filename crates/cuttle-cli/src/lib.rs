@@ -9,8 +9,10 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod health;
+pub mod kill;
 pub mod nodes;
 pub mod output;
+pub mod queue;
 pub mod runs;
 pub mod schedule;
 pub mod time;
@@ -58,6 +60,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Command::Schedule(args) => schedule::run(&context, args).await,
             Command::Run(command) => runs::run(&context, command).await,
             Command::Job(command) => runs::job(&context, command).await,
+            Command::Kill(args) => kill::run(&context, args).await,
+            Command::Queue(command) => queue::run(&context, command).await,
             Command::Health => health::run(&context).await,
         }
     })

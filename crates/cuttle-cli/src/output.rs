@@ -194,6 +194,10 @@ pub struct JobJson<'a> {
     pub updated_at_ms: i64,
     pub heartbeat_at_ms: Option<i64>,
     pub nodes: &'a [String],
+    pub dispatcher: &'a str,
+    pub supervisor_host: &'a str,
+    pub supervisor_pid: u32,
+    pub started_at_ms: Option<i64>,
 }
 
 impl<'a> From<&'a v1::Job> for JobJson<'a> {
@@ -217,6 +221,10 @@ impl<'a> From<&'a v1::Job> for JobJson<'a> {
             updated_at_ms: job.updated_at_ms,
             heartbeat_at_ms: job.heartbeat_at_ms,
             nodes: &job.nodes,
+            dispatcher: &job.dispatcher,
+            supervisor_host: &job.supervisor_host,
+            supervisor_pid: job.supervisor_pid,
+            started_at_ms: job.started_at_ms,
         }
     }
 }
@@ -244,6 +252,46 @@ impl<'a> From<&'a v1::JobEvent> for JobEventJson<'a> {
             reason: &event.reason,
         }
     }
+}
+
+/// A tube (one machine type's queue) as JSON.
+#[derive(Debug, Serialize)]
+pub struct TubeJson<'a> {
+    pub machine_type: &'a str,
+    pub paused: bool,
+    pub paused_by: &'a str,
+    pub paused_at_ms: Option<i64>,
+    pub lease_holder: &'a str,
+    pub lease_host: &'a str,
+    pub lease_pid: u32,
+    pub lease_expires_at_ms: Option<i64>,
+}
+
+impl<'a> From<&'a v1::Tube> for TubeJson<'a> {
+    fn from(tube: &'a v1::Tube) -> Self {
+        TubeJson {
+            machine_type: &tube.machine_type,
+            paused: tube.paused,
+            paused_by: &tube.paused_by,
+            paused_at_ms: tube.paused_at_ms,
+            lease_holder: &tube.lease_holder,
+            lease_host: &tube.lease_host,
+            lease_pid: tube.lease_pid,
+            lease_expires_at_ms: tube.lease_expires_at_ms,
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when something was cut, so a
+/// long teuthology description does not push a table row off the screen.
+pub fn truncated(text: &str, max: usize) -> String {
+    let text = one_line(text);
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// A run summary as JSON; `job_counts` keys are sorted so the output is stable.
@@ -396,5 +444,51 @@ mod tests {
         assert_eq!(value["n_nodes"], 0);
         assert!(value["time_limit_s"].is_null());
         assert_eq!(value["nodes"][0], "smithi001");
+        assert_eq!(value["dispatcher"], "");
+        assert_eq!(value["supervisor_pid"], 0);
+        assert!(value["started_at_ms"].is_null());
+    }
+
+    #[test]
+    fn job_json_carries_who_dispatched_and_supervises_it() {
+        let job = v1::Job {
+            dispatcher: "dispatcher-1".into(),
+            supervisor_host: "teuthology01".into(),
+            supervisor_pid: 4242,
+            started_at_ms: Some(1_795_428_000_000),
+            ..Default::default()
+        };
+        let value = serde_json::to_value(JobJson::from(&job)).unwrap();
+        assert_eq!(value["dispatcher"], "dispatcher-1");
+        assert_eq!(value["supervisor_host"], "teuthology01");
+        assert_eq!(value["supervisor_pid"], 4242);
+        assert_eq!(value["started_at_ms"], 1_795_428_000_000_i64);
+    }
+
+    #[test]
+    fn tube_json_keeps_proto_field_names() {
+        let tube = v1::Tube {
+            machine_type: "smithi".into(),
+            paused: true,
+            paused_by: "alice".into(),
+            paused_at_ms: Some(5),
+            ..Default::default()
+        };
+        let value = serde_json::to_value(TubeJson::from(&tube)).unwrap();
+        assert_eq!(value["machine_type"], "smithi");
+        assert_eq!(value["paused"], true);
+        assert_eq!(value["paused_by"], "alice");
+        assert_eq!(value["paused_at_ms"], 5);
+        assert_eq!(value["lease_holder"], "");
+        assert!(value["lease_expires_at_ms"].is_null());
+    }
+
+    #[test]
+    fn truncation_counts_characters_and_marks_the_cut() {
+        assert_eq!(truncated("rados/basic", 11), "rados/basic");
+        assert_eq!(truncated("rados/basic", 6), "rados…");
+        assert_eq!(truncated("é→ü→é", 3), "é→…");
+        assert_eq!(truncated("a\nb", 5), "a b");
+        assert_eq!(truncated("", 5), "");
     }
 }

@@ -170,6 +170,16 @@ struct JobDetailJson<'a> {
     events: Vec<JobEventJson<'a>>,
 }
 
+/// The supervisor that runs or ran a job as `pid@host`, or `-` before it started.
+fn supervisor_text(job: &v1::Job) -> String {
+    match (job.supervisor_pid, job.supervisor_host.as_str()) {
+        (0, "") => "-".to_owned(),
+        (0, host) => format!("?@{host}"),
+        (pid, "") => format!("{pid}@?"),
+        (pid, host) => format!("{pid}@{host}"),
+    }
+}
+
 /// A job's fields and its timeline.
 pub fn job_detail_text(detail: &v1::JobDetail) -> String {
     let job = detail.job.clone().unwrap_or_default();
@@ -190,7 +200,19 @@ pub fn job_detail_text(detail: &v1::JobDetail) -> String {
         ),
         ("os", format!("{} {}", job.os_type, job.os_version)),
         ("beanstalk_id", or_dash(job.beanstalk_id)),
-        ("nodes", job.nodes.join(" ")),
+        (
+            "nodes",
+            or_dash((!job.nodes.is_empty()).then(|| job.nodes.join(" "))),
+        ),
+        (
+            "dispatcher",
+            or_dash((!job.dispatcher.is_empty()).then_some(&job.dispatcher)),
+        ),
+        ("supervisor", supervisor_text(&job)),
+        (
+            "started",
+            or_dash(job.started_at_ms.map(format_unix_millis)),
+        ),
         (
             "heartbeat",
             or_dash(job.heartbeat_at_ms.map(format_unix_millis)),
@@ -309,6 +331,48 @@ mod tests {
         let text = job_detail_text(&detail);
         assert!(text.contains("(new) → queued"), "{text}");
         assert!(text.contains("queued → killed  by alice"), "{text}");
+        assert!(text.contains("\nsupervisor:    -\n"), "{text}");
+        assert!(text.contains("\ndispatcher:    -\n"), "{text}");
+        assert!(text.contains("\nstarted:       -\n"), "{text}");
+    }
+
+    #[test]
+    fn job_detail_shows_who_dispatched_and_supervises_it() {
+        let detail = v1::JobDetail {
+            job: Some(v1::Job {
+                id: 9,
+                status: v1::JobStatus::Running as i32,
+                reason: "started by dispatcher-1".into(),
+                nodes: vec!["smithi001".into(), "smithi002".into()],
+                dispatcher: "dispatcher-1".into(),
+                supervisor_host: "teuthology01".into(),
+                supervisor_pid: 4242,
+                started_at_ms: Some(1_795_428_000_000),
+                ..Default::default()
+            }),
+            events: vec![],
+        };
+        let text = job_detail_text(&detail);
+        for line in [
+            "status:        running",
+            "reason:        started by dispatcher-1",
+            "nodes:         smithi001 smithi002",
+            "dispatcher:    dispatcher-1",
+            "supervisor:    4242@teuthology01",
+            "started:       2026-11-23T10:00:00Z",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn supervisor_is_pid_at_host() {
+        let mut job = v1::Job::default();
+        assert_eq!(supervisor_text(&job), "-");
+        job.supervisor_host = "h".into();
+        assert_eq!(supervisor_text(&job), "?@h");
+        job.supervisor_pid = 7;
+        assert_eq!(supervisor_text(&job), "7@h");
     }
 
     #[test]

@@ -62,6 +62,26 @@ pub fn read_job_file(path: &Path) -> Result<String, Failure> {
         .map_err(|_| Failure::Invalid(format!("job file {shown} is not UTF-8 text")))
 }
 
+/// Who is acting: `--owner` when given, else `$USER`, else `cuttle`, validated as an owner.
+/// Shared by every command that records who did something (schedule, kill, queue pause).
+pub(crate) fn owner_or_user(
+    flag: Option<&str>,
+    user: Option<&str>,
+) -> Result<String, InvalidInput> {
+    let owner = flag.unwrap_or_else(|| {
+        user.filter(|user| !user.is_empty())
+            .unwrap_or(FALLBACK_OWNER)
+    });
+    Owner::parse(owner).map(String::from).map_err(|error| {
+        let hint = if flag.is_none() {
+            " (taken from $USER); set one with --owner"
+        } else {
+            ""
+        };
+        InvalidInput::new(error.field, format!("{}{hint}", error.message))
+    })
+}
+
 /// One part of a generated run name: teuthology turns the `/` of `rados/basic` into `:`;
 /// any other character a run name cannot hold becomes `_`.
 fn name_part(text: &str) -> String {
@@ -128,35 +148,32 @@ pub fn build_request(
     let branch = checked_text("branch", args.branch.as_deref())?;
     let sha1 = checked_text("sha1", args.sha1.as_deref())?;
     let suite = checked_text("suite", args.suite.as_deref())?;
-    // With a job file, an absent owner stays empty so the file's `owner` wins.
-    let owner = match (args.owner.as_deref(), with_file) {
-        (Some(owner), _) => Some(owner.to_owned()),
-        (None, true) => None,
-        (None, false) => Some(
-            inputs
-                .user
-                .clone()
-                .filter(|user| !user.is_empty())
-                .unwrap_or_else(|| FALLBACK_OWNER.to_owned()),
-        ),
+    // With a job file that names an owner (or a run), an absent flag stays empty so the
+    // file's value wins; a file without one gets the same defaults as no file.
+    let file_key = |key: &str| {
+        inputs
+            .config_yaml
+            .as_deref()
+            .and_then(|yaml| top_level_value(yaml, key))
     };
-    let owner = checked(owner.as_deref(), Owner::parse).map_err(|error| {
-        let hint = if args.owner.is_none() {
-            " (taken from $USER); set one with --owner"
-        } else {
-            ""
-        };
-        InvalidInput::new(error.field, format!("{}{hint}", error.message))
-    })?;
-    let name = match (&args.name, with_file, &owner, &machine_type) {
-        (Some(name), _, _, _) => Some(RunName::parse(name)?.into()),
-        (None, false, Some(owner), Some(machine_type)) => Some(default_run_name(
-            owner,
-            inputs.now_unix_seconds,
-            suite.as_deref(),
-            branch.as_deref(),
-            machine_type,
-        )?),
+    let owner = match (args.owner.as_deref(), file_key("owner")) {
+        (None, Some(_)) => None,
+        (flag, _) => Some(owner_or_user(flag, inputs.user.as_deref())?),
+    };
+    let file_machine_type = file_key("machine_type");
+    let name = match (&args.name, file_key("name"), &owner) {
+        (Some(name), _, _) => Some(RunName::parse(name)?.into()),
+        (None, None, Some(owner)) => match machine_type.as_deref().or(file_machine_type.as_deref())
+        {
+            Some(machine_type) => Some(default_run_name(
+                owner,
+                inputs.now_unix_seconds,
+                suite.as_deref(),
+                branch.as_deref(),
+                machine_type,
+            )?),
+            None => None,
+        },
         _ => None,
     };
     let job = v1::JobSpec {
@@ -189,6 +206,18 @@ pub fn build_request(
         suite: suite.unwrap_or_default(),
         // `jobs` is in 1..=MAX_JOBS, checked above.
         jobs: vec![job; args.jobs as usize],
+    })
+}
+
+/// The value of a top-level `key:` line of a block-style YAML mapping (quotes removed),
+/// enough to know whether a job file names its owner, run or machine type. cuttle-api
+/// parses the file properly.
+fn top_level_value(yaml: &str, key: &str) -> Option<String> {
+    yaml.lines().find_map(|line| {
+        let value = line.strip_prefix(key)?.strip_prefix(':')?;
+        let value = value.split(" #").next().unwrap_or("").trim();
+        let value = value.trim_matches(|c| c == '\'' || c == '"');
+        (!value.is_empty() && value != "null" && value != "~").then(|| value.to_owned())
     })
 }
 
@@ -318,6 +347,18 @@ mod tests {
     }
 
     #[test]
+    fn the_acting_owner_comes_from_the_flag_then_user() {
+        assert_eq!(owner_or_user(Some("bob"), Some("carol")).unwrap(), "bob");
+        assert_eq!(owner_or_user(None, Some("carol")).unwrap(), "carol");
+        assert_eq!(owner_or_user(None, Some("")).unwrap(), "cuttle");
+        assert_eq!(owner_or_user(None, None).unwrap(), "cuttle");
+        let error = owner_or_user(None, Some("bad user")).unwrap_err();
+        assert!(error.to_string().contains("$USER"), "{error}");
+        let error = owner_or_user(Some("bad user"), None).unwrap_err();
+        assert!(!error.to_string().contains("$USER"), "{error}");
+    }
+
+    #[test]
     fn with_a_file_the_yaml_is_passed_verbatim_and_absent_flags_stay_empty() {
         let yaml = "owner: dave\nroles:\n- [mon.a]\n- [osd.0]\n";
         let args = schedule_args(&["job.yaml", "--jobs", "3"]);
@@ -330,6 +371,21 @@ mod tests {
             assert_eq!(job.machine_type, "");
             assert_eq!(job.n_nodes, None);
         }
+    }
+
+    #[test]
+    fn a_file_without_owner_or_name_gets_the_same_defaults_as_no_file() {
+        let yaml = "runtime: 5\nstatus: fail\n";
+        let args = schedule_args(&["job.yaml", "--machine-type", "smithi", "--jobs", "50"]);
+        let request = build_request(&args, &inputs(Some(yaml), Some("carol"))).unwrap();
+        assert_eq!(request.owner, "carol");
+        assert_eq!(request.name, "carol-2026-11-23_10:00:00-adhoc-none-smithi");
+        assert_eq!(request.jobs.len(), 50);
+        // The file's own machine type names the run when no flag does.
+        let yaml = "machine_type: 'mira'  # the small ones\nname:\n";
+        let args = schedule_args(&["job.yaml"]);
+        let request = build_request(&args, &inputs(Some(yaml), Some("carol"))).unwrap();
+        assert_eq!(request.name, "carol-2026-11-23_10:00:00-adhoc-none-mira");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use clap::{CommandFactory, Parser};
 use cuttle_cli::Cli;
-use cuttle_cli::cli::{Command as Verb, NodeCommand, RunCommand};
+use cuttle_cli::cli::{Command as Verb, NodeCommand, QueueCommand, RunCommand};
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("cuttle").chain(args.iter().copied()))
@@ -273,11 +273,92 @@ fn run_and_job_spellings() {
 }
 
 #[test]
+fn kill_and_queue_spellings() {
+    let cli = parse(&["kill", "alice-run", "--job", "42", "--owner", "bob"]).unwrap();
+    let Verb::Kill(args) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.run_name, "alice-run");
+    assert_eq!(args.job_id.as_deref(), Some("42"));
+    assert_eq!(args.owner.as_deref(), Some("bob"));
+    let Verb::Kill(args) = parse(&["kill", "alice-run"]).unwrap().command else {
+        panic!()
+    };
+    assert_eq!((args.job_id, args.owner), (None, None));
+    assert!(parse(&["kill"]).is_err(), "kill needs a run");
+
+    let cli = parse(&["queue", "list", "smithi", "--limit", "5", "--json"]).unwrap();
+    assert!(cli.json);
+    let Verb::Queue(QueueCommand::List(args)) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(
+        (args.machine_type.as_str(), args.limit),
+        ("smithi", Some(5))
+    );
+    assert!(
+        parse(&["queue", "list"]).is_err(),
+        "list needs a machine type"
+    );
+    assert!(parse(&["queue", "list", "smithi", "--limit", "0"]).is_err());
+
+    let cli = parse(&["queue", "pause", "smithi", "--owner", "alice"]).unwrap();
+    let Verb::Queue(QueueCommand::Pause(args)) = cli.command else {
+        panic!("{:?}", cli.command)
+    };
+    assert_eq!(args.owner.as_deref(), Some("alice"));
+    let cli = parse(&["queue", "resume", "smithi"]).unwrap();
+    assert!(matches!(cli.command, Verb::Queue(QueueCommand::Resume(_))));
+    let cli = parse(&["queue", "tubes"]).unwrap();
+    assert!(matches!(cli.command, Verb::Queue(QueueCommand::Tubes)));
+}
+
+#[test]
+fn every_command_says_what_it_does() {
+    fn check(command: &clap::Command, path: &str) {
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            let about = sub.get_about().map(|about| about.to_string());
+            assert!(
+                about.as_deref().is_some_and(|about| about.len() > 20),
+                "`{path}` has no sentence of help: {about:?}"
+            );
+            check(sub, &path);
+        }
+    }
+    check(&Cli::command(), "cuttle");
+}
+
+#[test]
+fn kill_help_says_who_may_kill_and_what_happens() {
+    let output = cuttle(&["kill", "--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "owner",
+        "$USER",
+        "admin token",
+        "beanstalkd",
+        "supervisor",
+        "--job",
+    ] {
+        assert!(help.contains(needle), "kill --help lacks {needle}:\n{help}");
+    }
+}
+
+#[test]
 fn help_says_what_cuttle_is() {
     let output = cuttle(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for needle in ["cuttle-api", "Ceph", "CUTTLE_API", "CUTTLE_TOKEN"] {
+    for needle in [
+        "cuttle-api",
+        "Ceph",
+        "CUTTLE_API",
+        "CUTTLE_TOKEN",
+        "cuttle kill",
+        "cuttle queue",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
 }
@@ -342,6 +423,15 @@ fn invalid_input_exits_1_before_connecting() {
             "node name",
         ),
         (&["run", "list", "--status", "done"][..], "run status"),
+        (&["kill", "bad run"][..], "run name"),
+        (&["kill", "r", "--job", "x"][..], "job id"),
+        (&["kill", "r", "--owner", "a b"][..], "owner"),
+        (&["queue", "list", "smithi/1"][..], "machine type"),
+        (&["queue", "pause", "smithi/1"][..], "machine type"),
+        (
+            &["queue", "resume", "smithi", "--owner", "a;b"][..],
+            "owner",
+        ),
     ] {
         let output = cuttle(&[&["--api", api.as_str()][..], args].concat());
         let stderr = String::from_utf8(output.stderr).unwrap();
