@@ -28,7 +28,9 @@ pub fn db(error: DbError) -> Status {
             LockError::UnknownMachineType { .. }
             | LockError::UnknownNodes { .. }
             | LockError::UnknownJob { .. } => Code::NotFound,
-            LockError::NeverFits { .. } | LockError::Unavailable { .. } => Code::FailedPrecondition,
+            LockError::NeverFits { .. }
+            | LockError::Unavailable { .. }
+            | LockError::JobEnded { .. } => Code::FailedPrecondition,
             LockError::NotEnoughFree { .. } => Code::ResourceExhausted,
         },
         DbError::Pool(_) | DbError::Connect { .. } => Code::Unavailable,

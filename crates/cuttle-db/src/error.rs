@@ -102,6 +102,8 @@ pub enum LockError {
     },
     #[error("job {job_id} does not exist; nodes can only be locked for a known job")]
     UnknownJob { job_id: JobId },
+    #[error("job {job_id} has already ended ({status}); nodes are not locked for an ended job")]
+    JobEnded { job_id: JobId, status: JobStatus },
 }
 
 fn describe_unavailable(locked: &[(String, String)], down: &[String]) -> String {

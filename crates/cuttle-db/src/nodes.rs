@@ -530,9 +530,17 @@ crate::impl_for_both_backends! { NodeTx {
 
     fn check_job_exists(&mut self, job_id: Option<JobId>) -> Result<(), DbError> {
         let Some(job_id) = job_id else { return Ok(()) };
-        let found: i64 = jobs::table.filter(jobs::id.eq(job_id.0)).count().get_result(self)?;
-        if found == 0 {
-            return Err(LockError::UnknownJob { job_id }.into());
+        let status: Option<String> = jobs::table
+            .filter(jobs::id.eq(job_id.0))
+            .select(jobs::status)
+            .first(self)
+            .optional()?;
+        let status = status.ok_or(LockError::UnknownJob { job_id })?;
+        let status = crate::jobs::parse_status(&status).map_err(DbError::Corrupt)?;
+        // A job that has ended (killed while its dispatcher waited for nodes) must not
+        // take nodes: nothing would ever run on them or give them back promptly.
+        if status.is_terminal() {
+            return Err(LockError::JobEnded { job_id, status }.into());
         }
         Ok(())
     }

@@ -354,14 +354,17 @@ impl Dispatcher {
                     }
                 }
                 Err(status) if status.code() == Code::FailedPrecondition => {
-                    // The machine type shrank below what the job needs.
+                    // The job ended meanwhile (killed), or its machine type shrank below
+                    // what it needs. Hand the copy back: the next claim discards or buries
+                    // it with the reason.
                     tracing::warn!(
                         job_id = job.id,
                         detail = status.message(),
-                        "job can no longer fit; burying it"
+                        "job can no longer start; handing it back"
                     );
                     self.requeue(job.id, status.message()).await;
-                    let _ = self.queue.bury(beanstalk_id, job.priority).await;
+                    self.hand_back(beanstalk_id, Some(job.priority), Duration::ZERO)
+                        .await;
                     return Err(None);
                 }
                 Err(status) => {

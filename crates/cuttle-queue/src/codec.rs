@@ -242,7 +242,10 @@ pub enum Body {
     Cuttle(JobId),
     /// A body teuthology's own `teuthology-schedule` put: no cuttle job id, its `name` is
     /// the run. cuttle-api adopts it as a job of that run.
-    Teuthology { run: Box<RunSpec>, job: Box<JobSpec> },
+    Teuthology {
+        run: Box<RunSpec>,
+        job: Box<JobSpec>,
+    },
 }
 
 /// Classifies a body reserved from a tube. The error is the burial reason: not UTF-8,

@@ -1,0 +1,715 @@
+//! Whole-lab tests: a real beanstalkd, cuttle-api (in this process, on a free port) with a
+//! real database, and the real cuttle-dispatcher, cuttle-supervisor and
+//! cuttle-local-runner binaries as processes, on simulated nodes. Faults are real too:
+//! `kill -9` of a dispatcher or a supervisor.
+//!
+//! The supervisor and local runner binaries are found next to the dispatcher binary, so
+//! run these through `cargo test --workspace` (scripts/test.sh), which builds them all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cuttle_api::{RunningApi, Settings};
+use cuttle_core::JobStatus;
+use cuttle_db::DatabaseTarget;
+use cuttle_proto::convert::status_from_proto;
+use cuttle_proto::v1;
+use cuttle_proto::v1::node_service_client::NodeServiceClient;
+use cuttle_proto::v1::queue_service_client::QueueServiceClient;
+use cuttle_proto::v1::run_service_client::RunServiceClient;
+use cuttle_queue::QueueClient;
+use cuttle_runtime::telemetry::LogFormat;
+use cuttle_testkit::{Beanstalkd, PostgresDatabase, SqliteFile};
+use tonic::transport::Channel;
+
+const TUBE: &str = "smithi";
+
+enum Database {
+    Sqlite(SqliteFile),
+    Postgres(PostgresDatabase),
+}
+
+impl Database {
+    fn url(&self) -> String {
+        match self {
+            Database::Sqlite(file) => file.url(),
+            Database::Postgres(db) => db.url().to_owned(),
+        }
+    }
+}
+
+/// Lab knobs a test may change.
+#[derive(Clone)]
+struct LabOptions {
+    nodes: usize,
+    postgres: bool,
+    nuke_command: Option<String>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            nodes: 4,
+            postgres: false,
+            nuke_command: None,
+        }
+    }
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    api: RunningApi,
+    beanstalkd: Beanstalkd,
+    _database: Database,
+    config: PathBuf,
+    dispatchers: Vec<Child>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Lab {
+    fn start(options: LabOptions) -> Lab {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let beanstalkd = Beanstalkd::start();
+        let database = if options.postgres {
+            Database::Postgres(PostgresDatabase::create())
+        } else {
+            Database::Sqlite(SqliteFile::create())
+        };
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            db: DatabaseTarget::parse(&database.url()).unwrap(),
+            beanstalk: beanstalkd.addr().to_string(),
+            data_dir: dir.path().to_owned(),
+            log_format: LogFormat::Text,
+            admin_token_file: dir.path().join("admin.token"),
+            max_db_connections: 8,
+            job_ttr: Duration::from_secs(10),
+            enqueue_retry: Duration::from_secs(1),
+            supervisor_grace: Duration::from_secs(2),
+            reap_interval: Duration::from_secs(1),
+        };
+        let api = runtime
+            .block_on(cuttle_api::spawn(
+                settings,
+                cuttle_api::CancellationToken::new(),
+            ))
+            .unwrap();
+        let config = dir.path().join("dispatcher.toml");
+        let mut text = format!(
+            "lease_ttl_ms = 2000\nrelease_interval_ms = 500\n[lab]\narchive_dir = {:?}\nheartbeat_interval_ms = 300\nkill_grace_ms = 500\ncommand_timeout_s = 10\n",
+            dir.path().join("archive")
+        );
+        if let Some(nuke) = &options.nuke_command {
+            text.push_str(&format!("nuke_command = {nuke:?}\n"));
+        }
+        std::fs::write(&config, text).unwrap();
+        let lab = Lab {
+            dir,
+            api,
+            beanstalkd,
+            _database: database,
+            config,
+            dispatchers: Vec::new(),
+            runtime,
+        };
+        for i in 1..=options.nodes {
+            lab.runtime
+                .block_on(lab.nodes().add_node(v1::AddNodeRequest {
+                    name: format!("n{i:02}"),
+                    machine_type: TUBE.into(),
+                    ..Default::default()
+                }))
+                .unwrap();
+        }
+        lab
+    }
+
+    fn channel(&self) -> Channel {
+        let url = self.api.url();
+        self.runtime.block_on(async move {
+            tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        })
+    }
+
+    fn runs(&self) -> RunServiceClient<Channel> {
+        RunServiceClient::new(self.channel())
+    }
+
+    fn nodes(&self) -> NodeServiceClient<Channel> {
+        NodeServiceClient::new(self.channel())
+    }
+
+    fn queues(&self) -> QueueServiceClient<Channel> {
+        QueueServiceClient::new(self.channel())
+    }
+
+    fn archive(&self) -> PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    /// Starts a real dispatcher for the tube; its log goes to `dispatcher-N.log`.
+    fn dispatcher(&mut self, exit_on_empty: bool) -> usize {
+        let index = self.dispatchers.len();
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("dispatcher-{index}.log"))).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cuttle-dispatcher"));
+        command
+            .args(["--machine-type", TUBE, "--api", &self.api.url()])
+            .arg("--beanstalk")
+            .arg(self.beanstalkd.addr().to_string())
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("CUTTLE_LAB_JSON")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if exit_on_empty {
+            command.arg("--exit-on-empty-queue");
+        }
+        let supervisor =
+            Path::new(env!("CARGO_BIN_EXE_cuttle-dispatcher")).with_file_name("cuttle-supervisor");
+        assert!(
+            supervisor.exists(),
+            "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh), which builds it",
+            supervisor.display()
+        );
+        self.dispatchers.push(command.spawn().unwrap());
+        index
+    }
+
+    fn kill_9(pid: u32) {
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -9 {pid} failed");
+    }
+
+    fn dispatcher_log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("dispatcher-{index}.log")))
+            .unwrap_or_default()
+    }
+
+    /// Schedules a run of `jobs` jobs with this job config.
+    fn schedule(
+        &self,
+        name: &str,
+        config_yaml: &str,
+        jobs: usize,
+        n_nodes: u32,
+        time_limit_s: Option<u32>,
+    ) {
+        let job = v1::JobSpec {
+            machine_type: TUBE.into(),
+            n_nodes: Some(n_nodes),
+            time_limit_s,
+            config_yaml: config_yaml.into(),
+            description: format!("{name} job"),
+            ..Default::default()
+        };
+        self.runtime
+            .block_on(self.runs().create_run(v1::CreateRunRequest {
+                name: name.into(),
+                owner: "alice".into(),
+                jobs: vec![job; jobs],
+                ..Default::default()
+            }))
+            .unwrap();
+    }
+
+    fn run_jobs(&self, name: &str) -> Vec<v1::Job> {
+        self.runtime
+            .block_on(self.runs().get_run(v1::GetRunRequest { name: name.into() }))
+            .unwrap()
+            .into_inner()
+            .jobs
+    }
+
+    fn job(&self, job_id: i64) -> v1::JobDetail {
+        self.runtime
+            .block_on(self.runs().get_job(v1::GetJobRequest { job_id }))
+            .unwrap()
+            .into_inner()
+    }
+
+    fn locked_nodes(&self) -> Vec<v1::Node> {
+        self.runtime
+            .block_on(self.nodes().list_nodes(v1::ListNodesRequest {
+                locked: Some(true),
+                ..Default::default()
+            }))
+            .unwrap()
+            .into_inner()
+            .nodes
+    }
+
+    fn all_nodes(&self) -> Vec<v1::Node> {
+        self.runtime
+            .block_on(self.nodes().list_nodes(v1::ListNodesRequest::default()))
+            .unwrap()
+            .into_inner()
+            .nodes
+    }
+
+    fn tube(&self) -> v1::Tube {
+        self.runtime
+            .block_on(self.queues().list_queue(v1::ListQueueRequest {
+                machine_type: TUBE.into(),
+                limit: 1,
+            }))
+            .unwrap()
+            .into_inner()
+            .tube
+            .unwrap()
+    }
+
+    fn tube_stats(&self) -> HashMap<String, String> {
+        let queue = QueueClient::new(&self.beanstalkd.addr().to_string());
+        self.runtime.block_on(queue.stats_tube(TUBE)).unwrap()
+    }
+
+    /// Waits until `done` holds, failing with `what` and the dispatcher logs after `limit`.
+    fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut(&Lab) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            if Instant::now() > deadline {
+                let logs: Vec<String> = (0..self.dispatchers.len())
+                    .map(|i| format!("--- dispatcher {i}:\n{}", self.dispatcher_log(i)))
+                    .collect();
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn all_ended(&self, run: &str) -> bool {
+        self.run_jobs(run)
+            .iter()
+            .all(|job| status_from_proto(job.status).is_some_and(JobStatus::is_terminal))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.dispatchers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn status(job: &v1::Job) -> JobStatus {
+    status_from_proto(job.status).unwrap()
+}
+
+fn count(jobs: &[v1::Job], wanted: JobStatus) -> usize {
+    jobs.iter().filter(|job| status(job) == wanted).count()
+}
+
+/// Every job ends as its config asks: pass, fail, or dead past its time limit with its
+/// logs archived; every node comes back.
+fn a_run_ends_as_its_configs_ask(options: LabOptions) {
+    let mut lab = Lab::start(options);
+    lab.schedule("passing", "runtime: 0.3\nstatus: pass\n", 3, 1, None);
+    lab.schedule("failing", "runtime: 0.2\nstatus: fail\n", 2, 2, None);
+    lab.schedule("too-slow", "runtime: 60\nstatus: pass\n", 1, 1, Some(1));
+    lab.dispatcher(true);
+    for run in ["passing", "failing", "too-slow"] {
+        lab.wait_for(
+            &format!("run {run} to end"),
+            Duration::from_secs(60),
+            |lab| lab.all_ended(run),
+        );
+    }
+    assert_eq!(count(&lab.run_jobs("passing"), JobStatus::Pass), 3);
+    assert_eq!(count(&lab.run_jobs("failing"), JobStatus::Fail), 2);
+    let slow = lab.run_jobs("too-slow").remove(0);
+    assert_eq!(status(&slow), JobStatus::Dead);
+    assert!(slow.reason.contains("time limit of 1 s"), "{}", slow.reason);
+    lab.wait_for(
+        "every node to be unlocked",
+        Duration::from_secs(10),
+        |lab| lab.locked_nodes().is_empty(),
+    );
+    // Each job's archive holds its config, the runner's output and the supervisor's log.
+    for run in ["passing", "failing", "too-slow"] {
+        for job in lab.run_jobs(run) {
+            let dir = lab.archive().join(run).join(job.id.to_string());
+            for file in ["config.yaml", "runner.log", "supervisor.log"] {
+                let path = dir.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!text.is_empty(), "{} is empty", path.display());
+            }
+        }
+    }
+    let slow_log = std::fs::read_to_string(
+        lab.archive()
+            .join("too-slow")
+            .join(slow.id.to_string())
+            .join("runner.log"),
+    )
+    .unwrap();
+    assert!(
+        slow_log.contains("simulating a job that runs 60.0 s"),
+        "{slow_log}"
+    );
+    // Its timeline shows the whole life, once.
+    let detail = lab.job(slow.id);
+    let changes: Vec<JobStatus> = detail
+        .events
+        .iter()
+        .map(|event| status_from_proto(event.to).unwrap())
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            JobStatus::Queued,
+            JobStatus::Waiting,
+            JobStatus::Running,
+            JobStatus::Dead
+        ]
+    );
+}
+
+#[test]
+fn a_run_ends_as_its_configs_ask_sqlite() {
+    a_run_ends_as_its_configs_ask(LabOptions::default());
+}
+
+#[test]
+fn a_run_ends_as_its_configs_ask_postgres() {
+    a_run_ends_as_its_configs_ask(LabOptions {
+        postgres: true,
+        ..LabOptions::default()
+    });
+}
+
+/// `kill -9` of the dispatcher in the middle of a 200-job run on 10 nodes: after a
+/// restart every job ends exactly once and no node stays locked.
+#[test]
+fn killing_the_dispatcher_mid_run_loses_nothing() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 10,
+        ..LabOptions::default()
+    });
+    lab.schedule("big", "runtime: 0\nstatus: pass\n", 200, 1, None);
+    let first = lab.dispatcher(false);
+    lab.wait_for("some jobs to finish", Duration::from_secs(60), |lab| {
+        count(&lab.run_jobs("big"), JobStatus::Pass) >= 40
+    });
+    Lab::kill_9(lab.dispatchers[first].id());
+    let _ = lab.dispatchers[first].wait();
+    let done_at_kill = count(&lab.run_jobs("big"), JobStatus::Pass);
+    assert!(
+        done_at_kill < 200,
+        "the run finished before the kill; make it longer"
+    );
+    lab.dispatcher(true);
+    lab.wait_for("all 200 jobs to end", Duration::from_secs(120), |lab| {
+        lab.all_ended("big")
+    });
+    let jobs = lab.run_jobs("big");
+    assert_eq!(
+        count(&jobs, JobStatus::Pass),
+        200,
+        "every job passes: {:?}",
+        jobs.iter()
+            .filter(|j| status(j) != JobStatus::Pass)
+            .map(|j| (j.id, j.reason.clone()))
+            .collect::<Vec<_>>()
+    );
+    for job in &jobs {
+        let ends = lab
+            .job(job.id)
+            .events
+            .iter()
+            .filter(|event| status_from_proto(event.to).is_some_and(JobStatus::is_terminal))
+            .count();
+        assert_eq!(ends, 1, "job {} ended {ends} times", job.id);
+    }
+    lab.wait_for(
+        "every node to be unlocked",
+        Duration::from_secs(10),
+        |lab| lab.locked_nodes().is_empty(),
+    );
+    let stats = lab.tube_stats();
+    for key in [
+        "current-jobs-ready",
+        "current-jobs-reserved",
+        "current-jobs-buried",
+    ] {
+        assert_eq!(stats[key], "0", "{key}: {stats:?}");
+    }
+}
+
+/// `kill -9` of a supervisor: its job turns dead ("supervisor lost") within the heartbeat
+/// grace, and its nodes come back.
+#[test]
+fn a_lost_supervisor_is_reaped_and_its_nodes_come_back() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 2,
+        ..LabOptions::default()
+    });
+    lab.schedule("lost", "runtime: 60\nstatus: pass\n", 1, 2, None);
+    lab.dispatcher(false);
+    lab.wait_for("the job to run", Duration::from_secs(30), |lab| {
+        status(&lab.run_jobs("lost")[0]) == JobStatus::Running
+    });
+    let job = lab.run_jobs("lost").remove(0);
+    assert_eq!(job.nodes.len(), 2);
+    assert!(job.supervisor_pid > 0);
+    Lab::kill_9(job.supervisor_pid);
+    let killed_at = Instant::now();
+    lab.wait_for("the job to be reaped", Duration::from_secs(15), |lab| {
+        status(&lab.run_jobs("lost")[0]) == JobStatus::Dead
+    });
+    // Grace 2 s, reaper every 1 s, heartbeats every 0.3 s.
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    let job = lab.run_jobs("lost").remove(0);
+    assert!(job.reason.starts_with("supervisor lost"), "{}", job.reason);
+    lab.wait_for("its nodes to come back", Duration::from_secs(15), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    // The simulated runner was orphaned with its supervisor; a real lab's nuke cleans the
+    // node, here we end it ourselves.
+    let _ = Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &lab.archive().join("lost").display().to_string(),
+        ])
+        .status();
+}
+
+/// A standby dispatcher never dispatches while the active one lives, and takes over
+/// within a few seconds of its death.
+#[test]
+fn a_standby_takes_over_only_when_the_active_dispatcher_dies() {
+    let mut lab = Lab::start(LabOptions::default());
+    let active = lab.dispatcher(false);
+    lab.wait_for("a lease holder", Duration::from_secs(10), |lab| {
+        !lab.tube().lease_holder.is_empty()
+    });
+    let first_holder = lab.tube().lease_holder;
+    lab.dispatcher(false);
+    lab.schedule("before", "runtime: 0\n", 20, 1, None);
+    lab.wait_for("the first run", Duration::from_secs(60), |lab| {
+        lab.all_ended("before")
+    });
+    for job in lab.run_jobs("before") {
+        assert_eq!(status(&job), JobStatus::Pass);
+        assert_eq!(
+            job.dispatcher, first_holder,
+            "the standby dispatched job {}",
+            job.id
+        );
+    }
+    assert_eq!(lab.tube().lease_holder, first_holder);
+
+    Lab::kill_9(lab.dispatchers[active].id());
+    let died = Instant::now();
+    lab.wait_for("the standby to take over", Duration::from_secs(10), |lab| {
+        let holder = lab.tube().lease_holder;
+        !holder.is_empty() && holder != first_holder
+    });
+    // Lease time-to-live 2 s; the standby polls every half second.
+    assert!(
+        died.elapsed() < Duration::from_secs(5),
+        "takeover took {:?}",
+        died.elapsed()
+    );
+    let second_holder = lab.tube().lease_holder;
+    lab.schedule("after", "runtime: 0\n", 10, 1, None);
+    lab.wait_for("the second run", Duration::from_secs(60), |lab| {
+        lab.all_ended("after")
+    });
+    for job in lab.run_jobs("after") {
+        assert_eq!(status(&job), JobStatus::Pass);
+        assert_eq!(job.dispatcher, second_holder);
+    }
+}
+
+/// Garbage on the tube is buried with a reason; a body teuthology's own tools put is
+/// adopted and run; the real jobs around them all run.
+#[test]
+fn garbage_is_buried_and_everything_else_runs() {
+    let mut lab = Lab::start(LabOptions::default());
+    let queue = QueueClient::new(&lab.beanstalkd.addr().to_string());
+    let ttr = Duration::from_secs(10);
+    let teuthology_body = "\
+description: rados/basic
+last_in_suite: false
+machine_type: smithi
+name: teuthology-2026-11-23_10:00:00-rados-main-distro-default-smithi
+owner: scheduled_teuthology@teuthology
+priority: 100
+roles:
+- [mon.a, osd.0]
+runtime: 0.1
+status: pass
+tasks:
+- install: null
+tube: smithi
+";
+    lab.schedule("good-before", "runtime: 0\n", 3, 1, None);
+    for body in [
+        "{not: [yaml",
+        "just some words",
+        "tasks: []\n",
+        "cuttle_job_id: '999999'\njob_id: '999999'\nname: gone\nmachine_type: smithi\n",
+        teuthology_body,
+    ] {
+        lab.runtime
+            .block_on(queue.put(TUBE, body.as_bytes().to_vec(), 500, ttr))
+            .unwrap();
+    }
+    lab.schedule("good-after", "runtime: 0\n", 3, 1, None);
+    let index = lab.dispatcher(true);
+    lab.wait_for("the good runs", Duration::from_secs(60), |lab| {
+        lab.all_ended("good-before") && lab.all_ended("good-after")
+    });
+    for run in ["good-before", "good-after"] {
+        assert_eq!(count(&lab.run_jobs(run), JobStatus::Pass), 3);
+    }
+    let adopted_run = "teuthology-2026-11-23_10:00:00-rados-main-distro-default-smithi";
+    lab.wait_for("the adopted job", Duration::from_secs(30), |lab| {
+        lab.all_ended(adopted_run)
+    });
+    let adopted = lab.run_jobs(adopted_run);
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(status(&adopted[0]), JobStatus::Pass);
+    assert_eq!(adopted[0].owner, "scheduled_teuthology@teuthology");
+    assert_eq!(adopted[0].priority, 100);
+    // Unknown keys survive adoption.
+    assert!(adopted[0].config_yaml.contains("install: null"));
+    assert_eq!(lab.tube_stats()["current-jobs-buried"], "4");
+    let log = lab.dispatcher_log(index);
+    for reason in [
+        "not valid YAML",
+        "YAML mapping",
+        "no name and machine_type",
+        "cuttle-api does not know",
+    ] {
+        assert!(log.contains(reason), "no burial for {reason:?} in:\n{log}");
+    }
+}
+
+/// Killing a run stops its running jobs (archiving their logs first) and its queued ones,
+/// and every node comes back.
+#[test]
+fn kill_stops_running_jobs_and_gives_the_nodes_back() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 2,
+        ..LabOptions::default()
+    });
+    lab.schedule("doomed", "runtime: 60\n", 4, 1, None);
+    lab.dispatcher(false);
+    lab.wait_for("two jobs to run", Duration::from_secs(30), |lab| {
+        count(&lab.run_jobs("doomed"), JobStatus::Running) == 2
+    });
+    let killed = lab
+        .runtime
+        .block_on(lab.runs().kill(v1::KillRequest {
+            run_name: "doomed".into(),
+            owner: "alice".into(),
+            job_id: None,
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(killed.killed.len(), 4);
+    assert_eq!(killed.stopping, 2);
+    let started = Instant::now();
+    lab.wait_for("the nodes to come back", Duration::from_secs(15), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let jobs = lab.run_jobs("doomed");
+    assert_eq!(count(&jobs, JobStatus::Killed), 4);
+    for job in jobs.iter().filter(|job| job.supervisor_pid > 0) {
+        let log = std::fs::read_to_string(
+            lab.archive()
+                .join("doomed")
+                .join(job.id.to_string())
+                .join("supervisor.log"),
+        )
+        .unwrap();
+        assert!(log.contains("runner ended"), "{log}");
+    }
+    lab.wait_for("the tube to empty", Duration::from_secs(15), |lab| {
+        let stats = lab.tube_stats();
+        stats["current-jobs-ready"] == "0" && stats["current-jobs-reserved"] == "0"
+    });
+}
+
+/// A paused queue gets no new dispatches; resuming it lets them through.
+#[test]
+fn a_paused_queue_dispatches_nothing_until_resumed() {
+    let mut lab = Lab::start(LabOptions::default());
+    let pause = |lab: &Lab, paused: bool| {
+        lab.runtime
+            .block_on(lab.queues().set_queue_paused(v1::SetQueuePausedRequest {
+                machine_type: TUBE.into(),
+                paused,
+                owner: "operator".into(),
+            }))
+            .unwrap();
+    };
+    pause(&lab, true);
+    lab.dispatcher(false);
+    lab.schedule("held", "runtime: 0\n", 2, 1, None);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&lab.run_jobs("held"), JobStatus::Queued), 2);
+    pause(&lab, false);
+    lab.wait_for("the held jobs", Duration::from_secs(30), |lab| {
+        lab.all_ended("held")
+    });
+    assert_eq!(count(&lab.run_jobs("held"), JobStatus::Pass), 2);
+}
+
+/// After a failed job, each node is nuked; a node whose nuke fails is marked down with
+/// the reason and is not handed out again.
+#[test]
+fn a_node_whose_nuke_fails_is_marked_down() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 2,
+        nuke_command: Some("sh -c 'test {node} != n01'".into()),
+        ..LabOptions::default()
+    });
+    lab.schedule("broken", "runtime: 0\nstatus: fail\n", 1, 2, None);
+    lab.dispatcher(true);
+    lab.wait_for("the job to fail", Duration::from_secs(30), |lab| {
+        lab.all_ended("broken")
+    });
+    lab.wait_for("the nodes to be released", Duration::from_secs(10), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    let nodes = lab.all_nodes();
+    let n01 = nodes.iter().find(|node| node.name == "n01").unwrap();
+    let n02 = nodes.iter().find(|node| node.name == "n02").unwrap();
+    assert!(!n01.up, "n01's nuke failed, so it must be down");
+    assert!(
+        n01.description.contains("nuke failed"),
+        "{}",
+        n01.description
+    );
+    assert!(n02.up, "n02 was nuked fine");
+}
