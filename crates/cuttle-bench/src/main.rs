@@ -6,6 +6,11 @@
 //! one database transaction per run, body rendering, beanstalkd puts, id recording),
 //! against the raw rate of putting the same bodies on beanstalkd with beanstalkc over one
 //! connection — the ceiling any scheduler built on beanstalkd can reach.
+//!
+//! `dispatch`: zero-length jobs per second from put to terminal state, end to end through
+//! the real daemons (cuttle-api, cuttle-dispatcher, one cuttle-supervisor and one local
+//! runner process per job) and beanstalkd, against the raw put → reserve → delete rate of
+//! the same bodies over one beanstalkc connection. Job timelines say where the time goes.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +43,28 @@ struct Cli {
 enum Bench {
     /// Scheduling throughput: CreateRun end to end vs raw beanstalkd puts.
     Schedule(ScheduleArgs),
+    /// Dispatch throughput: zero-length jobs from put to terminal state through the real
+    /// daemons vs raw beanstalkd put/reserve/delete. Needs cuttle-dispatcher,
+    /// cuttle-supervisor and cuttle-local-runner built next to this binary
+    /// (cargo build --release -p cuttle-bench -p cuttle-dispatcher -p cuttle-supervisor).
+    Dispatch(DispatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DispatchArgs {
+    /// Jobs per round, scheduled as one run.
+    #[arg(long, default_value_t = 300)]
+    jobs: usize,
+    /// Simulated nodes (each job takes one; this bounds how many run at once).
+    #[arg(long, default_value_t = 20)]
+    nodes: usize,
+    /// Rounds; baseline and cuttle alternate, and the median of each is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Database for cuttle-api: a postgres:// URL to an empty database, or omitted for a
+    /// fresh SQLite file.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,12 +268,282 @@ async fn schedule(args: ScheduleArgs, json: bool) -> anyhow::Result<()> {
     api.wait().await
 }
 
+/// Puts, reserves and deletes each body serially over one connection: the ceiling of any
+/// dispatcher built on beanstalkd. Returns jobs per second.
+fn dispatch_baseline_round(port: u16, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let mut conn = Beanstalkc::new().host("127.0.0.1").port(port).connect()?;
+    conn.use_tube("bench-dispatch-baseline")?;
+    conn.watch("bench-dispatch-baseline")?;
+    conn.ignore("default")?;
+    let started = Instant::now();
+    for body in bodies {
+        conn.put(body, 1000, Duration::ZERO, Duration::from_secs(300))?;
+        let id = conn.reserve()?.id();
+        conn.delete(id)?;
+    }
+    Ok(bodies.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Where one round's time went, as medians over its jobs, in milliseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Phases {
+    /// Scheduled → reserved and claimed by the dispatcher (queueing behind other jobs).
+    queued_ms: f64,
+    /// Claimed → recorded as running (node lock, supervisor spawn, record).
+    dispatch_ms: f64,
+    /// Running → ended (supervisor start, runner process, result report).
+    run_ms: f64,
+}
+
+fn phases(details: &[cuttle_proto::v1::JobDetail]) -> Phases {
+    use cuttle_proto::v1::JobStatus as S;
+    let mut queued = Vec::new();
+    let mut dispatch = Vec::new();
+    let mut run = Vec::new();
+    for detail in details {
+        let at = |status: S| {
+            detail
+                .events
+                .iter()
+                .find(|event| event.to == status as i32)
+                .map(|event| event.at_ms as f64)
+        };
+        let ended = detail
+            .events
+            .iter()
+            .rev()
+            .find(|event| event.to >= S::Pass as i32)
+            .map(|event| event.at_ms as f64);
+        if let (Some(q), Some(w), Some(r), Some(e)) =
+            (at(S::Queued), at(S::Waiting), at(S::Running), ended)
+        {
+            queued.push(w - q);
+            dispatch.push(r - w);
+            run.push(e - r);
+        }
+    }
+    if queued.is_empty() {
+        return Phases::default();
+    }
+    Phases {
+        queued_ms: median(queued),
+        dispatch_ms: median(dispatch),
+        run_ms: median(run),
+    }
+}
+
+/// One cuttle round: schedules `jobs` zero-length jobs and waits until all have ended.
+/// Returns jobs per second from the CreateRun call to the last terminal state.
+async fn dispatch_round(
+    runs: &mut RunServiceClient<Channel>,
+    round: usize,
+    jobs: usize,
+) -> anyhow::Result<(f64, Phases)> {
+    let name = format!("dispatch-{round}");
+    let started = Instant::now();
+    runs.create_run(CreateRunRequest {
+        name: name.clone(),
+        owner: "bench".into(),
+        jobs: vec![
+            JobSpec {
+                machine_type: "smithi".into(),
+                config_yaml: "runtime: 0\nstatus: pass\n".into(),
+                ..Default::default()
+            };
+            jobs
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let deadline = started + Duration::from_secs(600);
+    let detail = loop {
+        let detail = runs
+            .get_run(cuttle_proto::v1::GetRunRequest { name: name.clone() })
+            .await?
+            .into_inner();
+        let ended = detail
+            .jobs
+            .iter()
+            .filter(|job| job.status >= cuttle_proto::v1::JobStatus::Pass as i32)
+            .count();
+        if ended == jobs {
+            break detail;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {ended} of {jobs} jobs ended within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let elapsed = started.elapsed();
+    let failed: Vec<i64> = detail
+        .jobs
+        .iter()
+        .filter(|job| job.status != cuttle_proto::v1::JobStatus::Pass as i32)
+        .map(|job| job.id)
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "jobs did not pass: {failed:?}");
+    let mut details = Vec::with_capacity(jobs);
+    for job in &detail.jobs {
+        details.push(
+            runs.get_job(cuttle_proto::v1::GetJobRequest { job_id: job.id })
+                .await?
+                .into_inner(),
+        );
+    }
+    Ok((jobs as f64 / elapsed.as_secs_f64(), phases(&details)))
+}
+
+async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.jobs > 0 && args.nodes > 0 && args.rounds > 0,
+        "--jobs, --nodes and --rounds must be at least 1"
+    );
+    let bin_dir = cuttle_runtime::lab::bin_dir();
+    for binary in [
+        "cuttle-dispatcher",
+        "cuttle-supervisor",
+        "cuttle-local-runner",
+    ] {
+        anyhow::ensure!(
+            bin_dir.join(binary).exists(),
+            "{} is missing; build it next to cuttle-bench: cargo build --release -p cuttle-bench -p cuttle-dispatcher -p cuttle-supervisor",
+            bin_dir.join(binary).display()
+        );
+    }
+    let beanstalkd = Beanstalkd::start();
+    let data = SqliteFile::create();
+    let db = match &args.db {
+        Some(url) => DatabaseTarget::parse(url)?,
+        None => DatabaseTarget::parse(&data.url())?,
+    };
+    let backend = db.backend().as_str();
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse()?,
+        db,
+        beanstalk: beanstalkd.addr().to_string(),
+        data_dir: data.dir().to_owned(),
+        log_format: LogFormat::Text,
+        admin_token_file: data.dir().join("admin.token"),
+        max_db_connections: 8,
+        job_ttr: Duration::from_secs(60),
+        enqueue_retry: Duration::from_secs(5),
+        supervisor_grace: Duration::from_secs(60),
+        reap_interval: Duration::from_secs(5),
+    };
+    let shutdown = CancellationToken::new();
+    let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
+    let channel = Channel::from_shared(api.url())?.connect().await?;
+    let mut nodes = NodeServiceClient::new(channel.clone());
+    for i in 1..=args.nodes {
+        nodes
+            .add_node(AddNodeRequest {
+                name: format!("smithi{i:03}"),
+                machine_type: "smithi".into(),
+                ..Default::default()
+            })
+            .await
+            .context("adding bench nodes")?;
+    }
+    let config = data.dir().join("dispatcher.toml");
+    std::fs::write(
+        &config,
+        format!("[lab]\narchive_dir = {:?}\n", data.dir().join("archive")),
+    )?;
+    let log = std::fs::File::create(data.dir().join("dispatcher.log"))?;
+    let mut dispatcher = std::process::Command::new(bin_dir.join("cuttle-dispatcher"))
+        .args(["--machine-type", "smithi", "--api", &api.url()])
+        .arg("--beanstalk")
+        .arg(beanstalkd.addr().to_string())
+        .arg("--config")
+        .arg(&config)
+        .env("CUTTLE_LOG", "warn")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start cuttle-dispatcher")?;
+    let mut runs = RunServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+    // One warm-up job: the dispatcher takes its lease, the binaries are in the page cache.
+    dispatch_round(&mut runs, 0, 1).await?;
+
+    let body = b"job_id: '1'\nruntime: 0\nstatus: pass\nmachine_type: smithi\n".to_vec();
+    let bodies = vec![body; args.jobs];
+    let port = beanstalkd.port();
+    let (mut baseline, mut cuttle, mut all_phases) = (Vec::new(), Vec::new(), Vec::new());
+    let result: anyhow::Result<()> = async {
+        for round in 1..=args.rounds {
+            let round_bodies = bodies.clone();
+            baseline.push(
+                tokio::task::spawn_blocking(move || dispatch_baseline_round(port, &round_bodies))
+                    .await??,
+            );
+            let (rate, phases) = dispatch_round(&mut runs, round, args.jobs).await?;
+            cuttle.push(rate);
+            all_phases.push(phases);
+        }
+        Ok(())
+    }
+    .await;
+    let _ = dispatcher.kill();
+    let _ = dispatcher.wait();
+    result?;
+    let (baseline, cuttle) = (median(baseline), median(cuttle));
+    let phases = Phases {
+        queued_ms: median(all_phases.iter().map(|p| p.queued_ms).collect()),
+        dispatch_ms: median(all_phases.iter().map(|p| p.dispatch_ms).collect()),
+        run_ms: median(all_phases.iter().map(|p| p.run_ms).collect()),
+    };
+    let ratio = cuttle / baseline;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "dispatch",
+                "database": backend,
+                "jobs_per_round": args.jobs,
+                "nodes": args.nodes,
+                "rounds": args.rounds,
+                "baseline_jobs_per_s": baseline,
+                "cuttle_jobs_per_s": cuttle,
+                "ratio": ratio,
+                "median_queued_ms": phases.queued_ms,
+                "median_dispatch_ms": phases.dispatch_ms,
+                "median_run_ms": phases.run_ms,
+            })
+        );
+    } else {
+        println!(
+            "dispatch: {} rounds of {} zero-length jobs on {} nodes, database {backend}",
+            args.rounds, args.jobs, args.nodes
+        );
+        println!("  baseline  beanstalkc put+reserve+delete, 1 conn  {baseline:>10.0} jobs/s");
+        println!("  cuttle    put → terminal through the daemons     {cuttle:>10.1} jobs/s");
+        println!("  ratio     cuttle / baseline                       {ratio:>10.4}");
+        println!("  where one job's time goes (medians):");
+        println!(
+            "    queued → claimed by the dispatcher              {:>8.1} ms",
+            phases.queued_ms
+        );
+        println!(
+            "    claimed → running (lock, spawn, record)         {:>8.1} ms",
+            phases.dispatch_ms
+        );
+        println!(
+            "    running → ended (supervisor, runner, report)    {:>8.1} ms",
+            phases.run_ms
+        );
+    }
+    shutdown.cancel();
+    api.wait().await
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.bench {
             Bench::Schedule(args) => schedule(args, cli.json).await,
+            Bench::Dispatch(args) => dispatch(args, cli.json).await,
         }
     })
 }
