@@ -156,8 +156,24 @@ pub async fn observe<T>(
     let started = Instant::now();
     let result = handler.await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Calls every daemon makes every few seconds, and a dispatcher's "not enough nodes
+    // free yet", would drown the log at info; they are at debug.
+    let routine = matches!(
+        method,
+        "RunService/Heartbeat" | "DispatchService/AcquireLease" | "DispatchService/ClaimReleases"
+    );
     match &result {
+        Ok(_) if routine => tracing::debug!(method, outcome = "ok", elapsed_ms, "request"),
         Ok(_) => tracing::info!(method, outcome = "ok", elapsed_ms, "request"),
+        Err(status) if status.code() == Code::ResourceExhausted => {
+            tracing::debug!(
+                method,
+                outcome = "ResourceExhausted",
+                detail = status.message(),
+                elapsed_ms,
+                "request"
+            );
+        }
         Err(status) => {
             let outcome = format!("{:?}", status.code());
             if matches!(
@@ -193,8 +209,7 @@ pub async fn serve(
     // Without TCP_NODELAY a small response (HEADERS, DATA and trailers in separate
     // writes) waits for the client's delayed ACK: 40 ms per call. tonic sets it only on
     // listeners it binds itself.
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
         .add_service(NodeServiceServer::new(service::nodes::NodeApi::new(
             app.clone(),

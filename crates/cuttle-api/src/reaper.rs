@@ -20,6 +20,11 @@ pub async fn reap_loop(app: App, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Right after a start, silence may be our own: supervisors could not reach us
+        // while we were down. Give them one grace from now before judging them.
+        if app.uptime() < app.settings().supervisor_grace {
+            continue;
+        }
         match app.db(move |store| store.reap(grace_ms, now())).await {
             Ok(report) => {
                 for (job_id, reason) in &report.supervisor_lost {

@@ -602,7 +602,8 @@ impl Store {
     }
 
     /// Jobs waiting on `machine_type`'s tube (`queued`, and `waiting` ones a dispatcher
-    /// holds), in dispatch order: priority, then fewer nodes, then older.
+    /// holds), in the order the dispatcher takes them: beanstalkd's, which is priority,
+    /// then the order they were put (job ids are put in order).
     pub fn list_queue(&self, machine_type: &MachineType, limit: i64) -> Result<Vec<Job>, DbError> {
         let mut conn = self.conn()?;
         with_conn!(&mut *conn, |c| {
@@ -613,7 +614,7 @@ impl Store {
                     jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()]),
                 )
                 .select((JobRow::as_select(), runs::name, runs::owner))
-                .order((jobs::priority, jobs::n_nodes, jobs::id))
+                .order((jobs::priority, jobs::beanstalk_id, jobs::id))
                 .limit(limit)
                 .load(c)?;
             rows.into_iter().map(into_job).collect()

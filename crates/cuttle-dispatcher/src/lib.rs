@@ -391,6 +391,9 @@ impl Dispatcher {
                     .await;
                 return Err(stop);
             }
+            // The nodes this job waits for may be held by an ended job whose supervisor
+            // died: releasing those is what lets this one start.
+            self.release_orphans().await;
             if touched.elapsed() >= TOUCH_EVERY {
                 if let Err(error) = self.queue.touch(beanstalk_id).await {
                     tracing::warn!(beanstalk_id, %error, "cannot touch the reservation");

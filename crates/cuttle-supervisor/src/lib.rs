@@ -36,8 +36,9 @@ use cuttle_runtime::lab::{LabConfig, Template};
 
 use process::{CommandOutcome, run_command};
 
-/// How long a supervisor waits for its dispatcher's go before checking the record itself.
-const HANDSHAKE_WAIT: Duration = Duration::from_secs(30);
+/// How long a supervisor waits for its dispatcher's go before checking the record itself;
+/// longer than the dispatcher's own deadline for recording the dispatch (30 s).
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(120);
 
 /// The API clients a supervisor uses.
 #[derive(Debug, Clone)]
@@ -436,6 +437,12 @@ async fn release(api: &Api, lab: &LabConfig, job_id: i64, archive: &Path) -> any
 /// logs.
 pub async fn release_only(api: Api, lab: LabConfig, job_id: i64) -> anyhow::Result<()> {
     let job = api.job(job_id).await?;
+    if !status_of(&job).is_some_and(JobStatus::is_terminal) {
+        anyhow::bail!(
+            "job {job_id} is {}, not ended; --release only gives back the nodes of an ended job (kill it first with `cuttle kill RUN --job {job_id}`)",
+            cuttle_proto::convert::status_name(job.status)
+        );
+    }
     let archive: PathBuf = lab.job_archive(&job.run_name, job.id);
     std::fs::create_dir_all(&archive)
         .with_context(|| format!("cannot create the job archive {}", archive.display()))?;

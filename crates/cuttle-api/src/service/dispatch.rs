@@ -44,6 +44,13 @@ fn holder(text: &str) -> Result<String, Status> {
     Ok(holder)
 }
 
+/// The `job_id` of a body, if it has a numeric one.
+fn legacy_job_id(body: &str) -> Option<cuttle_core::JobId> {
+    let config = cuttle_queue::JobConfig::parse(body).ok()?;
+    let id = config.integer("job_id").ok()??;
+    (id > 0).then_some(cuttle_core::JobId(id))
+}
+
 #[derive(Debug)]
 pub struct DispatchApi {
     app: App,
@@ -134,6 +141,14 @@ impl DispatchService for DispatchApi {
                 }
                 Ok(Body::Cuttle(job_id)) => job_id,
                 Ok(Body::Teuthology { run, job }) => {
+                    // A body cuttle put before it marked its bodies (cuttle_job_id) names
+                    // its job in job_id; it is that job if the stored body is this one.
+                    if let Some(job_id) = legacy_job_id(&request.body)
+                        && let Ok((known, _)) = self.app.db(move |store| store.get_job(job_id)).await
+                        && known.config_yaml == request.body
+                    {
+                        job_id
+                    } else {
                     let body = request.body.clone();
                     let adopted = self
                         .app
@@ -141,6 +156,7 @@ impl DispatchService for DispatchApi {
                         .await?;
                     tracing::info!(job_id = %adopted.id, run = %adopted.run_name, beanstalk_id, "adopted a teuthology-scheduled job");
                     adopted.id
+                    }
                 }
             };
             let claimed = self
