@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up and runs a local cuttle lab on the embedded defaults: installs beanstalkd if
-# needed, builds cuttle, starts beanstalkd and cuttle-api (SQLite under ./cuttle-lab),
-# adds simulated nodes and schedules a demo run. Everything it starts keeps running in
-# the background; `scripts/local-lab.sh stop` stops it, `... status` shows it.
+# needed, builds cuttle, starts beanstalkd, cuttle-api (SQLite under ./cuttle-lab) and a
+# cuttle-dispatcher, adds simulated nodes, and runs a demo: jobs that pass, fail, and run
+# past their time limit, simulated by cuttle-local-runner, with their logs archived under
+# ./cuttle-lab/archive. Everything it starts keeps running in the background;
+# `scripts/local-lab.sh stop` stops it, `... status` shows it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,7 @@ export CUTTLE_API="http://127.0.0.1:$api_port"
 say() { printf '==> %s\n' "$*"; }
 
 stop() {
-    for name in cuttle-api beanstalkd; do
+    for name in cuttle-dispatcher cuttle-api beanstalkd; do
         pid_file="$lab_dir/$name.pid"
         if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
             say "stopping $name (pid $(cat "$pid_file"))"
@@ -33,7 +35,7 @@ running() { [ -f "$lab_dir/$1.pid" ] && kill -0 "$(cat "$lab_dir/$1.pid")" 2>/de
 case "${1:-start}" in
     stop) stop; exit 0 ;;
     status)
-        for name in beanstalkd cuttle-api; do
+        for name in beanstalkd cuttle-api cuttle-dispatcher; do
             if running "$name"; then echo "$name: running (pid $(cat "$lab_dir/$name.pid"))"; else echo "$name: stopped"; fi
         done
         exit 0 ;;
@@ -48,7 +50,7 @@ if ! command -v beanstalkd >/dev/null; then
 fi
 
 say "building cuttle (release)"
-cargo build --release --locked -p cuttle-api -p cuttle-cli
+cargo build --release --locked -p cuttle-api -p cuttle-cli -p cuttle-dispatcher -p cuttle-supervisor
 
 mkdir -p "$lab_dir"
 if running beanstalkd; then
@@ -86,16 +88,56 @@ if [ "$existing" -lt "$n_nodes" ]; then
 fi
 "$bin/cuttle" node list --machine-type "$machine_type"
 
-say "scheduling a demo run of 5 jobs"
-run=$("$bin/cuttle" schedule --owner "${USER:-cuttle}" --machine-type "$machine_type" \
-    --suite demo --branch main --priority 100 --nodes 2 --jobs 5 --time-limit 600)
-"$bin/cuttle" run show "$run"
+if running cuttle-dispatcher; then
+    say "cuttle-dispatcher already running"
+else
+    say "starting cuttle-dispatcher for $machine_type (archive $lab_dir/archive, log $lab_dir/cuttle-dispatcher.log)"
+    "$bin/cuttle-dispatcher" --machine-type "$machine_type" --api "$CUTTLE_API" \
+        --beanstalk "127.0.0.1:$beanstalk_port" --archive-dir "$lab_dir/archive" \
+        >"$lab_dir/cuttle-dispatcher.log" 2>&1 &
+    echo $! >"$lab_dir/cuttle-dispatcher.pid"
+fi
+
+# The local runner reads `runtime` (seconds) and `status` (pass|fail) from each job's config.
+stamp=$(date -u +%Y%m%d-%H%M%S)
+printf 'runtime: 2\nstatus: pass\n' >"$lab_dir/demo-pass.yaml"
+printf 'runtime: 1\nstatus: fail\n' >"$lab_dir/demo-fail.yaml"
+printf 'runtime: 600\nstatus: pass\n' >"$lab_dir/demo-slow.yaml"
+say "scheduling a demo: 4 jobs that pass, 2 that fail, 1 that runs past its 3 s time limit"
+runs=("demo-$stamp-pass" "demo-$stamp-fail" "demo-$stamp-timeout")
+"$bin/cuttle" schedule "$lab_dir/demo-pass.yaml" --name "${runs[0]}" --machine-type "$machine_type" --nodes 2 --jobs 4 >/dev/null
+"$bin/cuttle" schedule "$lab_dir/demo-fail.yaml" --name "${runs[1]}" --machine-type "$machine_type" --jobs 2 >/dev/null
+"$bin/cuttle" schedule "$lab_dir/demo-slow.yaml" --name "${runs[2]}" --machine-type "$machine_type" --time-limit 3 >/dev/null
+"$bin/cuttle" queue list "$machine_type"
+
+say "waiting for the demo runs to finish"
+for _ in $(seq 1 120); do
+    alive=0
+    for run in "${runs[@]}"; do
+        if "$bin/cuttle" run show "$run" --json | grep -Eq '"status": *"(queued|waiting|running)"'; then
+            alive=1
+        fi
+    done
+    [ "$alive" -eq 0 ] && break
+    running cuttle-dispatcher || { echo "cuttle-dispatcher exited; see $lab_dir/cuttle-dispatcher.log:" >&2; tail -n 20 "$lab_dir/cuttle-dispatcher.log" >&2; exit 1; }
+    sleep 1
+done
+for run in "${runs[@]}"; do
+    "$bin/cuttle" run show "$run"
+    echo
+done
+"$bin/cuttle" node list --machine-type "$machine_type"
+say "each job's logs: $lab_dir/archive/RUN/JOB/ (config.yaml, runner.log, supervisor.log, summary.yaml)"
+ls "$lab_dir/archive/${runs[2]}"/*/
 
 cat <<MSG
 
-The lab is running: cuttle-api at $CUTTLE_API, beanstalkd at 127.0.0.1:$beanstalk_port.
+The lab is running: cuttle-api at $CUTTLE_API, beanstalkd at 127.0.0.1:$beanstalk_port,
+a cuttle-dispatcher for $machine_type (log: $lab_dir/cuttle-dispatcher.log).
 Try:   export CUTTLE_API=$CUTTLE_API PATH=$bin:\$PATH
-       cuttle node list; cuttle run list; cuttle run show $run
+       cuttle run list; cuttle job show ID; cuttle queue list $machine_type
+       printf 'runtime: 5\\nstatus: pass\\n' > job.yaml
+       cuttle schedule job.yaml --machine-type $machine_type --jobs 20
 Admin: export CUTTLE_TOKEN=\$(cat $lab_dir/admin.token)
 Stop:  scripts/local-lab.sh stop
 MSG

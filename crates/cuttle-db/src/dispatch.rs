@@ -162,7 +162,13 @@ crate::impl_for_both_backends! { DispatchTx {
         )
         .set((
             jobs::status.eq(to.as_str()),
-            jobs::reason.eq(reason),
+            // The job's reason says why it ended; routine steps (reserved, started,
+            // requeued) are in its timeline only.
+            jobs::reason.eq(if matches!(to, JobStatus::Dead | JobStatus::Killed) {
+                Some(reason)
+            } else {
+                job.reason.as_deref()
+            }),
             jobs::updated_at.eq(now.0),
         ))
         .execute(self)?;
