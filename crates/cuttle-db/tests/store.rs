@@ -477,3 +477,138 @@ fn migrations_apply_twice_without_harm() {
     Store::open(target.clone(), 1).unwrap();
     Store::open(target, 1).unwrap();
 }
+
+fn lease(holder: &str) -> cuttle_db::LeaseRequest {
+    cuttle_db::LeaseRequest {
+        machine_type: smithi(),
+        holder: holder.into(),
+        host: "scheduler".into(),
+        pid: 42,
+        ttl_ms: 1_000,
+    }
+}
+
+fn holds(tube: &cuttle_core::dispatch::Tube, holder: &str, now: UnixMillis) -> bool {
+    tube.live_lease(now)
+        .is_some_and(|lease| lease.holder == holder)
+}
+
+on_both_backends! {
+    fn one_of_many_racing_dispatchers_gets_the_lease(store: &Store) {
+        let store = Arc::new(store.clone());
+        let winners = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let winners = Arc::clone(&winners);
+                std::thread::spawn(move || {
+                    let holder = format!("d{i}");
+                    let tube = store.acquire_lease(&lease(&holder), T0).unwrap();
+                    if holds(&tube, &holder, T0) {
+                        winners.lock().unwrap().push(holder);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let winners = winners.lock().unwrap().clone();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let winner = &winners[0];
+        // Renewing keeps it; others wait until it expires, then one takes it.
+        assert!(holds(&store.acquire_lease(&lease(winner), UnixMillis(T0.0 + 500)).unwrap(), winner, UnixMillis(T0.0 + 500)));
+        let other = if winner == "d0" { "d1" } else { "d0" };
+        assert!(!holds(&store.acquire_lease(&lease(other), UnixMillis(T0.0 + 1_400)).unwrap(), other, UnixMillis(T0.0 + 1_400)));
+        let later = UnixMillis(T0.0 + 1_500);
+        assert!(holds(&store.acquire_lease(&lease(other), later).unwrap(), other, later));
+        // Giving it up frees it at once.
+        store.release_lease(&smithi(), other, later).unwrap();
+        assert!(holds(&store.acquire_lease(&lease(winner), later).unwrap(), winner, later));
+    }
+
+    fn a_claimed_job_runs_once_and_a_lost_dispatchers_claim_is_undone(store: &Store) {
+        add_nodes(store, "smithi", 4);
+        let jobs = create_run(store, "claims", "alice", 2);
+        store.set_beanstalk_ids(&[(jobs[0], 10), (jobs[1], 11)]).unwrap();
+        // Only the lease holder may claim.
+        let error = store.claim_job(jobs[0], &smithi(), 10, "d1", T0).unwrap_err();
+        assert!(matches!(error, DbError::NotLeaseHolder { .. }), "{error}");
+        store.acquire_lease(&lease("d1"), T0).unwrap();
+        let (claim, job) = store.claim_job(jobs[0], &smithi(), 10, "d1", T0).unwrap();
+        assert_eq!(claim, cuttle_core::dispatch::Claim::Start);
+        assert_eq!(job.status, JobStatus::Waiting);
+        // A stale copy of the same job is discarded.
+        let (claim, _) = store.claim_job(jobs[0], &smithi(), 99, "d1", T0).unwrap();
+        assert!(matches!(claim, cuttle_core::dispatch::Claim::Discard { .. }), "{claim:?}");
+        let mut request = lock_request(2, "alice");
+        request.job_id = Some(jobs[0]);
+        store.lock_nodes(&request, T0).unwrap();
+        let supervisor = cuttle_core::dispatch::SupervisorRef { host: "h".into(), pid: 7 };
+        let running = store.record_dispatch(jobs[0], "d1", &supervisor, T0).unwrap();
+        assert_eq!(running.status, JobStatus::Running);
+        assert_eq!(running.supervisor, Some(supervisor.clone()));
+        // Recording twice, or by another dispatcher, is refused.
+        assert!(matches!(store.record_dispatch(jobs[0], "d1", &supervisor, T0), Err(DbError::NotClaimed { .. })));
+        // The second job is claimed and given nodes, then its dispatcher dies.
+        let (claim, _) = store.claim_job(jobs[1], &smithi(), 11, "d1", T0).unwrap();
+        assert_eq!(claim, cuttle_core::dispatch::Claim::Start);
+        request.job_id = Some(jobs[1]);
+        store.lock_nodes(&request, T0).unwrap();
+        assert_eq!(free_count(store), 0);
+        let after = UnixMillis(T0.0 + 1_001);
+        let report = store.reap(60_000, after).unwrap();
+        assert_eq!(report.requeued, vec![jobs[1]]);
+        assert_eq!(report.freed_nodes.len(), 2);
+        assert!(report.supervisor_lost.is_empty(), "a beating supervisor is not lost");
+        assert_eq!(store.get_job(jobs[1]).unwrap().0.status, JobStatus::Queued);
+        assert_eq!(free_count(store), 2);
+        // A silent supervisor is lost after the grace; its nodes wait for a release.
+        let late = UnixMillis(T0.0 + 61_000);
+        let report = store.reap(60_000, late).unwrap();
+        assert_eq!(report.supervisor_lost.len(), 1);
+        assert_eq!(store.get_job(jobs[0]).unwrap().0.status, JobStatus::Dead);
+        let pending = store.claim_releases(&smithi(), 60_000, 10, late).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].nodes.len(), 2);
+        // Claimed: nobody else gets it for another grace.
+        assert!(store.claim_releases(&smithi(), 60_000, 10, late).unwrap().is_empty());
+    }
+
+    fn kill_ends_every_living_job_once_and_no_node_is_locked_for_it_after(store: &Store) {
+        add_nodes(store, "smithi", 2);
+        let jobs = create_run(store, "doomed", "alice", 3);
+        let killed = store.kill(&RunName::parse("doomed").unwrap(), None, "killed by alice", T0).unwrap();
+        assert_eq!(killed.len(), 3);
+        assert!(killed.iter().all(|k| k.was == JobStatus::Queued && k.job.status == JobStatus::Killed));
+        assert!(store.kill(&RunName::parse("doomed").unwrap(), None, "again", T0).unwrap().is_empty());
+        let mut request = lock_request(1, "alice");
+        request.job_id = Some(jobs[0]);
+        let error = store.lock_nodes(&request, T0).unwrap_err();
+        assert!(matches!(error, DbError::Lock(LockError::JobEnded { .. })), "{error}");
+    }
+
+    fn a_teuthology_body_is_adopted_once(store: &Store) {
+        let run = run_spec("teuthology-run", "scheduled_bob");
+        let body = "name: teuthology-run\nmachine_type: smithi\n";
+        let first = store.adopt_job(&run, &job_spec(), body, 5, T0).unwrap();
+        let again = store.adopt_job(&run, &job_spec(), body, 5, T0).unwrap();
+        assert_eq!(first.id, again.id);
+        let other = store.adopt_job(&run, &job_spec(), body, 6, T0).unwrap();
+        assert_ne!(first.id, other.id);
+        assert_eq!(first.beanstalk_id, Some(5));
+        assert_eq!(store.get_run(&run.name).unwrap().1.len(), 2);
+    }
+
+    fn the_queue_lists_in_beanstalkd_order_and_pauses(store: &Store) {
+        let jobs = create_run(store, "q", "alice", 3);
+        store.set_beanstalk_ids(&[(jobs[0], 1), (jobs[1], 2), (jobs[2], 3)]).unwrap();
+        let listed: Vec<JobId> = store.list_queue(&smithi(), 10).unwrap().iter().map(|j| j.id).collect();
+        assert_eq!(listed, jobs);
+        let tube = store.set_paused(&smithi(), true, &owner("op"), T0).unwrap();
+        assert!(tube.paused);
+        assert_eq!(tube.paused_by.as_deref(), Some("op"));
+        assert!(!store.set_paused(&smithi(), false, &owner("op"), T0).unwrap().paused);
+        assert_eq!(store.list_tubes().unwrap().len(), 1);
+    }
+}
