@@ -576,6 +576,7 @@ tube: smithi
         "just some words",
         "tasks: []\n",
         "cuttle_job_id: '999999'\njob_id: '999999'\nname: gone\nmachine_type: smithi\n",
+        "job_id: '424242'\nname: ghost-run\nmachine_type: smithi\n",
         teuthology_body,
     ] {
         lab.runtime
@@ -601,7 +602,7 @@ tube: smithi
     assert_eq!(adopted[0].priority, 100);
     // Unknown keys survive adoption.
     assert!(adopted[0].config_yaml.contains("install: null"));
-    assert_eq!(lab.tube_stats()["current-jobs-buried"], "4");
+    assert_eq!(lab.tube_stats()["current-jobs-buried"], "5");
     let log = lab.dispatcher_log(index);
     for reason in [
         "not valid YAML",

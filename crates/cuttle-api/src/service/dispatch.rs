@@ -140,24 +140,34 @@ impl DispatchService for DispatchApi {
                     return Ok(Self::bury(reason));
                 }
                 Ok(Body::Cuttle(job_id)) => job_id,
-                Ok(Body::Teuthology { run, job }) => {
-                    // A body cuttle put before it marked its bodies (cuttle_job_id) names
-                    // its job in job_id; it is that job if the stored body is this one.
-                    if let Some(job_id) = legacy_job_id(&request.body)
-                        && let Ok((known, _)) = self.app.db(move |store| store.get_job(job_id)).await
-                        && known.config_yaml == request.body
-                    {
-                        job_id
-                    } else {
-                    let body = request.body.clone();
-                    let adopted = self
-                        .app
-                        .db(move |store| store.adopt_job(&run, &job, &body, beanstalk_id, now()))
-                        .await?;
-                    tracing::info!(job_id = %adopted.id, run = %adopted.run_name, beanstalk_id, "adopted a teuthology-scheduled job");
-                    adopted.id
+                Ok(Body::Teuthology { run, job }) => match legacy_job_id(&request.body) {
+                    // teuthology-schedule puts its bodies without a job_id (its dispatcher
+                    // uses the beanstalkd id), so a job_id here names a cuttle job: one
+                    // put before bodies carried cuttle_job_id, recognised by its recorded
+                    // body, or one cuttle-api does not know.
+                    Some(job_id) => {
+                        let known = self.app.db(move |store| store.get_job(job_id)).await;
+                        match known {
+                            Ok((known, _)) if known.config_yaml == request.body => job_id,
+                            _ => {
+                                return Ok(Self::bury(format!(
+                                    "body names job {job_id}, which cuttle-api does not know"
+                                )));
+                            }
+                        }
                     }
-                }
+                    None => {
+                        let body = request.body.clone();
+                        let adopted = self
+                            .app
+                            .db(move |store| {
+                                store.adopt_job(&run, &job, &body, beanstalk_id, now())
+                            })
+                            .await?;
+                        tracing::info!(job_id = %adopted.id, run = %adopted.run_name, beanstalk_id, "adopted a teuthology-scheduled job");
+                        adopted.id
+                    }
+                },
             };
             let claimed = self
                 .app
