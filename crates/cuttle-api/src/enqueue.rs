@@ -94,10 +94,79 @@ impl Enqueuer {
     }
 }
 
-/// Every `enqueue_retry`, puts queued jobs that have no beanstalkd id yet.
+/// Which beanstalkd process answered: its pid and uptime. A different pid, or an uptime
+/// that went backwards, means beanstalkd restarted (and, without its binlog, lost every
+/// job it held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BeanstalkdInstance {
+    pid: u64,
+    uptime: u64,
+}
+
+impl BeanstalkdInstance {
+    async fn current(queue: &QueueClient) -> Option<BeanstalkdInstance> {
+        let stats = queue.stats().await.ok()?;
+        Some(BeanstalkdInstance {
+            pid: stats.get("pid")?.parse().ok()?,
+            uptime: stats.get("uptime")?.parse().ok()?,
+        })
+    }
+
+    fn restarted_since(self, earlier: BeanstalkdInstance) -> bool {
+        self.pid != earlier.pid || self.uptime < earlier.uptime
+    }
+}
+
+/// After beanstalkd restarted: every queued job whose copy beanstalkd no longer has
+/// (`stats-job` answers NOT_FOUND) has its id forgotten, so the retry loop puts it again.
+/// Returns how many were forgotten.
+async fn reconcile(app: &App) -> usize {
+    let mut forgotten = 0;
+    let mut after = JobId(0);
+    loop {
+        let page = match app
+            .db(move |store| store.queued_with_beanstalk_ids(after, 500))
+            .await
+        {
+            Ok(page) => page,
+            Err(status) => {
+                tracing::warn!(
+                    detail = status.message(),
+                    "cannot list queued jobs to reconcile"
+                );
+                return forgotten;
+            }
+        };
+        let Some(&(last, _)) = page.last() else {
+            return forgotten;
+        };
+        after = last;
+        for (job_id, beanstalk_id) in page {
+            match app.queue().stats_job(beanstalk_id).await {
+                Ok(_) => {}
+                Err(cuttle_queue::QueueError::Refused { .. }) => {
+                    let forget = app
+                        .db(move |store| store.forget_beanstalk_id(job_id, beanstalk_id))
+                        .await;
+                    if matches!(forget, Ok(true)) {
+                        forgotten += 1;
+                    }
+                }
+                // Unreachable again: try at the next restart check.
+                Err(_) => return forgotten,
+            }
+        }
+    }
+}
+
+/// Every `enqueue_retry`, puts queued jobs that have no beanstalkd id yet. It also
+/// notices a beanstalkd restart (and checks once at start, for one that happened while
+/// cuttle-api was down) and reconciles queued jobs whose copies were lost.
 pub async fn retry_loop(app: App, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(app.settings().enqueue_retry);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: Option<BeanstalkdInstance> = None;
+    let mut reconciled_at_start = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -105,6 +174,21 @@ pub async fn retry_loop(app: App, shutdown: CancellationToken) {
         }
         let enqueuer = app.enqueuer();
         let guard = enqueuer.lock().await;
+        if let Some(now) = BeanstalkdInstance::current(app.queue()).await {
+            let restarted = seen.is_some_and(|earlier| now.restarted_since(earlier));
+            if restarted || !reconciled_at_start {
+                let forgotten = reconcile(&app).await;
+                if forgotten > 0 || restarted {
+                    tracing::warn!(
+                        forgotten,
+                        pid = now.pid,
+                        "beanstalkd lost queued jobs (restarted without its binlog?); putting them again"
+                    );
+                }
+                reconciled_at_start = true;
+            }
+            seen = Some(now);
+        }
         let pending = match app.db(|store| store.jobs_awaiting_enqueue(500)).await {
             Ok(pending) => pending,
             Err(status) => {

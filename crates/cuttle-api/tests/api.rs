@@ -707,3 +707,74 @@ async fn jobs_recorded_while_beanstalkd_is_down_are_put_when_it_returns() {
         assert_eq!(String::from_utf8(body).unwrap(), made.config_yaml);
     }
 }
+
+/// beanstalkd restarted without its binlog loses every job it held: queued jobs whose
+/// copies are gone are put again, with their new ids recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_lost_by_a_beanstalkd_restart_are_put_again() {
+    let port = cuttle_testkit::free_port();
+    let first = Beanstalkd::start_on(port);
+    let unused = Beanstalkd::start();
+    let lab = Lab::start_with(Db::Sqlite, format!("127.0.0.1:{port}"), unused).await;
+    let mut runs = lab.runs().await;
+    let ids = |shown: &cuttle_proto::v1::RunDetail| -> Vec<Option<u64>> {
+        shown.jobs.iter().map(|j| j.beanstalk_id).collect()
+    };
+    let get = |runs: &mut cuttle_proto::v1::run_service_client::RunServiceClient<_>| {
+        let mut runs = runs.clone();
+        async move {
+            runs.get_run(GetRunRequest {
+                name: "lost".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    lab.add_nodes("smithi", 2).await;
+    runs.create_run(CreateRunRequest {
+        name: "lost".into(),
+        owner: "alice".into(),
+        jobs: vec![smithi_job(500, 1); 4],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let before = ids(&get(&mut runs).await);
+    assert!(before.iter().all(Option::is_some));
+    // A new beanstalkd on the same port, empty: what a restart without -b leaves.
+    drop(first);
+    let _second = Beanstalkd::start_on(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut beanstalk = Beanstalkc::new()
+            .host("127.0.0.1")
+            .port(port)
+            .connect()
+            .unwrap();
+        let ready = beanstalk
+            .stats_tube("smithi")
+            .map(|stats| stats["current-jobs-ready"].clone())
+            .unwrap_or_default();
+        if ready == "4" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost jobs were not put again within 20 s (ready: {ready:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each job's record names its new live copy.
+    let shown = get(&mut runs).await;
+    let mut beanstalk = Beanstalkc::new()
+        .host("127.0.0.1")
+        .port(port)
+        .connect()
+        .unwrap();
+    for job in &shown.jobs {
+        let id = job.beanstalk_id.expect("put again, so recorded again");
+        let body = beanstalk.peek(id).unwrap().body().to_vec();
+        assert_eq!(String::from_utf8(body).unwrap(), job.config_yaml);
+    }
+}

@@ -302,4 +302,44 @@ impl Store {
             rows.into_iter().map(into_job).collect()
         })
     }
+
+    /// Queued jobs that have a beanstalkd id, by id after `after`, at most `limit`: the
+    /// ones to check after beanstalkd lost its jobs (a restart without its binlog).
+    pub fn queued_with_beanstalk_ids(
+        &self,
+        after: JobId,
+        limit: i64,
+    ) -> Result<Vec<(JobId, u64)>, DbError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<(i64, Option<i64>)> = with_conn!(&mut *conn, |c| jobs::table
+            .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+            .filter(jobs::beanstalk_id.is_not_null())
+            .filter(jobs::id.gt(after.0))
+            .select((jobs::id, jobs::beanstalk_id))
+            .order(jobs::id)
+            .limit(limit)
+            .load(c))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, beanstalk_id)| Some((JobId(id), u64::try_from(beanstalk_id?).ok()?)))
+            .collect())
+    }
+
+    /// Forgets a queued job's beanstalkd id when beanstalkd no longer has that copy, so
+    /// the enqueue retry loop puts it again. Conditional on the job still being queued
+    /// with that id; returns whether it changed.
+    pub fn forget_beanstalk_id(&self, job_id: JobId, beanstalk_id: u64) -> Result<bool, DbError> {
+        let beanstalk_id = i64::try_from(beanstalk_id)
+            .map_err(|_| DbError::Corrupt(format!("beanstalkd id {beanstalk_id} does not fit")))?;
+        let mut conn = self.conn()?;
+        let changed = with_conn!(&mut *conn, |c| diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job_id.0))
+                .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+                .filter(jobs::beanstalk_id.eq(beanstalk_id)),
+        )
+        .set(jobs::beanstalk_id.eq(None::<i64>))
+        .execute(c))?;
+        Ok(changed == 1)
+    }
 }
