@@ -301,7 +301,16 @@ impl Dispatcher {
                 None
             }
             ClaimAction::Start => {
-                let job = job?;
+                let Some(job) = job else {
+                    // A START without the job is an API bug; never sit on the reservation.
+                    tracing::error!(
+                        beanstalk_id,
+                        "cuttle-api said start but sent no job; handing the copy back"
+                    );
+                    self.hand_back(beanstalk_id, None, Duration::from_secs(5))
+                        .await;
+                    return None;
+                };
                 let nodes = if claim.nodes.is_empty() {
                     match self.wait_for_nodes(&job, beanstalk_id, shutdown).await {
                         Ok(nodes) => nodes,
