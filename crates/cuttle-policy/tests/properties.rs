@@ -1,0 +1,234 @@
+//! The policy's promises, checked on random labs and queues:
+//! - it never starts more nodes' worth of jobs than are free (no node double-booked);
+//! - no job it starts delays the reserved head job's estimated start;
+//! - with aging on, every job's wait stays within the bound the policy states
+//!   (checked by a small discrete-event run of `plan` over a random workload).
+
+use cuttle_policy::{
+    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, plan, shadow, wait_bound,
+};
+use proptest::prelude::*;
+
+fn queued() -> impl Strategy<Value = QueuedJob> {
+    (
+        0u64..1_000_000,
+        0u32..3000,
+        1u32..6,
+        0i64..100_000,
+        1i64..50_000,
+    )
+        .prop_map(
+            |(id, priority, n_nodes, submitted_at, estimate_ms)| QueuedJob {
+                id,
+                priority,
+                n_nodes,
+                submitted_at,
+                estimate_ms,
+            },
+        )
+}
+
+fn snapshot() -> impl Strategy<Value = Snapshot> {
+    (
+        4u32..20,
+        prop::collection::vec(queued(), 0..30),
+        prop::collection::vec((1u32..5, 0i64..100_000), 0..10),
+    )
+        .prop_map(|(total, mut queue, running)| {
+            // Unique ids; running jobs take what the lab has.
+            for (i, job) in queue.iter_mut().enumerate() {
+                job.id = i as u64;
+            }
+            let mut used = 0;
+            let running: Vec<RunningJob> = running
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, (n, end))| {
+                    (used + n <= total).then(|| {
+                        used += n;
+                        RunningJob {
+                            id: 1000 + i as u64,
+                            n_nodes: n,
+                            ends_by: 100_000 + end,
+                        }
+                    })
+                })
+                .collect();
+            Snapshot {
+                now: 100_000,
+                total_nodes: total,
+                free_nodes: total - used,
+                queued: queue,
+                running,
+            }
+        })
+}
+
+fn config() -> impl Strategy<Value = PolicyConfig> {
+    (any::<bool>(), any::<bool>(), 0u32..3).prop_map(|(aging, backfill, held_back_nodes)| {
+        PolicyConfig {
+            aging: aging.then_some(Aging {
+                interval_ms: 10_000,
+                step: 100,
+                floor: 0,
+            }),
+            backfill,
+            held_back_nodes,
+        }
+    })
+}
+
+proptest! {
+    #[test]
+    fn never_more_nodes_than_are_free(snapshot in snapshot(), config in config()) {
+        let decisions = plan(&snapshot, &config);
+        let started: u32 = decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Start { job, .. } => snapshot.queued.iter().find(|q| q.id == *job),
+                _ => None,
+            })
+            .map(|job| job.n_nodes)
+            .sum();
+        let usable = snapshot.free_nodes.saturating_sub(config.held_back_nodes);
+        prop_assert!(started <= usable, "started {started} nodes with {usable} usable");
+        // Each job is decided at most once.
+        let mut ids: Vec<u64> = decisions
+            .iter()
+            .map(|d| match d {
+                Decision::Start { job, .. } | Decision::Reserve { job, .. } | Decision::Bury { job, .. } => *job,
+            })
+            .collect();
+        ids.sort_unstable();
+        let before = ids.len();
+        ids.dedup();
+        prop_assert_eq!(before, ids.len());
+    }
+
+    #[test]
+    fn no_start_delays_the_reserved_head(snapshot in snapshot(), config in config()) {
+        let decisions = plan(&snapshot, &config);
+        let Some((head, promised)) = decisions.iter().find_map(|d| match d {
+            Decision::Reserve { job, estimated_start } => Some((*job, *estimated_start)),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let head = snapshot.queued.iter().find(|q| q.id == head).unwrap();
+        // The lab after this plan: everything it started runs for its estimate.
+        let mut running = snapshot.running.clone();
+        let mut free = snapshot.free_nodes.saturating_sub(config.held_back_nodes.min(snapshot.free_nodes));
+        for decision in &decisions {
+            if let Decision::Start { job, .. } = decision {
+                let job = snapshot.queued.iter().find(|q| q.id == *job).unwrap();
+                free -= job.n_nodes;
+                running.push(RunningJob { id: job.id, n_nodes: job.n_nodes, ends_by: snapshot.now + job.estimate_ms });
+            }
+        }
+        let (after, _) = shadow(head.n_nodes, free, &running, snapshot.now).unwrap();
+        prop_assert!(after <= promised, "head {} promised {promised}, now {after}", head.id);
+    }
+}
+
+/// A job of a random workload.
+#[derive(Debug, Clone)]
+struct Work {
+    submit: i64,
+    priority: u32,
+    n_nodes: u32,
+    runtime: i64,
+    time_limit: i64,
+}
+
+fn workload() -> impl Strategy<Value = (u32, Vec<Work>)> {
+    (
+        3u32..10,
+        prop::collection::vec(
+            (
+                0i64..200_000,
+                prop::sample::select(vec![0u32, 50, 500, 1000, 1000, 1000, 2000]),
+                1u32..4,
+                1i64..20_000,
+                0i64..20_000,
+            ),
+            1..60,
+        ),
+    )
+        .prop_map(|(nodes, jobs)| {
+            let jobs = jobs
+                .into_iter()
+                .map(|(submit, priority, n, runtime, slack)| Work {
+                    submit,
+                    priority,
+                    n_nodes: n.min(nodes),
+                    runtime,
+                    time_limit: runtime + slack,
+                })
+                .collect();
+            (nodes, jobs)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn with_aging_every_wait_is_within_the_stated_bound((nodes, jobs) in workload(), backfill in any::<bool>()) {
+        let config = PolicyConfig {
+            aging: Some(Aging { interval_ms: 5_000, step: 100, floor: 0 }),
+            backfill,
+            held_back_nodes: 0,
+        };
+        let max_limit = jobs.iter().map(|j| j.time_limit).max().unwrap();
+        let mut submitted = vec![false; jobs.len()];
+        let mut started_at: Vec<Option<i64>> = vec![None; jobs.len()];
+        let mut bounds: Vec<i64> = vec![0; jobs.len()];
+        let mut running: Vec<(usize, i64)> = Vec::new(); // (job, real end)
+        let mut now = 0;
+        loop {
+            // Submit what is due, recording how many were queued ahead of each.
+            for (i, job) in jobs.iter().enumerate() {
+                if !submitted[i] && job.submit <= now {
+                    submitted[i] = true;
+                    let ahead = (0..jobs.len()).filter(|&k| submitted[k] && k != i && started_at[k].is_none()).count();
+                    bounds[i] = wait_bound(job.priority, ahead, max_limit, &config).unwrap();
+                }
+            }
+            running.retain(|&(_, end)| end > now);
+            let free = nodes - running.iter().map(|&(j, _)| jobs[j].n_nodes).sum::<u32>();
+            let snapshot = Snapshot {
+                now,
+                total_nodes: nodes,
+                free_nodes: free,
+                queued: (0..jobs.len())
+                    .filter(|&i| submitted[i] && started_at[i].is_none())
+                    .map(|i| QueuedJob { id: i as u64, priority: jobs[i].priority, n_nodes: jobs[i].n_nodes, submitted_at: jobs[i].submit, estimate_ms: jobs[i].time_limit })
+                    .collect(),
+                running: running.iter().map(|&(j, _)| RunningJob {
+                    id: j as u64,
+                    n_nodes: jobs[j].n_nodes,
+                    ends_by: started_at[j].unwrap() + jobs[j].time_limit,
+                }).collect(),
+            };
+            for decision in plan(&snapshot, &config) {
+                if let Decision::Start { job, .. } = decision {
+                    let j = job as usize;
+                    started_at[j] = Some(now);
+                    running.push((j, now + jobs[j].runtime.min(jobs[j].time_limit)));
+                }
+            }
+            if started_at.iter().all(Option::is_some) {
+                break;
+            }
+            // Next event: a submit, an end, or an aging step.
+            let next_submit = jobs.iter().enumerate().filter(|(i, _)| !submitted[*i]).map(|(_, j)| j.submit).min();
+            let next_end = running.iter().map(|&(_, end)| end).min();
+            let next_age = now + 5_000 - now % 5_000;
+            now = [next_submit, next_end, Some(next_age)].into_iter().flatten().min().unwrap();
+            prop_assert!(now < 100_000_000, "the simulation does not finish");
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            let wait = started_at[i].unwrap() - job.submit;
+            prop_assert!(wait <= bounds[i], "job {i} waited {wait} ms, bound {}", bounds[i]);
+        }
+    }
+}
