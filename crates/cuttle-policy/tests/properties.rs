@@ -40,20 +40,18 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 job.id = i as u64;
             }
             let mut used = 0;
-            let running: Vec<RunningJob> = running
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, (n, end))| {
-                    (used + n <= total).then(|| {
-                        used += n;
-                        RunningJob {
-                            id: 1000 + i as u64,
-                            n_nodes: n,
-                            ends_by: 100_000 + end,
-                        }
-                    })
-                })
-                .collect();
+            let mut kept = Vec::new();
+            for (i, (n, end)) in running.into_iter().enumerate() {
+                if used + n <= total {
+                    used += n;
+                    kept.push(RunningJob {
+                        id: 1000 + i as u64,
+                        n_nodes: n,
+                        ends_by: 100_000 + end,
+                    });
+                }
+            }
+            let running = kept;
             Snapshot {
                 now: 100_000,
                 total_nodes: total,
