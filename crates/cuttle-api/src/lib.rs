@@ -6,6 +6,7 @@
 //! This is the only process that opens the database. Handlers never block the runtime:
 //! database work runs on the blocking pool, beanstalkd work on its connection thread.
 
+pub mod aging;
 pub mod auth;
 pub mod enqueue;
 pub mod errors;

@@ -41,5 +41,6 @@ pub async fn reap_loop(app: App, shutdown: CancellationToken) {
             }
             Err(status) => tracing::warn!(detail = status.message(), "reaper pass failed"),
         }
+        crate::aging::age_queued_jobs(&app, 10_000).await;
     }
 }

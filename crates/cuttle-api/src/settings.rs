@@ -85,6 +85,23 @@ pub struct FileConfig {
     /// How often the reaper looks for lost supervisors and dispatchers, in seconds
     /// (default 5).
     pub reap_interval_s: Option<u64>,
+    /// Whether waiting jobs age: gain `aging_step` priority points every
+    /// `aging_interval_s` they wait, down to `aging_floor` (default true).
+    pub aging: Option<bool>,
+    /// Seconds per aging step (default 3600).
+    pub aging_interval_s: Option<u64>,
+    /// Priority points per aging step (default 100).
+    pub aging_step: Option<u32>,
+    /// Aging stops at this priority (default 0, which is what bounds every job's wait).
+    pub aging_floor: Option<u32>,
+    /// Whether dispatchers backfill: start a less urgent job ahead of a waiting one when
+    /// it provably does not delay it (default true).
+    pub backfill: Option<bool>,
+    /// Nodes of each machine type dispatchers leave free for people (teuthology's
+    /// reserve_machines; default 0).
+    pub held_back_nodes: Option<u32>,
+    /// How many reserved jobs a dispatcher plans over at once (default 32).
+    pub window: Option<u32>,
 }
 
 /// Validated settings.
@@ -101,6 +118,23 @@ pub struct Settings {
     pub enqueue_retry: Duration,
     pub supervisor_grace: Duration,
     pub reap_interval: Duration,
+    pub policy: PolicySettings,
+}
+
+/// The scheduling policy every dispatcher gets with its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicySettings {
+    pub policy: cuttle_policy::PolicyConfig,
+    pub window: u32,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            policy: cuttle_policy::PolicyConfig::default(),
+            window: 32,
+        }
+    }
 }
 
 impl Settings {
@@ -144,6 +178,28 @@ impl Settings {
             (1..=3600).contains(&reap_interval_s),
             "invalid reap_interval_s {reap_interval_s}: use 1 to 3600 seconds"
         );
+        let aging_interval_s = file.aging_interval_s.unwrap_or(3600);
+        anyhow::ensure!(
+            (1..=7 * 86_400).contains(&aging_interval_s),
+            "invalid aging_interval_s {aging_interval_s}: use 1 to 604800 seconds"
+        );
+        let window = file.window.unwrap_or(32);
+        anyhow::ensure!(
+            (1..=1000).contains(&window),
+            "invalid window {window}: use 1 to 1000 jobs"
+        );
+        let policy = PolicySettings {
+            policy: cuttle_policy::PolicyConfig {
+                aging: file.aging.unwrap_or(true).then(|| cuttle_policy::Aging {
+                    interval_ms: i64::try_from(aging_interval_s * 1000).unwrap_or(i64::MAX),
+                    step: file.aging_step.unwrap_or(100),
+                    floor: file.aging_floor.unwrap_or(0),
+                }),
+                backfill: file.backfill.unwrap_or(true),
+                held_back_nodes: file.held_back_nodes.unwrap_or(0),
+            },
+            window,
+        };
         let max_db_connections = file.max_db_connections.unwrap_or(8);
         anyhow::ensure!(
             (1..=256).contains(&max_db_connections),
@@ -167,6 +223,7 @@ impl Settings {
             enqueue_retry: Duration::from_secs(enqueue_retry_s),
             supervisor_grace: Duration::from_secs(supervisor_grace_s),
             reap_interval: Duration::from_secs(reap_interval_s),
+            policy,
         })
     }
 }

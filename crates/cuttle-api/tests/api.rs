@@ -63,6 +63,7 @@ impl Lab {
             enqueue_retry: Duration::from_secs(1),
             supervisor_grace: Duration::from_secs(60),
             reap_interval: Duration::from_secs(5),
+            policy: Default::default(),
         };
         let api = cuttle_api::spawn(settings, cuttle_api::CancellationToken::new())
             .await

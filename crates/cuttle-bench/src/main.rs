@@ -174,6 +174,7 @@ async fn schedule(args: ScheduleArgs, json: bool) -> anyhow::Result<()> {
         enqueue_retry: Duration::from_secs(5),
         supervisor_grace: Duration::from_secs(60),
         reap_interval: Duration::from_secs(5),
+        policy: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
@@ -430,6 +431,7 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
         enqueue_retry: Duration::from_secs(5),
         supervisor_grace: Duration::from_secs(60),
         reap_interval: Duration::from_secs(5),
+        policy: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let api = cuttle_api::spawn(settings, shutdown.clone()).await?;

@@ -368,6 +368,30 @@ older. AGE is how long ago the job was scheduled."
     Resume(QueuePauseArgs),
     /// List every queue (tube) cuttle knows, with its pause state and dispatcher.
     Tubes,
+    /// Change a waiting job's priority (0 most urgent .. 65535); beanstalkd shows it too.
+    #[command(
+        long_about = "Change the priority of job JOB, which must still be waiting (queued, or \
+reserved by a dispatcher that has not started it), to PRI: 0 is the most urgent, 65535 the \
+least, 1000 the default. cuttle-api records it and replaces the job's beanstalkd copy with one \
+at the new priority, so `cuttle queue list` and any beanstalkd client (stats-job) see the new \
+order. Aging keeps counting from when the job was scheduled. Owners may re-prioritize their \
+own jobs; anyone else's needs the admin token (--token)."
+    )]
+    Reprioritize(QueueReprioritizeArgs),
+}
+
+/// `cuttle queue reprioritize`
+#[derive(Debug, Args)]
+pub struct QueueReprioritizeArgs {
+    /// The job's id (see `cuttle run show RUN` or `cuttle queue list TYPE`).
+    #[arg(value_name = "JOB")]
+    pub job_id: i64,
+    /// The new priority: 0 (most urgent) to 65535.
+    #[arg(value_name = "PRI")]
+    pub priority: i64,
+    /// Who asks. Defaults to $USER (or `cuttle`).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
 }
 
 /// `cuttle queue list`

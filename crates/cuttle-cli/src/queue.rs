@@ -13,7 +13,7 @@ use cuttle_proto::v1;
 use serde::Serialize;
 
 use crate::Context;
-use crate::cli::{QueueCommand, QueueListArgs, QueuePauseArgs};
+use crate::cli::{QueueCommand, QueueListArgs, QueuePauseArgs, QueueReprioritizeArgs};
 use crate::error::Failure;
 use crate::output::{
     JobJson, TubeJson, fields, jobs_json, or_dash, print, print_json, table, truncated, yes_no,
@@ -35,6 +35,7 @@ pub async fn run(context: &Context, command: QueueCommand) -> Result<(), Failure
         QueueCommand::Pause(args) => set_paused(context, args, true).await,
         QueueCommand::Resume(args) => set_paused(context, args, false).await,
         QueueCommand::Tubes => tubes(context).await,
+        QueueCommand::Reprioritize(args) => reprioritize(context, args).await,
     }
 }
 
@@ -237,6 +238,50 @@ async fn set_paused(context: &Context, args: QueuePauseArgs, paused: bool) -> Re
         print_json(&TubeJson::from(&tube))
     } else {
         print(&paused_line(&tube))
+    }
+}
+
+fn reprioritize_request(
+    args: &QueueReprioritizeArgs,
+    user: Option<&str>,
+) -> Result<v1::ReprioritizeRequest, InvalidInput> {
+    if args.job_id <= 0 {
+        return Err(InvalidInput::new(
+            "job id",
+            format!("{} is not a job id; job ids are positive", args.job_id),
+        ));
+    }
+    Ok(v1::ReprioritizeRequest {
+        job_id: args.job_id,
+        priority: cuttle_core::Priority::new(args.priority)?.get(),
+        owner: owner_or_user(args.owner.as_deref(), user)?,
+    })
+}
+
+async fn reprioritize(context: &Context, args: QueueReprioritizeArgs) -> Result<(), Failure> {
+    let user = std::env::var("USER").ok();
+    let request = reprioritize_request(&args, user.as_deref())?;
+    let api = context.connect().await?;
+    let job = api
+        .queue()
+        .reprioritize(request)
+        .await
+        .map_err(|status| api.failure(status))?
+        .into_inner();
+    if context.json {
+        print_json(&JobJson::from(&job))
+    } else {
+        let copy = job
+            .beanstalk_id
+            .map(|id| format!(", beanstalkd copy {id}"))
+            .unwrap_or_default();
+        print(&format!(
+            "job {} of run {} now has priority {} ({}{copy})",
+            job.id,
+            job.run_name,
+            job.priority,
+            status_name(job.status)
+        ))
     }
 }
 
@@ -531,5 +576,23 @@ mod tests {
             ]
         );
         assert_eq!(lines[2], ["mira", "yes", "alice", "-", "-", "-", "-"]);
+    }
+
+    #[test]
+    fn reprioritize_requests_are_checked_before_the_call() {
+        let args = |job_id: i64, priority: i64| QueueReprioritizeArgs {
+            job_id,
+            priority,
+            owner: None,
+        };
+        let request = reprioritize_request(&args(7, 10), Some("carol")).unwrap();
+        assert_eq!(
+            (request.job_id, request.priority, request.owner.as_str()),
+            (7, 10, "carol")
+        );
+        let error = reprioritize_request(&args(7, 70_000), None).unwrap_err();
+        assert!(error.to_string().contains("priority"), "{error}");
+        let error = reprioritize_request(&args(0, 10), None).unwrap_err();
+        assert!(error.to_string().contains("job id"), "{error}");
     }
 }

@@ -44,6 +44,7 @@ impl Lab {
             enqueue_retry: Duration::from_secs(5),
             supervisor_grace: Duration::from_secs(60),
             reap_interval: Duration::from_secs(5),
+            policy: Default::default(),
         };
         let api = runtime
             .block_on(cuttle_api::spawn(

@@ -89,6 +89,20 @@ pub struct PendingRelease {
     pub nodes: Vec<NodeName>,
 }
 
+/// What one planning round needs from the database.
+#[derive(Debug, Clone, Default)]
+pub struct PlanData {
+    /// Nodes of the machine type that are up.
+    pub total_nodes: u32,
+    /// Nodes up and not locked.
+    pub free_nodes: u32,
+    pub running: Vec<Job>,
+    /// The requested jobs that are still `waiting`.
+    pub window: Vec<Job>,
+    /// Recent runtimes (ms) of ended jobs, by description, newest first.
+    pub history: std::collections::HashMap<String, Vec<i64>>,
+}
+
 /// A job a kill ended, with the status it had.
 #[derive(Debug, Clone)]
 pub struct Killed {
@@ -702,6 +716,173 @@ impl Store {
                 Some("adopted from a body teuthology put on the tube"),
             )?;
             c.load_job(JobId(job_id))
+        })
+    }
+
+    /// The lab and the jobs for one planning round of `machine_type`'s dispatcher.
+    pub fn plan_data(
+        &self,
+        machine_type: &MachineType,
+        window: &[JobId],
+    ) -> Result<PlanData, DbError> {
+        let ids: Vec<i64> = window.iter().map(|id| id.0).collect();
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            let of_type = nodes::table.filter(nodes::machine_type.eq(machine_type.as_str()));
+            let total: i64 = of_type.filter(nodes::up.eq(true)).count().get_result(c)?;
+            let free: i64 = of_type
+                .filter(nodes::up.eq(true))
+                .filter(nodes::locked_by.is_null())
+                .count()
+                .get_result(c)?;
+            let load =
+                |c: &mut _, status: JobStatus, only: Option<&[i64]>| -> Result<Vec<Job>, DbError> {
+                    let mut query = jobs::table
+                        .inner_join(runs::table)
+                        .filter(jobs::machine_type.eq(machine_type.as_str()))
+                        .filter(jobs::status.eq(status.as_str()))
+                        .select((JobRow::as_select(), runs::name, runs::owner))
+                        .into_boxed();
+                    if let Some(only) = only {
+                        query = query.filter(jobs::id.eq_any(only));
+                    }
+                    let rows: Vec<JobWithRun> = query.load(c)?;
+                    rows.into_iter().map(into_job).collect()
+                };
+            let running = load(c, JobStatus::Running, None)?;
+            let window = load(c, JobStatus::Waiting, Some(&ids))?;
+            let mut descriptions: Vec<&str> = running
+                .iter()
+                .chain(&window)
+                .map(|job| job.spec.description.as_str())
+                .collect();
+            descriptions.sort_unstable();
+            descriptions.dedup();
+            let mut history = std::collections::HashMap::new();
+            for description in descriptions {
+                let rows: Vec<(Option<i64>, i64)> = jobs::table
+                    .filter(jobs::description.eq(description))
+                    .filter(
+                        jobs::status.eq_any([JobStatus::Pass.as_str(), JobStatus::Fail.as_str()]),
+                    )
+                    .filter(jobs::started_at.is_not_null())
+                    .select((jobs::started_at, jobs::updated_at))
+                    .order(jobs::updated_at.desc())
+                    .limit(20)
+                    .load(c)?;
+                let runtimes: Vec<i64> = rows
+                    .into_iter()
+                    .filter_map(|(started, ended)| Some(ended - started?))
+                    .collect();
+                if !runtimes.is_empty() {
+                    history.insert(description.to_owned(), runtimes);
+                }
+            }
+            Ok(PlanData {
+                total_nodes: u32::try_from(total).unwrap_or(u32::MAX),
+                free_nodes: u32::try_from(free).unwrap_or(u32::MAX),
+                running,
+                window,
+                history,
+            })
+        })
+    }
+
+    /// Sets a queued or waiting job's priority (its base priority; aging still counts from
+    /// when it was scheduled) and notes it in the job's timeline.
+    pub fn set_priority(
+        &self,
+        job_id: JobId,
+        priority: cuttle_core::Priority,
+        by: &Owner,
+        now: UnixMillis,
+    ) -> Result<Job, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let job = c.load_job(job_id)?;
+            if !matches!(job.status, JobStatus::Queued | JobStatus::Waiting) {
+                return Err(DbError::NotClaimed {
+                    job_id,
+                    status: job.status,
+                    holder: format!("{by} (only a queued or waiting job can be re-prioritized)"),
+                });
+            }
+            let value = i32::try_from(priority.get()).unwrap_or(i32::MAX);
+            diesel::update(jobs::table.filter(jobs::id.eq(job_id.0)))
+                .set((
+                    jobs::priority.eq(value),
+                    jobs::queue_priority.eq(None::<i32>),
+                    jobs::updated_at.eq(now.0),
+                ))
+                .execute(c)?;
+            let note = format!(
+                "priority {} -> {} by {by}",
+                job.spec.priority.get(),
+                priority.get()
+            );
+            c.record_event(job_id, now, Some(job.status), job.status, Some(&note))?;
+            c.load_job(job_id)
+        })
+    }
+
+    /// Records that a queued job's live beanstalkd copy is now `new_id` with `priority`
+    /// (a re-put after aging or re-prioritizing), if its live copy is still `old_id`.
+    /// Returns whether it changed; if not, the caller's new copy is stale.
+    pub fn replace_beanstalk_copy(
+        &self,
+        job_id: JobId,
+        old_id: u64,
+        new_id: u64,
+        priority: u32,
+    ) -> Result<bool, DbError> {
+        let to_i64 = |id: u64| {
+            i64::try_from(id)
+                .map_err(|_| DbError::Corrupt(format!("beanstalkd id {id} does not fit")))
+        };
+        let (old_id, new_id) = (to_i64(old_id)?, to_i64(new_id)?);
+        let mut conn = self.conn()?;
+        let changed = with_conn!(&mut *conn, |c| diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job_id.0))
+                .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+                .filter(jobs::beanstalk_id.eq(old_id)),
+        )
+        .set((
+            jobs::beanstalk_id.eq(new_id),
+            jobs::queue_priority.eq(i32::try_from(priority).unwrap_or(i32::MAX)),
+        ))
+        .execute(c))?;
+        Ok(changed == 1)
+    }
+
+    /// Queued jobs on beanstalkd, with the priority of their live copy, oldest first: what
+    /// the aging pass looks at.
+    pub fn queued_copies(&self, limit: i64) -> Result<Vec<(Job, u32)>, DbError> {
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            let rows: Vec<(JobRow, String, String, Option<i32>)> = jobs::table
+                .inner_join(runs::table)
+                .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+                .filter(jobs::beanstalk_id.is_not_null())
+                .select((
+                    JobRow::as_select(),
+                    runs::name,
+                    runs::owner,
+                    jobs::queue_priority,
+                ))
+                .order(jobs::id)
+                .limit(limit)
+                .load(c)?;
+            rows.into_iter()
+                .map(|(row, run, owner, queue_priority)| {
+                    let job = into_job((row, run, owner))?;
+                    let live = queue_priority
+                        .and_then(|p| u32::try_from(p).ok())
+                        .unwrap_or(job.spec.priority.get());
+                    Ok((job, live))
+                })
+                .collect()
         })
     }
 }

@@ -19,7 +19,7 @@ pub mod runs;
 pub mod schema;
 
 pub use connection::{Backend, DatabaseTarget, DbConnection, Store};
-pub use dispatch::{Killed, LeaseRequest, PendingRelease, ReapReport};
+pub use dispatch::{Killed, LeaseRequest, PendingRelease, PlanData, ReapReport};
 pub use error::{DbError, LockError};
 pub use nodes::{NewNode, NodeChanges, NodeFilter, UnlockOutcome};
 pub use runs::{NewJob, RunFilter};

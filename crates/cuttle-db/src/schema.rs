@@ -39,6 +39,7 @@ diesel::table! {
         supervisor_pid -> Nullable<BigInt>,
         supervisor_host -> Nullable<Text>,
         started_at -> Nullable<BigInt>,
+        queue_priority -> Nullable<Integer>,
     }
 }
 

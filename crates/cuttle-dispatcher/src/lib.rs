@@ -12,6 +12,7 @@
 
 pub mod settings;
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,11 +22,16 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use cuttle_policy::{
+    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, StartReason, plan,
+};
 use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
+use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_proto::v1::{
     self, AcquireLeaseRequest, ClaimAction, ClaimJobRequest, ClaimReleasesRequest,
-    LockNodesRequest, RecordDispatchRequest, ReleaseLeaseRequest, RequeueJobRequest,
+    LockNodesRequest, PlanStateRequest, RecordDispatchRequest, ReleaseLeaseRequest,
+    RequeueJobRequest, UpdateJobStatusRequest,
 };
 use cuttle_queue::{QueueClient, Reserved};
 
@@ -61,6 +67,40 @@ pub struct Dispatcher {
     paused: bool,
     last_release_scan: Option<Instant>,
     dispatched: u64,
+    runs: RunServiceClient<Channel>,
+    /// The policy and window size cuttle-api sent with the lease.
+    policy: PolicyConfig,
+    window_size: usize,
+    /// Jobs reserved and claimed, waiting for the policy to start them.
+    window: Vec<Held>,
+}
+
+/// A job in the look-ahead window: reserved on our connection and claimed (`waiting`).
+#[derive(Debug, Clone)]
+struct Held {
+    beanstalk_id: u64,
+    job: v1::Job,
+    /// The priority its beanstalkd copy has.
+    queue_priority: u32,
+    touched: Instant,
+}
+
+/// The wall clock in Unix milliseconds, read here at the edge for the policy.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A window job as the policy sees it (its estimate is filled from the plan state).
+fn queued_job(held: &Held, _now: i64) -> QueuedJob {
+    QueuedJob {
+        id: held.job.id as u64,
+        priority: held.job.priority,
+        n_nodes: held.job.n_nodes,
+        submitted_at: held.job.created_at_ms,
+        estimate_ms: i64::MAX / 4,
+    }
 }
 
 /// This host's name, for the records an operator reads.
@@ -93,7 +133,11 @@ impl Dispatcher {
             host,
             lab_json,
             dispatch: DispatchServiceClient::new(channel.clone()),
+            runs: RunServiceClient::new(channel.clone()),
             nodes: NodeServiceClient::new(channel),
+            policy: PolicyConfig::default(),
+            window_size: 32,
+            window: Vec::new(),
             lease_confirmed: None,
             paused: false,
             last_release_scan: None,
@@ -122,6 +166,18 @@ impl Dispatcher {
             })
             .await?
             .into_inner();
+        if let Some(policy) = &response.policy {
+            self.policy = PolicyConfig {
+                aging: policy.aging.then_some(Aging {
+                    interval_ms: policy.aging_interval_ms.max(1),
+                    step: policy.aging_step,
+                    floor: policy.aging_floor,
+                }),
+                backfill: policy.backfill,
+                held_back_nodes: policy.held_back_nodes,
+            };
+            self.window_size = usize::try_from(policy.window.max(1)).unwrap_or(32);
+        }
         let paused = response.tube.as_ref().is_some_and(|tube| tube.paused);
         if paused != self.paused && response.granted {
             if paused {
@@ -193,68 +249,126 @@ impl Dispatcher {
         }
     }
 
-    /// Dispatches while the lease is held.
+    /// Dispatches while the lease is held: fill the window, plan, start what the policy
+    /// says, repeat. Whatever ends the loop hands the window back first.
     async fn dispatch_while_leased(&mut self, shutdown: &CancellationToken) -> Stop {
-        loop {
+        let stop = loop {
             if shutdown.is_cancelled() {
-                return Stop::Shutdown;
+                break Stop::Shutdown;
             }
             if !self.keep_lease().await {
                 tracing::warn!(tube = self.tube(), "lease lost: standing by");
-                return Stop::LeaseLost;
+                break Stop::LeaseLost;
             }
             self.release_orphans().await;
             if self.paused {
+                self.hand_back_window("its queue was paused").await;
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Stop::Shutdown,
+                    _ = shutdown.cancelled() => break Stop::Shutdown,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
                 continue;
             }
-            let reserved = tokio::select! {
-                _ = shutdown.cancelled() => return Stop::Shutdown,
-                reserved = self.queue.reserve(self.settings.machine_type.as_str(), RESERVE_WAIT) => reserved,
+            let added = tokio::select! {
+                _ = shutdown.cancelled() => break Stop::Shutdown,
+                added = self.fill_window() => added,
             };
-            match reserved {
-                Ok(Some(job)) => {
-                    if let Some(stop) = self.handle(job, shutdown).await {
-                        return stop;
-                    }
+            let added = match added {
+                Ok(added) => added,
+                Err(stop) => break stop,
+            };
+            self.touch_window().await;
+            if self.window.is_empty() {
+                if self.settings.exit_on_empty_queue && self.tube_is_empty().await {
+                    tracing::info!(
+                        tube = self.tube(),
+                        dispatched = self.dispatched,
+                        "queue empty: exiting (--exit-on-empty-queue)"
+                    );
+                    break Stop::QueueEmpty;
                 }
-                Ok(None) => {
-                    if self.settings.exit_on_empty_queue && self.tube_is_empty().await {
-                        tracing::info!(
-                            tube = self.tube(),
-                            dispatched = self.dispatched,
-                            "queue empty: exiting (--exit-on-empty-queue)"
-                        );
-                        return Stop::QueueEmpty;
-                    }
+                continue;
+            }
+            let started = self.plan_round().await;
+            if started == 0 && added == 0 {
+                // Nothing changes until a job ends, a node frees or a job arrives.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Stop::Shutdown,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
+            }
+        };
+        self.hand_back_window("handed back by its dispatcher").await;
+        stop
+    }
+
+    /// Reserves and claims jobs until the window is full or nothing is ready. When the
+    /// window is full but beanstalkd has a more urgent job ready, the least urgent job of
+    /// the window makes room for it. Returns how many jobs joined.
+    async fn fill_window(&mut self) -> Result<usize, Stop> {
+        let mut added = 0;
+        loop {
+            if self.window.len() >= self.window_size && !self.make_room().await {
+                return Ok(added);
+            }
+            let wait = if self.window.is_empty() && added == 0 {
+                RESERVE_WAIT
+            } else {
+                Duration::ZERO
+            };
+            let reserved = match self.queue.reserve(self.tube(), wait).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return Ok(added),
                 Err(error) => {
                     tracing::warn!(%error, "cannot reserve from beanstalkd; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Stop::Shutdown,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Ok(added);
                 }
+            };
+            match self.claim(reserved).await {
+                Ok(true) => added += 1,
+                Ok(false) => {}
+                Err(stop) => return Err(stop),
             }
         }
     }
 
-    /// Whether the tube has nothing ready or delayed (a tube never used counts as empty).
-    async fn tube_is_empty(&self) -> bool {
-        match self.queue.stats_tube(self.tube()).await {
-            Ok(stats) => ["current-jobs-ready", "current-jobs-delayed"]
-                .iter()
-                .all(|key| stats.get(*key).is_none_or(|n| n == "0")),
-            Err(cuttle_queue::QueueError::Refused { .. }) => true,
-            Err(_) => false,
+    /// Releases the window's least urgent job if beanstalkd has a more urgent one ready.
+    async fn make_room(&mut self) -> bool {
+        let Ok(Some((_, ready_priority))) = self.queue.peek_ready_priority(self.tube()).await
+        else {
+            return false;
+        };
+        let now = now_ms();
+        let queued: Vec<QueuedJob> = self
+            .window
+            .iter()
+            .map(|held| queued_job(held, now))
+            .collect();
+        let Some(worst) = cuttle_policy::ordered(&queued, now, self.policy.aging)
+            .last()
+            .map(|job| job.id)
+        else {
+            return false;
+        };
+        let index = self
+            .window
+            .iter()
+            .position(|held| held.job.id as u64 == worst)
+            .expect("the worst job is in the window");
+        let worst_priority =
+            cuttle_policy::effective_priority(&queued[index], now, self.policy.aging);
+        if ready_priority >= worst_priority {
+            return false;
         }
+        let held = self.window.swap_remove(index);
+        self.give_back(held, "made room for a more urgent job")
+            .await;
+        true
     }
 
-    /// One reserved job, from claim to delete. `Some` stops the loop.
-    async fn handle(&mut self, reserved: Reserved, shutdown: &CancellationToken) -> Option<Stop> {
+    /// Claims a reserved copy; `Ok(true)` if it joined the window.
+    async fn claim(&mut self, reserved: Reserved) -> Result<bool, Stop> {
         let beanstalk_id = reserved.id;
         let claim = self
             .dispatch
@@ -263,6 +377,7 @@ impl Dispatcher {
                 holder: self.holder.clone(),
                 beanstalk_id,
                 body: String::from_utf8_lossy(&reserved.body).into_owned(),
+                defer_lock: true,
             })
             .await;
         let claim = match claim {
@@ -277,31 +392,30 @@ impl Dispatcher {
                     .await;
                 if status.code() == Code::FailedPrecondition {
                     // We no longer hold the lease.
-                    return Some(Stop::LeaseLost);
+                    return Err(Stop::LeaseLost);
                 }
-                return None;
+                return Ok(false);
             }
         };
-        let job = claim.job.clone();
-        let job_id = job.as_ref().map_or(0, |job| job.id);
+        let job_id = claim.job.as_ref().map_or(0, |job| job.id);
         match ClaimAction::try_from(claim.action).unwrap_or(ClaimAction::Unspecified) {
             ClaimAction::Discard => {
                 tracing::info!(beanstalk_id, job_id, reason = %claim.reason, "discarding a copy");
                 if let Err(error) = self.queue.delete(beanstalk_id).await {
                     tracing::warn!(beanstalk_id, %error, "cannot delete a discarded copy");
                 }
-                None
+                Ok(false)
             }
             ClaimAction::Bury | ClaimAction::Unspecified => {
                 tracing::warn!(beanstalk_id, job_id, reason = %claim.reason, "burying a job that can never run");
-                let priority = job.as_ref().map_or(0, |job| job.priority);
+                let priority = claim.job.as_ref().map_or(0, |job| job.priority);
                 if let Err(error) = self.queue.bury(beanstalk_id, priority).await {
                     tracing::warn!(beanstalk_id, %error, "cannot bury");
                 }
-                None
+                Ok(false)
             }
             ClaimAction::Start => {
-                let Some(job) = job else {
+                let Some(job) = claim.job else {
                     // A START without the job is an API bug; never sit on the reservation.
                     tracing::error!(
                         beanstalk_id,
@@ -309,111 +423,287 @@ impl Dispatcher {
                     );
                     self.hand_back(beanstalk_id, None, Duration::from_secs(5))
                         .await;
-                    return None;
+                    return Ok(false);
                 };
-                let nodes = if claim.nodes.is_empty() {
-                    match self.wait_for_nodes(&job, beanstalk_id, shutdown).await {
-                        Ok(nodes) => nodes,
-                        Err(stop) => return stop,
-                    }
-                } else {
-                    claim.nodes
-                };
-                self.start(&job, beanstalk_id, &nodes).await;
-                None
+                let queue_priority = self
+                    .queue
+                    .stats_job(beanstalk_id)
+                    .await
+                    .ok()
+                    .and_then(|stats| stats.get("pri").and_then(|p| p.parse().ok()))
+                    .unwrap_or(job.priority);
+                self.window.push(Held {
+                    beanstalk_id,
+                    job,
+                    queue_priority,
+                    touched: Instant::now(),
+                });
+                Ok(true)
             }
         }
     }
 
-    /// Asks for the job's nodes until it gets them all, touching the reservation so
-    /// beanstalkd keeps it ours. `Err` when the job was handed back instead (with the
-    /// loop's stop reason, if the loop must stop).
-    async fn wait_for_nodes(
-        &mut self,
-        job: &v1::Job,
-        beanstalk_id: u64,
-        shutdown: &CancellationToken,
-    ) -> Result<Vec<String>, Option<Stop>> {
-        let mut backoff = Duration::from_millis(50);
-        let mut touched = Instant::now();
-        let mut logged = false;
-        loop {
-            let locked = self
-                .nodes
-                .lock_nodes(LockNodesRequest {
-                    machine_type: job.machine_type.clone(),
-                    count: job.n_nodes,
-                    owner: job.owner.clone(),
-                    job_id: Some(job.id),
-                })
-                .await;
-            match locked {
-                Ok(response) => {
-                    return Ok(response
-                        .into_inner()
-                        .nodes
-                        .into_iter()
-                        .map(|node| node.name)
-                        .collect());
+    /// Keeps the window's reservations alive.
+    async fn touch_window(&mut self) {
+        for held in &mut self.window {
+            if held.touched.elapsed() >= TOUCH_EVERY {
+                if let Err(error) = self.queue.touch(held.beanstalk_id).await {
+                    tracing::warn!(beanstalk_id = held.beanstalk_id, %error, "cannot touch a reservation");
                 }
-                Err(status) if status.code() == Code::ResourceExhausted => {
-                    if !logged {
-                        tracing::info!(job_id = job.id, n_nodes = job.n_nodes, "waiting for nodes");
-                        logged = true;
+                held.touched = Instant::now();
+            }
+        }
+    }
+
+    /// One planning round over the window; returns how many jobs started.
+    async fn plan_round(&mut self) -> usize {
+        let ids: Vec<i64> = self.window.iter().map(|held| held.job.id).collect();
+        let default_limit = i64::try_from(self.settings.lab.max_job_time_s.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let state = match self
+            .dispatch
+            .get_plan_state(PlanStateRequest {
+                machine_type: self.tube().to_owned(),
+                job_ids: ids,
+                default_time_limit_ms: default_limit,
+            })
+            .await
+        {
+            Ok(state) => state.into_inner(),
+            Err(status) => {
+                tracing::warn!(
+                    detail = status.message(),
+                    "cannot get the plan state; retrying"
+                );
+                return 0;
+            }
+        };
+        // Jobs no longer waiting (killed, reaped) leave the window; their copies go back
+        // to beanstalkd, where the next claim discards or restarts them.
+        let still: std::collections::HashSet<i64> =
+            state.jobs.iter().map(|job| job.job_id).collect();
+        let gone: Vec<Held> = self
+            .window
+            .iter()
+            .filter(|held| !still.contains(&held.job.id))
+            .cloned()
+            .collect();
+        self.window.retain(|held| still.contains(&held.job.id));
+        for held in gone {
+            self.hand_back(held.beanstalk_id, Some(held.queue_priority), Duration::ZERO)
+                .await;
+        }
+        let now = now_ms();
+        // Base priorities may have changed (re-prioritized): take cuttle-api's.
+        for held in &mut self.window {
+            if let Some(fresh) = state.jobs.iter().find(|job| job.job_id == held.job.id) {
+                held.job.priority = fresh.priority;
+            }
+        }
+        self.show_aging(now).await;
+        let estimates: HashMap<i64, i64> = state
+            .jobs
+            .iter()
+            .map(|job| (job.job_id, job.estimate_ms))
+            .collect();
+        let snapshot = Snapshot {
+            now,
+            total_nodes: state.total_nodes,
+            free_nodes: state.free_nodes,
+            queued: self
+                .window
+                .iter()
+                .map(|held| QueuedJob {
+                    estimate_ms: estimates
+                        .get(&held.job.id)
+                        .copied()
+                        .unwrap_or(default_limit),
+                    ..queued_job(held, now)
+                })
+                .collect(),
+            running: state
+                .running
+                .iter()
+                .map(|job| {
+                    let started = job.started_at_ms.unwrap_or(now);
+                    // Past its estimate it may run until its time limit.
+                    let expected = started + job.estimate_ms;
+                    let ends_by = if expected > now {
+                        expected
+                    } else {
+                        (started + job.time_limit_ms).max(now)
+                    };
+                    RunningJob {
+                        id: job.job_id as u64,
+                        n_nodes: job.n_nodes,
+                        ends_by,
+                    }
+                })
+                .collect(),
+        };
+        let mut started = 0;
+        for decision in plan(&snapshot, &self.policy) {
+            match decision {
+                Decision::Start { job, reason } => {
+                    let Some(index) = self
+                        .window
+                        .iter()
+                        .position(|held| held.job.id as u64 == job)
+                    else {
+                        continue;
+                    };
+                    if self.start_held(index, &reason).await {
+                        started += 1;
                     }
                 }
-                Err(status) if status.code() == Code::FailedPrecondition => {
-                    // The job ended meanwhile (killed), or its machine type shrank below
-                    // what it needs. Hand the copy back: the next claim discards or buries
-                    // it with the reason.
-                    tracing::warn!(
-                        job_id = job.id,
-                        detail = status.message(),
-                        "job can no longer start; handing it back"
-                    );
-                    self.requeue(job.id, status.message()).await;
-                    self.hand_back(beanstalk_id, Some(job.priority), Duration::ZERO)
-                        .await;
-                    return Err(None);
+                Decision::Reserve {
+                    job,
+                    estimated_start,
+                } => {
+                    tracing::debug!(job_id = job, estimated_start, "head job waits for nodes");
                 }
-                Err(status) => {
-                    tracing::warn!(
-                        job_id = job.id,
-                        detail = status.message(),
-                        "cannot lock nodes; retrying"
-                    );
-                    backoff = Duration::from_secs(1);
+                Decision::Bury { job, reason } => {
+                    let Some(index) = self
+                        .window
+                        .iter()
+                        .position(|held| held.job.id as u64 == job)
+                    else {
+                        continue;
+                    };
+                    let held = self.window.swap_remove(index);
+                    self.bury_held(held, &reason).await;
                 }
             }
-            let stop = if shutdown.is_cancelled() {
-                Some(Stop::Shutdown)
-            } else if !self.keep_lease().await {
-                Some(Stop::LeaseLost)
-            } else {
-                None
-            };
-            // A pause stops new dispatches, and this one has not started: hand it back.
-            if stop.is_some() || self.paused {
-                self.requeue(job.id, "handed back by its dispatcher before it started")
-                    .await;
-                self.hand_back(beanstalk_id, Some(job.priority), Duration::ZERO)
-                    .await;
-                return Err(stop);
+        }
+        started
+    }
+
+    /// Locks the nodes of the window's job at `index` and starts it. False if the nodes
+    /// were taken meanwhile (it stays in the window) or the job ended (it leaves).
+    async fn start_held(&mut self, index: usize, reason: &StartReason) -> bool {
+        let job = self.window[index].job.clone();
+        let locked = self
+            .nodes
+            .lock_nodes(LockNodesRequest {
+                machine_type: job.machine_type.clone(),
+                count: job.n_nodes,
+                owner: job.owner.clone(),
+                job_id: Some(job.id),
+            })
+            .await;
+        let nodes: Vec<String> = match locked {
+            Ok(response) => response
+                .into_inner()
+                .nodes
+                .into_iter()
+                .map(|node| node.name)
+                .collect(),
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                // It ended (killed) or can never fit any more: the next claim says which.
+                let held = self.window.swap_remove(index);
+                self.give_back(held, status.message()).await;
+                return false;
             }
-            // The nodes this job waits for may be held by an ended job whose supervisor
-            // died: releasing those is what lets this one start.
-            self.release_orphans().await;
-            if touched.elapsed() >= TOUCH_EVERY {
-                if let Err(error) = self.queue.touch(beanstalk_id).await {
-                    tracing::warn!(beanstalk_id, %error, "cannot touch the reservation");
-                }
-                touched = Instant::now();
+            Err(status) => {
+                tracing::debug!(
+                    job_id = job.id,
+                    detail = status.message(),
+                    "nodes not free after all; next round"
+                );
+                return false;
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(backoff) => {}
+        };
+        let held = self.window.swap_remove(index);
+        if let StartReason::Backfill { head, .. } = reason {
+            tracing::info!(
+                job_id = job.id,
+                head,
+                "backfilling ahead of the waiting head job"
+            );
+        }
+        self.start(&held.job, held.beanstalk_id, &nodes).await;
+        true
+    }
+
+    /// A job the policy says can never run here: dead with the reason, copy buried.
+    async fn bury_held(&mut self, held: Held, reason: &str) {
+        tracing::warn!(
+            job_id = held.job.id,
+            reason,
+            "burying a job that can never run"
+        );
+        let marked = self
+            .runs
+            .update_job_status(UpdateJobStatusRequest {
+                job_id: held.job.id,
+                status: v1::JobStatus::Dead as i32,
+                reason: format!("buried by its dispatcher: {reason}"),
+            })
+            .await;
+        if let Err(status) = marked {
+            tracing::warn!(
+                job_id = held.job.id,
+                detail = status.message(),
+                "cannot mark the job dead"
+            );
+        }
+        if let Err(error) = self
+            .queue
+            .bury(held.beanstalk_id, held.queue_priority)
+            .await
+        {
+            tracing::warn!(beanstalk_id = held.beanstalk_id, %error, "cannot bury");
+        }
+    }
+
+    /// Makes aging visible on beanstalkd: a window job whose effective priority moved
+    /// is released with it (and reserved again in its new place).
+    async fn show_aging(&mut self, now: i64) {
+        if self.policy.aging.is_none() {
+            return;
+        }
+        let mut aged = Vec::new();
+        for (index, held) in self.window.iter().enumerate() {
+            let effective =
+                cuttle_policy::effective_priority(&queued_job(held, now), now, self.policy.aging);
+            if effective != held.queue_priority {
+                aged.push(index);
             }
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+        for index in aged.into_iter().rev() {
+            let held = self.window.swap_remove(index);
+            self.give_back(held, "aged: released with its new priority")
+                .await;
+        }
+    }
+
+    /// Hands a window job back: `queued` again in cuttle-api, its copy released with its
+    /// effective priority.
+    async fn give_back(&mut self, held: Held, reason: &str) {
+        self.requeue(held.job.id, reason).await;
+        let priority = cuttle_policy::effective_priority(
+            &queued_job(&held, now_ms()),
+            now_ms(),
+            self.policy.aging,
+        );
+        self.hand_back(held.beanstalk_id, Some(priority), Duration::ZERO)
+            .await;
+    }
+
+    async fn hand_back_window(&mut self, reason: &str) {
+        for held in std::mem::take(&mut self.window) {
+            self.give_back(held, reason).await;
+        }
+    }
+
+    /// Whether the tube has nothing ready or delayed (a tube never used counts as empty).
+    async fn tube_is_empty(&self) -> bool {
+        match self.queue.stats_tube(self.tube()).await {
+            Ok(stats) => ["current-jobs-ready", "current-jobs-delayed"]
+                .iter()
+                .all(|key| stats.get(*key).is_none_or(|n| n == "0")),
+            Err(cuttle_queue::QueueError::Refused { .. }) => true,
+            Err(_) => false,
         }
     }
 

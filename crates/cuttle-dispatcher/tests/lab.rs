@@ -46,6 +46,7 @@ struct LabOptions {
     nodes: usize,
     postgres: bool,
     nuke_command: Option<String>,
+    policy: cuttle_api::settings::PolicySettings,
 }
 
 impl Default for LabOptions {
@@ -54,6 +55,7 @@ impl Default for LabOptions {
             nodes: 4,
             postgres: false,
             nuke_command: None,
+            policy: Default::default(),
         }
     }
 }
@@ -94,6 +96,7 @@ impl Lab {
             enqueue_retry: Duration::from_secs(1),
             supervisor_grace: Duration::from_secs(2),
             reap_interval: Duration::from_secs(1),
+            policy: options.policy,
         };
         let api = runtime
             .block_on(cuttle_api::spawn(
@@ -210,8 +213,22 @@ impl Lab {
         n_nodes: u32,
         time_limit_s: Option<u32>,
     ) {
+        self.schedule_at(name, config_yaml, jobs, n_nodes, time_limit_s, 1000);
+    }
+
+    /// Like [`Lab::schedule`], at `priority`.
+    fn schedule_at(
+        &self,
+        name: &str,
+        config_yaml: &str,
+        jobs: usize,
+        n_nodes: u32,
+        time_limit_s: Option<u32>,
+        priority: u32,
+    ) {
         let job = v1::JobSpec {
             machine_type: TUBE.into(),
+            priority: Some(priority),
             n_nodes: Some(n_nodes),
             time_limit_s,
             config_yaml: config_yaml.into(),
@@ -713,4 +730,141 @@ fn a_node_whose_nuke_fails_is_marked_down() {
         n01.description
     );
     assert!(n02.up, "n02 was nuked fine");
+}
+
+fn pause(lab: &Lab, paused: bool) {
+    lab.runtime
+        .block_on(lab.queues().set_queue_paused(v1::SetQueuePausedRequest {
+            machine_type: TUBE.into(),
+            paused,
+            owner: "operator".into(),
+        }))
+        .unwrap();
+}
+
+fn beanstalk_priority(lab: &Lab, id: u64) -> Option<u32> {
+    let queue = QueueClient::new(&lab.beanstalkd.addr().to_string());
+    lab.runtime
+        .block_on(queue.stats_job(id))
+        .ok()
+        .and_then(|stats| stats.get("pri").and_then(|p| p.parse().ok()))
+}
+
+/// `cuttle queue reprioritize` changes the job's priority on beanstalkd itself: its live
+/// copy has the new priority and the old copy is gone.
+#[test]
+fn reprioritize_shows_in_beanstalkd() {
+    let lab = Lab::start(LabOptions {
+        policy: cuttle_api::settings::PolicySettings {
+            policy: cuttle_policy::PolicyConfig {
+                aging: None,
+                ..Default::default()
+            },
+            window: 32,
+        },
+        ..LabOptions::default()
+    });
+    lab.schedule("later", "runtime: 0\n", 2, 1, None);
+    let job = lab.run_jobs("later").remove(0);
+    let old = job.beanstalk_id.unwrap();
+    assert_eq!(beanstalk_priority(&lab, old), Some(1000));
+    let changed = lab
+        .runtime
+        .block_on(lab.queues().reprioritize(v1::ReprioritizeRequest {
+            job_id: job.id,
+            priority: 10,
+            owner: "alice".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(changed.priority, 10);
+    let new = changed.beanstalk_id.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(beanstalk_priority(&lab, new), Some(10));
+    assert_eq!(
+        beanstalk_priority(&lab, old),
+        None,
+        "the old copy is deleted"
+    );
+    // Someone else's job needs the admin token.
+    let refused = lab
+        .runtime
+        .block_on(lab.queues().reprioritize(v1::ReprioritizeRequest {
+            job_id: job.id,
+            priority: 5,
+            owner: "mallory".into(),
+        }))
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let timeline = lab.job(job.id).events;
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.reason.contains("priority 1000 -> 10 by alice"))
+    );
+}
+
+/// Aging lowers a waiting job's priority on beanstalkd as it waits.
+#[test]
+fn aging_shows_in_beanstalkd() {
+    let lab = Lab::start(LabOptions {
+        policy: cuttle_api::settings::PolicySettings {
+            policy: cuttle_policy::PolicyConfig {
+                aging: Some(cuttle_policy::Aging {
+                    interval_ms: 1_000,
+                    step: 100,
+                    floor: 0,
+                }),
+                ..Default::default()
+            },
+            window: 32,
+        },
+        ..LabOptions::default()
+    });
+    pause(&lab, true);
+    lab.schedule("aging", "runtime: 0\n", 1, 1, None);
+    lab.wait_for(
+        "the job to age on beanstalkd",
+        Duration::from_secs(15),
+        |lab| {
+            let job = lab.run_jobs("aging").remove(0);
+            job.beanstalk_id
+                .and_then(|id| beanstalk_priority(lab, id))
+                .is_some_and(|pri| pri <= 800)
+        },
+    );
+}
+
+/// The real dispatcher backfills: while a 4-node head job waits for a long job's nodes, a
+/// short 1-node job starts ahead of it; a 1-node job that would still run when the head
+/// could start does not.
+#[test]
+fn the_dispatcher_backfills_without_delaying_the_head() {
+    let mut lab = Lab::start(LabOptions::default());
+    lab.schedule_at("long", "runtime: 6\n", 1, 2, Some(8), 1000);
+    lab.dispatcher(false);
+    lab.wait_for("the long job to run", Duration::from_secs(30), |lab| {
+        status(&lab.run_jobs("long")[0]) == JobStatus::Running
+    });
+    pause(&lab, true);
+    lab.schedule_at("head", "runtime: 0.2\n", 1, 4, Some(60), 10);
+    lab.schedule_at("short", "runtime: 0.2\n", 1, 1, Some(2), 2000);
+    lab.schedule_at("too-long", "runtime: 0.2\n", 1, 1, Some(600), 2000);
+    pause(&lab, false);
+    for run in ["head", "short", "too-long"] {
+        lab.wait_for(&format!("{run} to end"), Duration::from_secs(60), |lab| {
+            lab.all_ended(run)
+        });
+    }
+    let started = |run: &str| lab.run_jobs(run)[0].started_at_ms.unwrap();
+    let long_started = lab.run_jobs("long")[0].started_at_ms.unwrap();
+    assert!(
+        started("short") < started("head"),
+        "the short job was backfilled"
+    );
+    assert!(started("short") < long_started + 8_000);
+    assert!(
+        started("too-long") >= started("head"),
+        "a job that would delay the head waits for it"
+    );
 }

@@ -69,6 +69,10 @@ enum Command {
         id: u64,
         reply: Reply<()>,
     },
+    PeekReadyPriority {
+        tube: String,
+        reply: Reply<Option<(u64, u32)>>,
+    },
     Bury {
         id: u64,
         priority: u32,
@@ -239,6 +243,14 @@ impl QueueClient {
             .await
     }
 
+    /// The most urgent ready job of `tube` (what the next reserve would get): its id and
+    /// priority, or `None` if nothing is ready.
+    pub async fn peek_ready_priority(&self, tube: &str) -> Result<Option<(u64, u32)>, QueueError> {
+        let tube = tube.to_owned();
+        self.call(|reply| Command::PeekReadyPriority { tube, reply })
+            .await
+    }
+
     /// Restarts the time-to-run of a job this connection reserved.
     pub async fn touch(&self, id: u64) -> Result<(), QueueError> {
         self.call(|reply| Command::Touch { id, reply }).await
@@ -331,6 +343,9 @@ impl Connection {
                 Command::Reserve { tube, wait, reply } => {
                     let _ = reply.send(self.reserve(&tube, wait));
                 }
+                Command::PeekReadyPriority { tube, reply } => {
+                    let _ = reply.send(self.peek_ready_priority(&tube));
+                }
                 Command::Touch { id, reply } => {
                     let _ = reply.send(self.with_client("touch", |conn, _| conn.touch(id)));
                 }
@@ -390,6 +405,32 @@ impl Connection {
             }
             Err(other) => Err(other),
         }
+    }
+
+    fn peek_ready_priority(&mut self, tube: &str) -> Result<Option<(u64, u32)>, QueueError> {
+        let peeked = self.with_client("peek-ready", |conn, using| {
+            if using.as_deref() != Some(tube) {
+                conn.use_tube(tube)?;
+                *using = Some(tube.to_owned());
+            }
+            conn.peek_ready().map(|job| job.id())
+        });
+        let id = match peeked {
+            Ok(id) => id,
+            // NOT_FOUND: nothing ready.
+            Err(QueueError::Refused { .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        let stats = match self.with_client("stats-job", |conn, _| conn.stats_job(id)) {
+            Ok(stats) => stats,
+            // Taken meanwhile.
+            Err(QueueError::Refused { .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        Ok(stats
+            .get("pri")
+            .and_then(|pri| pri.parse().ok())
+            .map(|pri| (id, pri)))
     }
 
     /// Runs `f` on a live connection, dialling first if needed. A connection-level error

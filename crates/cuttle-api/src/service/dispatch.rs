@@ -8,7 +8,7 @@
 use tonic::{Request, Response, Status};
 
 use cuttle_core::dispatch::{Claim, SupervisorRef};
-use cuttle_core::{InvalidInput, LockRequest, MachineType, Owner};
+use cuttle_core::{InvalidInput, JobId, LockRequest, MachineType, Owner, Priority};
 use cuttle_db::{DbError, LeaseRequest};
 use cuttle_proto::convert::tube_to_proto;
 use cuttle_proto::v1::dispatch_service_server::DispatchService;
@@ -16,8 +16,9 @@ use cuttle_proto::v1::queue_service_server::QueueService;
 use cuttle_proto::v1::{
     self, AcquireLeaseRequest, AcquireLeaseResponse, ClaimAction, ClaimJobRequest,
     ClaimJobResponse, ClaimReleasesRequest, ClaimReleasesResponse, ListQueueRequest,
-    ListQueueResponse, ListTubesRequest, ListTubesResponse, RecordDispatchRequest,
-    ReleaseLeaseRequest, ReleaseLeaseResponse, RequeueJobRequest, SetQueuePausedRequest,
+    ListQueueResponse, ListTubesRequest, ListTubesResponse, PlanState, PlanStateRequest,
+    RecordDispatchRequest, ReleaseLeaseRequest, ReleaseLeaseResponse, ReprioritizeRequest,
+    RequeueJobRequest, SetQueuePausedRequest,
 };
 use cuttle_queue::{Body, read_body};
 
@@ -101,9 +102,20 @@ impl DispatchService for DispatchApi {
             let granted = tube
                 .live_lease(at)
                 .is_some_and(|live| live.holder == lease.holder);
+            let settings = self.app.settings().policy;
+            let aging = settings.policy.aging;
             Ok(AcquireLeaseResponse {
                 granted,
                 tube: Some(tube_to_proto(&tube, at)),
+                policy: Some(v1::Policy {
+                    aging: aging.is_some(),
+                    aging_interval_ms: aging.map_or(0, |a| a.interval_ms),
+                    aging_step: aging.map_or(0, |a| a.step),
+                    aging_floor: aging.map_or(0, |a| a.floor),
+                    backfill: settings.policy.backfill,
+                    held_back_nodes: settings.policy.held_back_nodes,
+                    window: settings.window,
+                }),
             })
         })
         .await
@@ -185,7 +197,7 @@ impl DispatchService for DispatchApi {
             // Saves the dispatcher a round trip: most jobs find their nodes free. Any lock
             // failure just means "not yet"; the dispatcher retries with LockNodes.
             let mut nodes = Vec::new();
-            if claim == Claim::Start {
+            if claim == Claim::Start && !request.defer_lock {
                 let request = LockRequest {
                     machine_type: job.spec.machine_type.clone(),
                     count: job.spec.n_nodes,
@@ -259,6 +271,55 @@ impl DispatchService for DispatchApi {
                 .await?;
             let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
             Ok(shown.pop().expect("one job in, one job out"))
+        })
+        .await
+    }
+
+    async fn get_plan_state(
+        &self,
+        request: Request<PlanStateRequest>,
+    ) -> Result<Response<PlanState>, Status> {
+        observe("DispatchService/GetPlanState", async {
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            let default_limit = request.default_time_limit_ms.max(1);
+            let ids: Vec<JobId> = request
+                .job_ids
+                .iter()
+                .map(|id| job_id(*id))
+                .collect::<Result<_, _>>()?;
+            let data = self
+                .app
+                .db(move |store| store.plan_data(&tube, &ids))
+                .await?;
+            let mut estimator = cuttle_policy::Estimator::new();
+            for (description, runtimes) in &data.history {
+                // Oldest first, so the estimator's window keeps the newest.
+                for runtime in runtimes.iter().rev() {
+                    estimator.record(description, *runtime);
+                }
+            }
+            let plan_job = |job: &cuttle_core::Job| {
+                let limit = job
+                    .spec
+                    .time_limit
+                    .map_or(default_limit, |limit| i64::from(limit.seconds()) * 1000);
+                v1::PlanJob {
+                    job_id: job.id.0,
+                    priority: job.spec.priority.get(),
+                    n_nodes: job.spec.n_nodes.get(),
+                    submitted_at_ms: job.created_at.0,
+                    estimate_ms: estimator.estimate(&job.spec.description, limit),
+                    time_limit_ms: limit,
+                    started_at_ms: job.started_at.map(|at| at.0),
+                }
+            };
+            Ok(PlanState {
+                total_nodes: data.total_nodes,
+                free_nodes: data.free_nodes,
+                running: data.running.iter().map(plan_job).collect(),
+                jobs: data.window.iter().map(plan_job).collect(),
+            })
         })
         .await
     }
@@ -379,6 +440,46 @@ impl QueueService for QueueApi {
                 .await?;
             tracing::info!(tube = %state.machine_type, paused, "queue pause changed");
             Ok(tube_to_proto(&state, at))
+        })
+        .await
+    }
+
+    async fn reprioritize(
+        &self,
+        request: Request<ReprioritizeRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        observe("QueueService/Reprioritize", async {
+            let is_admin = self.app.admin().is_admin(request.metadata());
+            let request = request.into_inner();
+            let id = job_id(request.job_id)?;
+            let priority = Priority::new(request.priority.into()).map_err(errors::invalid)?;
+            let by = required(
+                &request.owner,
+                "owner",
+                "say who re-prioritizes the job (--owner or $USER)",
+                Owner::parse,
+            )?;
+            let (current, _) = self.app.db(move |store| store.get_job(id)).await?;
+            if current.owner != by && !is_admin {
+                return Err(Status::permission_denied(format!(
+                    "job {id} belongs to {}, not {by}; only its owner or an admin (--token) can re-prioritize it",
+                    current.owner
+                )));
+            }
+            let who = by.clone();
+            let job = self
+                .app
+                .db(move |store| store.set_priority(id, priority, &who, now()))
+                .await?;
+            tracing::info!(job_id = %id, priority = priority.get(), by = %by, "job re-prioritized");
+            // Queued on beanstalkd: replace its copy so every client sees the new order. A
+            // waiting job's copy is released with its new priority by its dispatcher.
+            if job.status == cuttle_core::JobStatus::Queued {
+                crate::aging::requeue_copy(&self.app, &job, priority.get()).await;
+            }
+            let (job, _) = self.app.db(move |store| store.get_job(id)).await?;
+            let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
+            Ok(shown.pop().expect("one job in, one job out"))
         })
         .await
     }
