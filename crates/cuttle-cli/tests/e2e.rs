@@ -583,3 +583,32 @@ fn only_the_owner_or_an_admin_can_kill() {
     let run = lab.json(&["run", "show", "alices"]);
     assert_eq!(run["run"]["status"], "killed");
 }
+
+#[test]
+fn reprioritize_moves_a_job_up_the_queue() {
+    let lab = Lab::start();
+    lab.add_nodes("smithi", 2);
+    lab.create_run_with_priorities("moving", "alice", &[300, 100, 200]);
+    let before = lab.json(&["queue", "list", "smithi"]);
+    let last = before["jobs"].as_array().unwrap().last().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let moved = lab.json(&[
+        "queue",
+        "reprioritize",
+        &last.to_string(),
+        "5",
+        "--owner",
+        "alice",
+    ]);
+    assert_eq!(moved["priority"], 5, "{moved:#}");
+    let after = lab.json(&["queue", "list", "smithi"]);
+    assert_eq!(after["jobs"][0]["id"], last, "{after:#}");
+    // Someone else may not.
+    let output = lab.cuttle_as(
+        "mallory",
+        &["queue", "reprioritize", &last.to_string(), "1"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("alice"));
+}
