@@ -96,6 +96,7 @@ pub struct PlanData {
     pub total_nodes: u32,
     /// Nodes up and not locked.
     pub free_nodes: u32,
+    /// Jobs holding nodes of the machine type: running, or ended and releasing them.
     pub running: Vec<Job>,
     /// The requested jobs that are still `waiting`.
     pub window: Vec<Job>,
@@ -749,7 +750,24 @@ impl Store {
                     let rows: Vec<JobWithRun> = query.load(c)?;
                     rows.into_iter().map(into_job).collect()
                 };
-            let running = load(c, JobStatus::Running, None)?;
+            let mut running = load(c, JobStatus::Running, None)?;
+            // Ended jobs whose nodes are still being given back hold nodes too: leaving
+            // them out would make those nodes look like they never free up.
+            let releasing: Vec<i64> = nodes::table
+                .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
+                .filter(nodes::machine_type.eq(machine_type.as_str()))
+                .filter(jobs::status.eq_any([
+                    JobStatus::Pass.as_str(),
+                    JobStatus::Fail.as_str(),
+                    JobStatus::Dead.as_str(),
+                    JobStatus::Killed.as_str(),
+                ]))
+                .select(jobs::id)
+                .distinct()
+                .load(c)?;
+            for job_id in releasing {
+                running.push(c.load_job(JobId(job_id))?);
+            }
             let window = load(c, JobStatus::Waiting, Some(&ids))?;
             let mut descriptions: Vec<&str> = running
                 .iter()

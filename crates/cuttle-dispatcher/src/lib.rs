@@ -528,7 +528,10 @@ impl Dispatcher {
                     let started = job.started_at_ms.unwrap_or(now);
                     // Past its estimate it may run until its time limit.
                     let expected = started + job.estimate_ms;
-                    let ends_by = if expected > now {
+                    let ends_by = if job.ended {
+                        // Ended: its nodes come back as soon as they are released.
+                        now
+                    } else if expected > now {
                         expected
                     } else {
                         (started + job.time_limit_ms).max(now)

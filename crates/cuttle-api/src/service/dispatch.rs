@@ -312,6 +312,7 @@ impl DispatchService for DispatchApi {
                     estimate_ms: estimator.estimate(&job.spec.description, limit),
                     time_limit_ms: limit,
                     started_at_ms: job.started_at.map(|at| at.0),
+                    ended: job.status.is_terminal(),
                 }
             };
             Ok(PlanState {
