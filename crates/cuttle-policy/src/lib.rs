@@ -1,11 +1,14 @@
 //! cuttle's scheduling policy: which queued jobs of one machine type start now, as a pure
 //! function of a snapshot. The real dispatcher and `cuttle-sim` call the same [`plan`].
 //!
-//! - **Order:** effective priority (lower first), then fewer nodes, then older. A job that
-//!   has aged down to the floor is ordered by age alone among the others at the floor, so
-//!   a stream of small jobs can never keep a big one waiting there.
-//! - **Aging:** every `interval` a job waits, its effective priority drops by `step`,
-//!   down to `floor`.
+//! - **Order:** aged priority (lower first), then fewer nodes, then older. Aging is
+//!   continuous in the order: a job's key is `priority × interval − step × waited`, so a
+//!   job that waited longer gains on every later one, without bound, and two jobs tie only
+//!   when they were submitted together with the same priority (then the smaller goes
+//!   first). This is what bounds every wait: once a job's key reaches 0 no job submitted
+//!   later can pass it.
+//! - **Aging on beanstalkd:** the priority shown there drops by `step` every `interval`
+//!   a job waits, down to `floor` (beanstalkd priorities cannot go below 0).
 //! - **Head-of-line reservation:** the first job in order that does not fit becomes the
 //!   head; it is never passed by a job that would delay its estimated start (the
 //!   *shadow time*: the earliest time enough running jobs will have ended).
@@ -50,9 +53,12 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
+            // 10 points an hour: a default-priority (1000) job reaches the top in about
+            // four days, so urgent work keeps its lead for days while nothing waits
+            // forever.
             aging: Some(Aging {
                 interval_ms: 3_600_000,
-                step: 100,
+                step: 10,
                 floor: 0,
             }),
             backfill: true,
@@ -127,7 +133,8 @@ pub enum Decision {
     },
 }
 
-/// A job's priority after aging, at `now`.
+/// A job's priority after aging, at `now`, in whole steps and never below the floor: what
+/// beanstalkd is told.
 pub fn effective_priority(job: &QueuedJob, now: i64, aging: Option<Aging>) -> u32 {
     let Some(aging) = aging else {
         return job.priority;
@@ -143,26 +150,24 @@ pub fn effective_priority(job: &QueuedJob, now: i64, aging: Option<Aging>) -> u3
     u32::try_from(lowered.max(u64::from(aging.floor))).unwrap_or(aging.floor)
 }
 
-/// Whether the job has aged all the way down.
-fn at_floor(priority: u32, aging: Option<Aging>) -> bool {
-    aging.is_some_and(|aging| priority <= aging.floor)
+/// A job's place in the order at `now`: `priority × interval − step × waited` (just the
+/// priority without aging). Lower goes first. Continuous and unclamped, so a job that has
+/// waited longer keeps gaining on every job submitted after it.
+pub fn aging_key(job: &QueuedJob, now: i64, aging: Option<Aging>) -> i128 {
+    match aging {
+        Some(aging) if aging.interval_ms > 0 => {
+            i128::from(job.priority) * i128::from(aging.interval_ms)
+                - i128::from(aging.step) * i128::from((now - job.submitted_at).max(0))
+        }
+        _ => i128::from(job.priority),
+    }
 }
 
-/// The dispatch order at `now`: effective priority, then (above the floor) fewer nodes,
-/// then older, then id.
+/// The dispatch order at `now`: aged priority, then fewer nodes, then older, then id.
 pub fn compare(a: &QueuedJob, b: &QueuedJob, now: i64, aging: Option<Aging>) -> Ordering {
-    let (pa, pb) = (
-        effective_priority(a, now, aging),
-        effective_priority(b, now, aging),
-    );
-    pa.cmp(&pb)
-        .then_with(|| {
-            if at_floor(pa, aging) {
-                Ordering::Equal
-            } else {
-                a.n_nodes.cmp(&b.n_nodes)
-            }
-        })
+    aging_key(a, now, aging)
+        .cmp(&aging_key(b, now, aging))
+        .then(a.n_nodes.cmp(&b.n_nodes))
         .then(a.submitted_at.cmp(&b.submitted_at))
         .then(a.id.cmp(&b.id))
 }
@@ -280,26 +285,28 @@ pub fn plan(snapshot: &Snapshot, config: &PolicyConfig) -> Vec<Decision> {
     decisions
 }
 
-/// How long aging takes to bring `priority` down to the floor.
-pub fn time_to_floor(priority: u32, aging: Aging) -> i64 {
-    if priority <= aging.floor || aging.step == 0 {
-        return 0;
+/// How long aging takes to bring a job of `priority` to the top: to an order key of 0,
+/// below which no job submitted later can start (keys start at `priority × interval`,
+/// never below 0).
+pub fn time_to_top(priority: u32, aging: Aging) -> i64 {
+    if aging.step == 0 {
+        return i64::MAX;
     }
-    let steps = (priority - aging.floor).div_ceil(aging.step);
-    i64::from(steps) * aging.interval_ms
+    let interval = u64::try_from(aging.interval_ms.max(1)).unwrap_or(1);
+    let points = u64::from(priority).saturating_mul(interval);
+    i64::try_from(points.div_ceil(u64::from(aging.step))).unwrap_or(i64::MAX)
 }
 
-/// The wait bound the policy states for a job, with aging on and the floor at or below
-/// every submitted priority.
+/// The wait bound the policy states for a job of `priority`, with aging on.
 ///
-/// Argument: after `time_to_floor(priority)` the job is at the floor, where it is ordered
-/// by age, so only jobs submitted before it can stay ahead; at most `ahead` of them were
-/// still queued when it was submitted. Each job ahead becomes the head in turn, and a
-/// head waits at most for the jobs running when it became head (each ends within
-/// `max_time_limit_ms`) plus backfilled jobs started before its estimated start (each
-/// also ends within `max_time_limit_ms` of its start): `2 * max_time_limit_ms` per head.
-/// `None` when aging is off: without it, a steady stream of more urgent jobs can delay a
-/// job forever.
+/// Argument: after `time_to_top(priority)` the job's order key is at most 0, and every job
+/// submitted later starts with a key of at least 0 and ages at the same rate, so only the
+/// `ahead` jobs still queued at that moment (all submitted earlier) can stay ahead of it.
+/// Each of them becomes the head in turn, and a head waits at most for the jobs running
+/// when it became head (each ends within `max_time_limit_ms`) plus backfilled jobs started
+/// before its estimated start (each also ends within `max_time_limit_ms` of its start):
+/// `2 × max_time_limit_ms` per head. `None` when aging is off: then a steady stream of more
+/// urgent jobs can delay a job forever.
 pub fn wait_bound(
     priority: u32,
     ahead: usize,
@@ -309,7 +316,7 @@ pub fn wait_bound(
     let aging = config.aging?;
     let heads = i64::try_from(ahead).unwrap_or(i64::MAX).saturating_add(1);
     Some(
-        time_to_floor(priority, aging)
+        time_to_top(priority, aging)
             .saturating_add(heads.saturating_mul(2).saturating_mul(max_time_limit_ms)),
     )
 }
@@ -367,19 +374,21 @@ mod tests {
     }
 
     #[test]
-    fn at_the_floor_age_beats_size() {
+    fn aging_lets_an_old_job_pass_a_new_urgent_one_only_after_enough_time() {
         let aging = Some(Aging {
             interval_ms: HOUR,
-            step: 1000,
+            step: 10,
             floor: 0,
         });
-        let big_old = job(1, 1000, 5, 0, HOUR);
-        let small_new = job(2, 0, 1, 10 * HOUR, HOUR);
-        let order: Vec<u64> = ordered(&[small_new, big_old], 10 * HOUR, aging)
-            .iter()
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(order, [1, 2]);
+        let old_big = job(1, 1000, 5, 0, HOUR);
+        let urgent_small = |at: i64| job(2, 50, 1, at, HOUR);
+        // 950 points apart: the old job passes urgent jobs submitted over 95 h after it.
+        let first = |at: i64| ordered(&[urgent_small(at), old_big.clone()], at, aging)[0].id;
+        assert_eq!(first(94 * HOUR), 2);
+        assert_eq!(first(96 * HOUR), 1);
+        // Jobs submitted together with the same priority: the smaller first.
+        let same = [job(3, 1000, 5, 7, HOUR), job(4, 1000, 1, 7, HOUR)];
+        assert_eq!(ordered(&same, 10 * HOUR, aging)[0].id, 4);
     }
 
     #[test]
@@ -469,10 +478,10 @@ mod tests {
     #[test]
     fn the_bound_covers_aging_and_heads() {
         let config = PolicyConfig::default();
-        // 1000 → 0 in 10 steps of an hour, then 3 heads of at most 2 × 2 h.
+        // 1000 points at 10 an hour: 100 h to the top, then 3 heads of at most 2 × 2 h.
         assert_eq!(
             wait_bound(1000, 2, 2 * HOUR, &config),
-            Some(10 * HOUR + 12 * HOUR)
+            Some(100 * HOUR + 12 * HOUR)
         );
         let no_aging = PolicyConfig {
             aging: None,

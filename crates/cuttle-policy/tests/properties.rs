@@ -5,7 +5,8 @@
 //!   (checked by a small discrete-event run of `plan` over a random workload).
 
 use cuttle_policy::{
-    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, plan, shadow, wait_bound,
+    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, plan, shadow, time_to_top,
+    wait_bound,
 };
 use proptest::prelude::*;
 
@@ -171,8 +172,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn with_aging_every_wait_is_within_the_stated_bound((nodes, jobs) in workload(), backfill in any::<bool>()) {
+        let aging = Aging { interval_ms: 5_000, step: 100, floor: 0 };
         let config = PolicyConfig {
-            aging: Some(Aging { interval_ms: 5_000, step: 100, floor: 0 }),
+            aging: Some(aging),
             backfill,
             held_back_nodes: 0,
         };
@@ -187,7 +189,15 @@ proptest! {
             for (i, job) in jobs.iter().enumerate() {
                 if !submitted[i] && job.submit <= now {
                     submitted[i] = true;
-                    let ahead = (0..jobs.len()).filter(|&k| submitted[k] && k != i && started_at[k].is_none()).count();
+                }
+            }
+            // The bound is stated when a job reaches the top: counting the jobs queued then.
+            for (i, job) in jobs.iter().enumerate() {
+                let top = job.submit + time_to_top(job.priority, aging);
+                if submitted[i] && bounds[i] == 0 && top <= now {
+                    let ahead = (0..jobs.len())
+                        .filter(|&k| submitted[k] && k != i && started_at[k].is_none())
+                        .count();
                     bounds[i] = wait_bound(job.priority, ahead, max_limit, &config).unwrap();
                 }
             }
@@ -215,13 +225,26 @@ proptest! {
                 }
             }
             if started_at.iter().all(Option::is_some) {
+                // Jobs that started before reaching the top waited less than that.
+                for (i, job) in jobs.iter().enumerate() {
+                    if bounds[i] == 0 {
+                        bounds[i] = wait_bound(job.priority, 0, max_limit, &config).unwrap();
+                    }
+                }
                 break;
             }
             // Next event: a submit, an end, or an aging step.
             let next_submit = jobs.iter().enumerate().filter(|(i, _)| !submitted[*i]).map(|(_, j)| j.submit).min();
             let next_end = running.iter().map(|&(_, end)| end).min();
             let next_age = now + 5_000 - now % 5_000;
-            now = [next_submit, next_end, Some(next_age)].into_iter().flatten().min().unwrap();
+            let next_top = jobs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bounds[*i] == 0)
+                .map(|(_, j)| j.submit + time_to_top(j.priority, aging))
+                .filter(|&top| top > now)
+                .min();
+            now = [next_submit, next_end, Some(next_age), next_top].into_iter().flatten().min().unwrap();
             prop_assert!(now < 100_000_000, "the simulation does not finish");
         }
         for (i, job) in jobs.iter().enumerate() {
