@@ -75,6 +75,7 @@ pub async fn age_queued_jobs(app: &App, limit: i64) {
             n_nodes: job.spec.n_nodes.get(),
             submitted_at: job.created_at.0,
             estimate_ms: 0,
+            time_limit_ms: 0,
         };
         let effective = cuttle_policy::effective_priority(&queued, at.0, Some(aging));
         if effective != live {

@@ -100,6 +100,7 @@ fn queued_job(held: &Held, _now: i64) -> QueuedJob {
         n_nodes: held.job.n_nodes,
         submitted_at: held.job.created_at_ms,
         estimate_ms: i64::MAX / 4,
+        time_limit_ms: i64::MAX / 4,
     }
 }
 
@@ -501,10 +502,10 @@ impl Dispatcher {
             }
         }
         self.show_aging(now).await;
-        let estimates: HashMap<i64, i64> = state
+        let estimates: HashMap<i64, (i64, i64)> = state
             .jobs
             .iter()
-            .map(|job| (job.job_id, job.estimate_ms))
+            .map(|job| (job.job_id, (job.estimate_ms, job.time_limit_ms)))
             .collect();
         let snapshot = Snapshot {
             now,
@@ -513,12 +514,16 @@ impl Dispatcher {
             queued: self
                 .window
                 .iter()
-                .map(|held| QueuedJob {
-                    estimate_ms: estimates
+                .map(|held| {
+                    let (estimate_ms, time_limit_ms) = estimates
                         .get(&held.job.id)
                         .copied()
-                        .unwrap_or(default_limit),
-                    ..queued_job(held, now)
+                        .unwrap_or((default_limit, default_limit));
+                    QueuedJob {
+                        estimate_ms,
+                        time_limit_ms,
+                        ..queued_job(held, now)
+                    }
                 })
                 .collect(),
             running: state
@@ -540,6 +545,7 @@ impl Dispatcher {
                         id: job.job_id as u64,
                         n_nodes: job.n_nodes,
                         ends_by,
+                        past_estimate: !job.ended && expected <= now,
                     }
                 })
                 .collect(),

@@ -14,7 +14,9 @@
 //!   *shadow time*: the earliest time enough running jobs will have ended).
 //! - **EASY backfill:** a later job starts now if it fits in the free nodes and either
 //!   ends (by its estimate) before the shadow time, or only uses nodes the head will not
-//!   need at the shadow time.
+//!   need at the shadow time. While any running job has outlived its estimate, estimates
+//!   are not trusted and backfill goes by time limits: a wrong history can then delay a
+//!   head once (by at most one time limit), never again and again.
 //! - **Never fits:** a job needing more nodes than the machine type has (minus the nodes
 //!   held back for people) is buried with the reason.
 //!
@@ -75,9 +77,11 @@ pub struct QueuedJob {
     pub priority: u32,
     pub n_nodes: u32,
     pub submitted_at: i64,
-    /// How long it will run at most, as far as the policy knows: its time limit, or less
-    /// when the history of its description says so.
+    /// How long it will probably run: its time limit, or less when the history of its
+    /// description says so.
     pub estimate_ms: i64,
+    /// How long it can run at most: it is ended at this limit.
+    pub time_limit_ms: i64,
 }
 
 /// A job holding nodes.
@@ -85,8 +89,11 @@ pub struct QueuedJob {
 pub struct RunningJob {
     pub id: u64,
     pub n_nodes: u32,
-    /// When it is expected to end (start + estimate; never before now).
+    /// When it is expected to end (start + estimate; once past that, start + time limit;
+    /// never before now).
     pub ends_by: i64,
+    /// It has run longer than its estimate: estimates are not to be trusted right now.
+    pub past_estimate: bool,
 }
 
 /// Everything [`plan`] looks at.
@@ -213,6 +220,16 @@ pub fn plan(snapshot: &Snapshot, config: &PolicyConfig) -> Vec<Decision> {
         .saturating_sub(config.held_back_nodes.min(snapshot.free_nodes));
     let mut running = snapshot.running.clone();
     let mut decisions = Vec::new();
+    // An estimate that was wrong once may be wrong again: until that job ends, plan with
+    // what is certain.
+    let trust_estimates = !snapshot.running.iter().any(|job| job.past_estimate);
+    let duration = |job: &QueuedJob| {
+        if trust_estimates {
+            job.estimate_ms.min(job.time_limit_ms)
+        } else {
+            job.time_limit_ms
+        }
+    };
     // The head: (job, shadow time, nodes beyond its need free at the shadow time).
     let mut head: Option<(u64, i64, u32)> = None;
     for job in ordered(&snapshot.queued, now, config.aging) {
@@ -233,7 +250,8 @@ pub fn plan(snapshot: &Snapshot, config: &PolicyConfig) -> Vec<Decision> {
                     running.push(RunningJob {
                         id: job.id,
                         n_nodes: job.n_nodes,
-                        ends_by: now + job.estimate_ms,
+                        ends_by: now + duration(job),
+                        past_estimate: false,
                     });
                     decisions.push(Decision::Start {
                         job: job.id,
@@ -259,7 +277,7 @@ pub fn plan(snapshot: &Snapshot, config: &PolicyConfig) -> Vec<Decision> {
                 if job.n_nodes > free {
                     continue;
                 }
-                let ends_before_shadow = now + job.estimate_ms <= shadow_at;
+                let ends_before_shadow = now + duration(job) <= shadow_at;
                 if ends_before_shadow || job.n_nodes <= extra {
                     free -= job.n_nodes;
                     if !ends_before_shadow {
@@ -269,7 +287,8 @@ pub fn plan(snapshot: &Snapshot, config: &PolicyConfig) -> Vec<Decision> {
                     running.push(RunningJob {
                         id: job.id,
                         n_nodes: job.n_nodes,
-                        ends_by: now + job.estimate_ms,
+                        ends_by: now + duration(job),
+                        past_estimate: false,
                     });
                     decisions.push(Decision::Start {
                         job: job.id,
@@ -332,6 +351,7 @@ mod tests {
             n_nodes,
             submitted_at,
             estimate_ms,
+            time_limit_ms: estimate_ms,
         }
     }
 
@@ -407,6 +427,7 @@ mod tests {
                 id: 9,
                 n_nodes: 3,
                 ends_by: 10 * HOUR,
+                past_estimate: false,
             }],
         };
         let decisions = plan(&snapshot, &PolicyConfig::default());
@@ -457,16 +478,19 @@ mod tests {
                 id: 1,
                 n_nodes: 2,
                 ends_by: 50,
+                past_estimate: false,
             },
             RunningJob {
                 id: 2,
                 n_nodes: 1,
                 ends_by: 20,
+                past_estimate: false,
             },
             RunningJob {
                 id: 3,
                 n_nodes: 1,
                 ends_by: 20,
+                past_estimate: false,
             },
         ];
         assert_eq!(shadow(2, 0, &running, 0), Some((20, 0)));
@@ -488,5 +512,37 @@ mod tests {
             ..config
         };
         assert_eq!(wait_bound(1000, 2, 2 * HOUR, &no_aging), None);
+    }
+
+    #[test]
+    fn an_overrun_makes_backfill_go_by_time_limits() {
+        // 2 nodes, both busy until 16 h (one by a job past its estimate); the head needs 2.
+        let short_by_history = QueuedJob {
+            estimate_ms: HOUR,
+            time_limit_ms: 10 * HOUR,
+            ..job(2, 1000, 1, 0, HOUR)
+        };
+        let snapshot = |past_estimate: bool| Snapshot {
+            now: 14 * HOUR,
+            total_nodes: 2,
+            free_nodes: 1,
+            queued: vec![job(1, 0, 2, 0, HOUR), short_by_history.clone()],
+            running: vec![RunningJob {
+                id: 9,
+                n_nodes: 1,
+                ends_by: 16 * HOUR,
+                past_estimate,
+            }],
+        };
+        let config = PolicyConfig::default();
+        assert_eq!(
+            started(&plan(&snapshot(false), &config)),
+            [2],
+            "trusted: 1 h fits before 16 h"
+        );
+        assert!(
+            started(&plan(&snapshot(true), &config)).is_empty(),
+            "distrusted: 10 h does not"
+        );
     }
 }

@@ -17,14 +17,16 @@ fn queued() -> impl Strategy<Value = QueuedJob> {
         1u32..6,
         0i64..100_000,
         1i64..50_000,
+        0i64..50_000,
     )
         .prop_map(
-            |(id, priority, n_nodes, submitted_at, estimate_ms)| QueuedJob {
+            |(id, priority, n_nodes, submitted_at, estimate_ms, slack)| QueuedJob {
                 id,
                 priority,
                 n_nodes,
                 submitted_at,
                 estimate_ms,
+                time_limit_ms: estimate_ms + slack,
             },
         )
 }
@@ -49,6 +51,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                         id: 1000 + i as u64,
                         n_nodes: n,
                         ends_by: 100_000 + end,
+                        past_estimate: i % 3 == 0,
                     });
                 }
             }
@@ -121,7 +124,11 @@ proptest! {
             if let Decision::Start { job, .. } = decision {
                 let job = snapshot.queued.iter().find(|q| q.id == *job).unwrap();
                 free -= job.n_nodes;
-                running.push(RunningJob { id: job.id, n_nodes: job.n_nodes, ends_by: snapshot.now + job.estimate_ms });
+                // What plan itself assumed for it: the estimate, or the limit when an
+                // overrun made estimates untrustworthy.
+                let trusted = !snapshot.running.iter().any(|r| r.past_estimate);
+                let took = if trusted { job.estimate_ms.min(job.time_limit_ms) } else { job.time_limit_ms };
+                running.push(RunningJob { id: job.id, n_nodes: job.n_nodes, ends_by: snapshot.now + took, past_estimate: false });
             }
         }
         let (after, _) = shadow(head.n_nodes, free, &running, snapshot.now).unwrap();
@@ -137,6 +144,8 @@ struct Work {
     n_nodes: u32,
     runtime: i64,
     time_limit: i64,
+    /// What history would say: often far below the real runtime.
+    estimate: i64,
 }
 
 fn workload() -> impl Strategy<Value = (u32, Vec<Work>)> {
@@ -149,6 +158,7 @@ fn workload() -> impl Strategy<Value = (u32, Vec<Work>)> {
                 1u32..4,
                 1i64..20_000,
                 0i64..20_000,
+                1i64..20_000,
             ),
             1..60,
         ),
@@ -156,12 +166,13 @@ fn workload() -> impl Strategy<Value = (u32, Vec<Work>)> {
         .prop_map(|(nodes, jobs)| {
             let jobs = jobs
                 .into_iter()
-                .map(|(submit, priority, n, runtime, slack)| Work {
+                .map(|(submit, priority, n, runtime, slack, estimate)| Work {
                     submit,
                     priority,
                     n_nodes: n.min(nodes),
                     runtime,
                     time_limit: runtime + slack,
+                    estimate: estimate.min(runtime + slack),
                 })
                 .collect();
             (nodes, jobs)
@@ -169,7 +180,7 @@ fn workload() -> impl Strategy<Value = (u32, Vec<Work>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
     fn with_aging_every_wait_is_within_the_stated_bound((nodes, jobs) in workload(), backfill in any::<bool>()) {
         let aging = Aging { interval_ms: 5_000, step: 100, floor: 0 };
@@ -209,12 +220,18 @@ proptest! {
                 free_nodes: free,
                 queued: (0..jobs.len())
                     .filter(|&i| submitted[i] && started_at[i].is_none())
-                    .map(|i| QueuedJob { id: i as u64, priority: jobs[i].priority, n_nodes: jobs[i].n_nodes, submitted_at: jobs[i].submit, estimate_ms: jobs[i].time_limit })
+                    .map(|i| QueuedJob { id: i as u64, priority: jobs[i].priority, n_nodes: jobs[i].n_nodes, submitted_at: jobs[i].submit, estimate_ms: jobs[i].estimate, time_limit_ms: jobs[i].time_limit })
                     .collect(),
-                running: running.iter().map(|&(j, _)| RunningJob {
-                    id: j as u64,
-                    n_nodes: jobs[j].n_nodes,
-                    ends_by: started_at[j].unwrap() + jobs[j].time_limit,
+                running: running.iter().map(|&(j, _)| {
+                    // As the dispatcher does: the estimate until it is outlived, then the limit.
+                    let started = started_at[j].unwrap();
+                    let past_estimate = now >= started + jobs[j].estimate;
+                    RunningJob {
+                        id: j as u64,
+                        n_nodes: jobs[j].n_nodes,
+                        ends_by: if past_estimate { started + jobs[j].time_limit } else { started + jobs[j].estimate },
+                        past_estimate,
+                    }
                 }).collect(),
             };
             for decision in plan(&snapshot, &config) {
@@ -244,7 +261,12 @@ proptest! {
                 .map(|(_, j)| j.submit + time_to_top(j.priority, aging))
                 .filter(|&top| top > now)
                 .min();
-            now = [next_submit, next_end, Some(next_age), next_top].into_iter().flatten().min().unwrap();
+            let next_overrun = running
+                .iter()
+                .map(|&(j, _)| started_at[j].unwrap() + jobs[j].estimate)
+                .filter(|&at| at > now)
+                .min();
+            now = [next_submit, next_end, Some(next_age), next_top, next_overrun].into_iter().flatten().min().unwrap();
             prop_assert!(now < 100_000_000, "the simulation does not finish");
         }
         for (i, job) in jobs.iter().enumerate() {
