@@ -90,7 +90,7 @@ pub struct FileConfig {
     pub aging: Option<bool>,
     /// Seconds per aging step (default 3600).
     pub aging_interval_s: Option<u64>,
-    /// Priority points per aging step (default 10).
+    /// Priority points per aging step (default 5).
     pub aging_step: Option<u32>,
     /// The lowest priority aging shows on beanstalkd (default 0).
     pub aging_floor: Option<u32>,
@@ -192,7 +192,7 @@ impl Settings {
             policy: cuttle_policy::PolicyConfig {
                 aging: file.aging.unwrap_or(true).then(|| cuttle_policy::Aging {
                     interval_ms: i64::try_from(aging_interval_s * 1000).unwrap_or(i64::MAX),
-                    step: file.aging_step.unwrap_or(10),
+                    step: file.aging_step.unwrap_or(5),
                     floor: file.aging_floor.unwrap_or(0),
                 }),
                 backfill: file.backfill.unwrap_or(true),

@@ -868,3 +868,84 @@ fn the_dispatcher_backfills_without_delaying_the_head() {
         "a job that would delay the head waits for it"
     );
 }
+
+/// A scaled-down workload (seconds instead of hours) run by the real daemons starts its
+/// jobs in the order cuttle-sim's `cuttle` strategy predicts for the same input: the
+/// dispatcher and the simulator call the same policy.
+#[test]
+fn the_real_dispatcher_starts_jobs_in_the_simulators_order() {
+    // submit_s,priority,nodes,runtime_s,time_limit_s,description. All submitted at once;
+    // priorities distinct, so submit-time jitter of the real run cannot change the order.
+    let workload = "\
+0,1000,2,2,4,a
+0,500,3,1,3,b
+0,900,1,1,2,c
+0,2000,1,3,5,d
+0,100,2,1,2,e
+0,1500,1,1,9,f
+";
+    let parsed = cuttle_sim::workload::parse(workload).unwrap();
+    let nodes = 3;
+    let config = cuttle_policy::PolicyConfig::default();
+    let predicted = cuttle_sim::engine::simulate(
+        &parsed,
+        nodes,
+        &mut cuttle_sim::strategies::Cuttle::new(&parsed.jobs, nodes, config),
+    );
+    // Group the simulated starts by instant: within one instant the order is free.
+    let mut by_instant: Vec<(i64, Vec<String>)> = Vec::new();
+    for (job, start) in parsed.jobs.iter().zip(&predicted.start_ms) {
+        let start = start.expect("every job of this workload starts");
+        let name = job.description.clone().unwrap();
+        match by_instant.iter_mut().find(|(at, _)| *at == start) {
+            Some((_, names)) => names.push(name),
+            None => by_instant.push((start, vec![name])),
+        }
+    }
+    by_instant.sort_by_key(|(at, _)| *at);
+
+    let mut lab = Lab::start(LabOptions {
+        nodes: nodes as usize,
+        ..LabOptions::default()
+    });
+    pause(&lab, true);
+    for job in &parsed.jobs {
+        let name = job.description.clone().unwrap();
+        lab.schedule_at(
+            &name,
+            &format!("runtime: {}\n", job.runtime_ms as f64 / 1000.0),
+            1,
+            job.n_nodes,
+            Some(u32::try_from(job.time_limit_ms / 1000).unwrap()),
+            job.priority,
+        );
+    }
+    lab.dispatcher(false);
+    pause(&lab, false);
+    let names: Vec<String> = parsed
+        .jobs
+        .iter()
+        .map(|j| j.description.clone().unwrap())
+        .collect();
+    lab.wait_for("the workload to finish", Duration::from_secs(60), |lab| {
+        names.iter().all(|name| lab.all_ended(name))
+    });
+    let mut real: Vec<(i64, String)> = names
+        .iter()
+        .map(|name| (lab.run_jobs(name)[0].started_at_ms.unwrap(), name.clone()))
+        .collect();
+    real.sort();
+    let real_order: Vec<String> = real.into_iter().map(|(_, name)| name).collect();
+    let mut position = 0;
+    for (at, group) in &by_instant {
+        let mut expected = group.clone();
+        expected.sort();
+        let mut got = real_order[position..position + group.len()].to_vec();
+        got.sort();
+        assert_eq!(
+            got, expected,
+            "at simulated t={at} ms the simulator starts {group:?}; the real order was {real_order:?} (simulated: {by_instant:?})"
+        );
+        position += group.len();
+    }
+}

@@ -55,12 +55,13 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            // 10 points an hour: a default-priority (1000) job reaches the top in about
-            // four days, so urgent work keeps its lead for days while nothing waits
-            // forever.
+            // 5 points an hour: a default-priority (1000) job reaches the top in about
+            // eight days, so urgent work keeps its lead over a week-long backlog (at 10,
+            // cuttle-sim's lab week showed day-old priority-100 work passing fresh
+            // urgent runs) while nothing waits forever.
             aging: Some(Aging {
                 interval_ms: 3_600_000,
-                step: 10,
+                step: 5,
                 floor: 0,
             }),
             backfill: true,
@@ -502,10 +503,10 @@ mod tests {
     #[test]
     fn the_bound_covers_aging_and_heads() {
         let config = PolicyConfig::default();
-        // 1000 points at 10 an hour: 100 h to the top, then 3 heads of at most 2 × 2 h.
+        // 1000 points at 5 an hour: 200 h to the top, then 3 heads of at most 2 × 2 h.
         assert_eq!(
             wait_bound(1000, 2, 2 * HOUR, &config),
-            Some(100 * HOUR + 12 * HOUR)
+            Some(200 * HOUR + 12 * HOUR)
         );
         let no_aging = PolicyConfig {
             aging: None,

@@ -1,0 +1,159 @@
+//! The standard workload, `workloads/sepia-week.csv`, run through every strategy, and the
+//! goals cuttle's policy is held to on it. The simulation runs once per test binary (it
+//! takes seconds in debug) and each goal is its own test, so a failure names the goal.
+//! A goal that the current policy misses is `#[ignore]`d with the reason, never
+//! loosened: run `cargo test -p cuttle-sim -- --ignored` to see it fail.
+
+use std::sync::OnceLock;
+
+use cuttle_policy::PolicyConfig;
+use cuttle_sim::generate::{self, GenerateConfig};
+use cuttle_sim::metrics::Summary;
+use cuttle_sim::{Comparison, compare, workload};
+
+/// The seed and shape the file was generated with (its header says the same).
+const STANDARD: GenerateConfig = GenerateConfig {
+    seed: 1,
+    days: 7,
+    nodes: 200,
+    load: generate::DEFAULT_LOAD,
+};
+
+fn standard_text() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../workloads/sepia-week.csv"
+    );
+    std::fs::read_to_string(path).expect("workloads/sepia-week.csv is readable")
+}
+
+fn comparison() -> &'static Comparison {
+    static COMPARISON: OnceLock<Comparison> = OnceLock::new();
+    COMPARISON.get_or_init(|| {
+        let workload = workload::parse(&standard_text()).expect("the standard workload parses");
+        let nodes = workload.default_nodes.expect("it names its lab size");
+        compare(&workload, nodes, 8, PolicyConfig::default())
+    })
+}
+
+fn row(strategy: &str) -> &'static Summary {
+    comparison()
+        .summaries
+        .iter()
+        .find(|s| s.strategy == strategy)
+        .unwrap_or_else(|| panic!("no row for {strategy}"))
+}
+
+#[test]
+fn the_file_is_what_the_generator_makes_for_its_seed() {
+    let file = workload::parse(&standard_text()).unwrap();
+    let generated = generate::generate(STANDARD);
+    assert_eq!(file.default_nodes, Some(STANDARD.nodes));
+    assert_eq!(file.jobs.len(), generated.jobs.len());
+    for (a, b) in file.jobs.iter().zip(&generated.jobs) {
+        assert_eq!(
+            (
+                a.submit_ms,
+                a.priority,
+                a.n_nodes,
+                a.runtime_ms,
+                a.time_limit_ms,
+                &a.description
+            ),
+            (
+                b.submit_ms,
+                b.priority,
+                b.n_nodes,
+                b.runtime_ms,
+                b.time_limit_ms,
+                &b.description
+            ),
+            "line {}",
+            a.line
+        );
+    }
+}
+
+#[test]
+fn every_strategy_runs_every_job_and_cuttle_keeps_its_wait_bound() {
+    for summary in &comparison().summaries {
+        assert_eq!(summary.never_started, 0, "{}", summary.strategy);
+        assert_eq!(
+            summary.buried, 0,
+            "{}: nothing is too big",
+            summary.strategy
+        );
+    }
+    let cuttle = row("cuttle");
+    assert_eq!(cuttle.bound_violations, Some(0));
+    let bound = cuttle.wait_bound_s.expect("cuttle states a bound");
+    assert!(
+        cuttle.max_wait_s <= bound,
+        "cuttle max wait {} s > bound {bound} s",
+        cuttle.max_wait_s
+    );
+    assert!(row("head-of-line").wait_bound_s.is_none());
+}
+
+#[test]
+fn cuttle_reaches_95_percent_of_the_greedy_upper_bound() {
+    let cuttle = row("cuttle");
+    assert!(
+        cuttle.utilization >= 0.95 * cuttle.upper_bound_utilization,
+        "cuttle {} vs upper bound {}",
+        cuttle.utilization,
+        cuttle.upper_bound_utilization
+    );
+}
+
+#[test]
+fn cuttle_leaves_fewer_nodes_idle_while_jobs_wait_than_head_of_line() {
+    let (cuttle, hol) = (row("cuttle"), row("head-of-line"));
+    assert!(
+        cuttle.idle_while_queued_node_s < hol.idle_while_queued_node_s,
+        "cuttle idled {} node-s while jobs waited, head-of-line {}",
+        cuttle.idle_while_queued_node_s,
+        hol.idle_while_queued_node_s
+    );
+}
+
+#[test]
+#[ignore = "fails on this workload (cuttle 0.966, head-of-line 0.969): utilization divides \
+            by the makespan, which ends with the last long run started while the queue drains \
+            (here a hung 5-hour priority-2000 job that cuttle started later), not with \
+            packing: cuttle left fewer nodes idle while jobs waited (the test above); see \
+            docs/simulator.md, Findings"]
+fn cuttle_utilization_beats_head_of_line() {
+    let (cuttle, hol) = (row("cuttle"), row("head-of-line"));
+    assert!(
+        cuttle.utilization > hol.utilization,
+        "cuttle {} vs head-of-line {} (makespans {} s vs {} s)",
+        cuttle.utilization,
+        hol.utilization,
+        cuttle.makespan_s,
+        hol.makespan_s
+    );
+}
+
+#[test]
+fn cuttle_biggest_jobs_wait_less_than_under_legacy_workers() {
+    let (n, cuttle) = row("cuttle").biggest_jobs_max_wait().unwrap();
+    let (n_legacy, legacy) = row("legacy-workers").biggest_jobs_max_wait().unwrap();
+    assert_eq!(n, n_legacy);
+    assert!(
+        cuttle < legacy,
+        "{n}-node jobs: cuttle max wait {cuttle} s, legacy-workers {legacy} s"
+    );
+}
+
+/// Held since aging went from 10 to 5 points an hour (at 10, cuttle 21513 s against
+/// head-of-line's 9165 s: day-old priority-100 suites ranked with fresh urgent work).
+#[test]
+fn cuttle_urgent_p95_wait_is_no_worse_than_head_of_line() {
+    let cuttle = row("cuttle").urgent_p95().expect("urgent jobs ran");
+    let hol = row("head-of-line").urgent_p95().expect("urgent jobs ran");
+    assert!(
+        cuttle <= hol,
+        "urgent p95 wait: cuttle {cuttle} s, head-of-line {hol} s"
+    );
+}
