@@ -21,6 +21,7 @@ pub fn db(error: DbError) -> Status {
         | DbError::NotRunning { .. }
         | DbError::NotLeaseHolder { .. }
         | DbError::NotClaimed { .. }
+        | DbError::NotWaiting { .. }
         | DbError::NodeLocked { .. } => Code::FailedPrecondition,
         DbError::Conflict { .. } => Code::Aborted,
         DbError::UnlockRefused { .. } => Code::PermissionDenied,

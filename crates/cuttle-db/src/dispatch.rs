@@ -820,10 +820,9 @@ impl Store {
         write_tx!(conn, |c| {
             let job = c.load_job(job_id)?;
             if !matches!(job.status, JobStatus::Queued | JobStatus::Waiting) {
-                return Err(DbError::NotClaimed {
+                return Err(DbError::NotWaiting {
                     job_id,
                     status: job.status,
-                    holder: format!("{by} (only a queued or waiting job can be re-prioritized)"),
                 });
             }
             let value = i32::try_from(priority.get()).unwrap_or(i32::MAX);

@@ -52,6 +52,8 @@ pub enum DbError {
         status: JobStatus,
         holder: String,
     },
+    #[error("job {job_id} is {status}; only a queued or waiting job can be re-prioritized")]
+    NotWaiting { job_id: JobId, status: JobStatus },
     #[error("job {job_id} changed while it was being updated; try again")]
     Conflict { job_id: JobId },
     #[error(transparent)]

@@ -586,6 +586,10 @@ on_both_backends! {
         request.job_id = Some(jobs[0]);
         let error = store.lock_nodes(&request, T0).unwrap_err();
         assert!(matches!(error, DbError::Lock(LockError::JobEnded { .. })), "{error}");
+        let error = store
+            .set_priority(jobs[1], Priority::new(5).unwrap(), &owner("alice"), T0)
+            .unwrap_err();
+        assert!(error.to_string().contains("only a queued or waiting job"), "{error}");
     }
 
     fn a_teuthology_body_is_adopted_once(store: &Store) {
