@@ -12,9 +12,11 @@
 //! - **Head-of-line reservation:** the first job in order that does not fit becomes the
 //!   head; it is never passed by a job that would delay its estimated start (the
 //!   *shadow time*: the earliest time enough running jobs will have ended).
-//! - **EASY backfill:** a later job starts now if it fits in the free nodes and either
-//!   ends (by its estimate) before the shadow time, or only uses nodes the head will not
-//!   need at the shadow time. While any running job has outlived its estimate, estimates
+//! - **Backfill:** a later job starts now if it fits in the free nodes without touching
+//!   the slot the head has booked from its shadow time (EASY backfill: it ends before the
+//!   shadow time, or only uses nodes the head will not need then), nor the slots the next
+//!   jobs in order have booked ([`RESERVATION_DEPTH`] in all: conservative backfill, so
+//!   urgent jobs queued behind the head are not pushed back either). While any running job has outlived its estimate, estimates
 //!   are not trusted and backfill goes by time limits: a wrong history can then delay a
 //!   head once (by at most one time limit), never again and again.
 //! - **Never fits:** a job needing more nodes than the machine type has (minus the nodes
@@ -231,8 +233,12 @@ pub fn plan(snapshot: &Snapshot, config: &PolicyConfig) -> Vec<Decision> {
             job.time_limit_ms
         }
     };
-    // The head: (job, shadow time, nodes beyond its need free at the shadow time).
-    let mut head: Option<(u64, i64, u32)> = None;
+    // The head: (job, its estimated start). Behind it, every job that does not fit now
+    // books the earliest slot it fits in, up to RESERVATION_DEPTH of them: a later job
+    // starts now only if it fits without touching any booking (conservative backfill),
+    // so it delays neither the head nor the other jobs ahead of it that booked.
+    let mut head: Option<(u64, i64)> = None;
+    let mut bookings: Vec<Booking> = Vec::new();
     for job in ordered(&snapshot.queued, now, config.aging) {
         if job.n_nodes > capacity {
             decisions.push(Decision::Bury {
@@ -244,65 +250,138 @@ pub fn plan(snapshot: &Snapshot, config: &PolicyConfig) -> Vec<Decision> {
             });
             continue;
         }
-        match head {
-            None => {
-                if job.n_nodes <= free {
-                    free -= job.n_nodes;
-                    running.push(RunningJob {
-                        id: job.id,
-                        n_nodes: job.n_nodes,
-                        ends_by: now + duration(job),
-                        past_estimate: false,
-                    });
-                    decisions.push(Decision::Start {
-                        job: job.id,
-                        reason: StartReason::InOrder,
-                    });
-                } else {
-                    // Running jobs hold at most `capacity - free` nodes, and the job fits
-                    // in `capacity`, so a shadow always exists.
-                    let (at, extra) =
-                        shadow(job.n_nodes, free, &running, now).unwrap_or((i64::MAX, 0));
-                    decisions.push(Decision::Reserve {
-                        job: job.id,
-                        estimated_start: at,
-                    });
-                    head = Some((job.id, at, extra));
-                    if !config.backfill {
-                        // Strict head-of-line: nothing passes the head.
-                        break;
-                    }
-                }
-            }
-            Some((head_id, shadow_at, extra)) => {
-                if job.n_nodes > free {
-                    continue;
-                }
-                let ends_before_shadow = now + duration(job) <= shadow_at;
-                if ends_before_shadow || job.n_nodes <= extra {
-                    free -= job.n_nodes;
-                    if !ends_before_shadow {
-                        // It still runs at the shadow time: it uses nodes beyond the head's.
-                        head = Some((head_id, shadow_at, extra - job.n_nodes));
-                    }
-                    running.push(RunningJob {
-                        id: job.id,
-                        n_nodes: job.n_nodes,
-                        ends_by: now + duration(job),
-                        past_estimate: false,
-                    });
-                    decisions.push(Decision::Start {
-                        job: job.id,
-                        reason: StartReason::Backfill {
-                            head: head_id,
-                            ends_before_shadow,
-                        },
-                    });
-                }
+        if free == 0
+            && (bookings.len() >= RESERVATION_DEPTH || (head.is_some() && !config.backfill))
+        {
+            // Nothing more can start now, and nothing more books: the rest of a long
+            // queue need not be looked at.
+            break;
+        }
+        let lab = Lab {
+            now,
+            free,
+            running: &running,
+            bookings: &bookings,
+        };
+        let took = duration(job);
+        if job.n_nodes <= free && lab.free_during(now, now + took) >= job.n_nodes {
+            free -= job.n_nodes;
+            running.push(RunningJob {
+                id: job.id,
+                n_nodes: job.n_nodes,
+                ends_by: now + took,
+                past_estimate: false,
+            });
+            let reason = match head {
+                None => StartReason::InOrder,
+                Some((head, shadow_at)) => StartReason::Backfill {
+                    head,
+                    ends_before_shadow: now + took <= shadow_at,
+                },
+            };
+            decisions.push(Decision::Start {
+                job: job.id,
+                reason,
+            });
+            continue;
+        }
+        if head.is_some() && !config.backfill {
+            // Strict head-of-line: nothing passes the head.
+            break;
+        }
+        if bookings.len() >= RESERVATION_DEPTH {
+            continue;
+        }
+        // Locks held by people may never come back: no slot, no booking.
+        let at = lab.earliest_start(job.n_nodes, took).unwrap_or(i64::MAX);
+        if at != i64::MAX {
+            bookings.push(Booking {
+                start: at,
+                end: at.saturating_add(took),
+                n_nodes: job.n_nodes,
+            });
+        }
+        if head.is_none() {
+            decisions.push(Decision::Reserve {
+                job: job.id,
+                estimated_start: at,
+            });
+            head = Some((job.id, at));
+            if !config.backfill {
+                break;
             }
         }
     }
     decisions
+}
+
+/// How many waiting jobs (the head first) book a slot; jobs behind them may start only
+/// where they delay none of them.
+pub const RESERVATION_DEPTH: usize = 16;
+
+/// Nodes promised to a waiting job from `start` to `end`.
+#[derive(Debug, Clone, Copy)]
+struct Booking {
+    start: i64,
+    end: i64,
+    n_nodes: u32,
+}
+
+/// The lab's future as one planning round sees it: free nodes now, when running jobs
+/// give theirs back, and what waiting jobs have booked.
+struct Lab<'a> {
+    now: i64,
+    free: u32,
+    running: &'a [RunningJob],
+    bookings: &'a [Booking],
+}
+
+impl Lab<'_> {
+    /// Nodes free at instant `t` (never negative).
+    fn free_at(&self, t: i64) -> i64 {
+        let returned: i64 = self
+            .running
+            .iter()
+            .filter(|job| job.ends_by.max(self.now) <= t)
+            .map(|job| i64::from(job.n_nodes))
+            .sum();
+        let booked: i64 = self
+            .bookings
+            .iter()
+            .filter(|b| b.start <= t && t < b.end)
+            .map(|b| i64::from(b.n_nodes))
+            .sum();
+        i64::from(self.free) + returned - booked
+    }
+
+    /// The fewest nodes free at any instant of `[from, to)`: free nodes only grow between
+    /// bookings' starts, so those and `from` are the instants to look at.
+    fn free_during(&self, from: i64, to: i64) -> u32 {
+        let lowest = std::iter::once(from)
+            .chain(
+                self.bookings
+                    .iter()
+                    .map(|b| b.start)
+                    .filter(|&start| from < start && start < to),
+            )
+            .map(|t| self.free_at(t))
+            .min()
+            .unwrap_or(0);
+        u32::try_from(lowest.max(0)).unwrap_or(0)
+    }
+
+    /// The earliest instant from now at which `n_nodes` are free for `took`.
+    fn earliest_start(&self, n_nodes: u32, took: i64) -> Option<i64> {
+        let mut candidates: Vec<i64> = std::iter::once(self.now)
+            .chain(self.running.iter().map(|job| job.ends_by.max(self.now)))
+            .chain(self.bookings.iter().map(|b| b.end))
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .find(|&t| self.free_during(t, t.saturating_add(took)) >= n_nodes)
+    }
 }
 
 /// How long aging takes to bring a job of `priority` to the top: to an order key of 0,
