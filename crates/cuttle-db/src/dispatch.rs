@@ -119,6 +119,7 @@ trait DispatchTx {
         job_id: JobId,
         now: UnixMillis,
     ) -> Result<Vec<NodeName>, DbError>;
+    fn load_claimed(&mut self, job_id: JobId, holder: &str) -> Result<Job, DbError>;
     fn move_job(
         &mut self,
         job: &Job,
@@ -152,10 +153,21 @@ crate::impl_for_both_backends! { DispatchTx {
             ))
             .returning(nodes::name)
             .get_results(self)?;
-        names
-            .iter()
-            .map(|name| NodeName::parse(name).map_err(|e| DbError::Corrupt(e.to_string())))
-            .collect()
+        node_names(&names)
+    }
+
+    /// The job, if it is `waiting` and claimed by `holder`; the one check behind every
+    /// step a dispatcher takes on a job it claimed.
+    fn load_claimed(&mut self, job_id: JobId, holder: &str) -> Result<Job, DbError> {
+        let job = self.load_job(job_id)?;
+        if job.status != JobStatus::Waiting || job.dispatcher.as_deref() != Some(holder) {
+            return Err(DbError::NotClaimed {
+                job_id,
+                status: job.status,
+                holder: holder.to_owned(),
+            });
+        }
+        Ok(job)
     }
 
     /// Moves `job` (as just loaded) to `to` through the state machine, conditional on its
@@ -193,6 +205,23 @@ crate::impl_for_both_backends! { DispatchTx {
         Ok(changed == 1)
     }
 }}
+
+/// Node names as stored, checked.
+fn node_names(names: &[String]) -> Result<Vec<NodeName>, DbError> {
+    names
+        .iter()
+        .map(|name| NodeName::parse(name).map_err(|e| DbError::Corrupt(e.to_string())))
+        .collect()
+}
+
+/// The statuses of jobs that have ended, as stored (the state machine's terminal ones).
+fn ended() -> Vec<&'static str> {
+    JobStatus::ALL
+        .into_iter()
+        .filter(|status| status.is_terminal())
+        .map(JobStatus::as_str)
+        .collect()
+}
 
 fn not_lease_holder(tube: &Tube, holder: &str, now: UnixMillis) -> DbError {
     DbError::NotLeaseHolder {
@@ -385,14 +414,7 @@ impl Store {
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
-            let job = c.load_job(job_id)?;
-            if job.status != JobStatus::Waiting || job.dispatcher.as_deref() != Some(holder) {
-                return Err(DbError::NotClaimed {
-                    job_id,
-                    status: job.status,
-                    holder: holder.to_owned(),
-                });
-            }
+            let job = c.load_claimed(job_id, holder)?;
             let held: Vec<String> = nodes::table
                 .filter(nodes::locked_job_id.eq(job_id.0))
                 .select(nodes::name)
@@ -442,14 +464,7 @@ impl Store {
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
-            let job = c.load_job(job_id)?;
-            if job.status != JobStatus::Waiting || job.dispatcher.as_deref() != Some(holder) {
-                return Err(DbError::NotClaimed {
-                    job_id,
-                    status: job.status,
-                    holder: holder.to_owned(),
-                });
-            }
+            let job = c.load_claimed(job_id, holder)?;
             c.free_nodes_of_job(job_id, now)?;
             if !c.move_job(&job, JobStatus::Queued, reason, now)? {
                 return Err(DbError::Conflict { job_id });
@@ -529,12 +544,6 @@ impl Store {
         limit: i64,
         now: UnixMillis,
     ) -> Result<Vec<PendingRelease>, DbError> {
-        let ended = [
-            JobStatus::Pass.as_str(),
-            JobStatus::Fail.as_str(),
-            JobStatus::Dead.as_str(),
-            JobStatus::Killed.as_str(),
-        ];
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
@@ -542,7 +551,7 @@ impl Store {
             let job_ids: Vec<i64> = nodes::table
                 .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
                 .filter(nodes::machine_type.eq(machine_type.as_str()))
-                .filter(jobs::status.eq_any(ended))
+                .filter(jobs::status.eq_any(ended()))
                 .filter(
                     jobs::heartbeat_at
                         .is_null()
@@ -562,10 +571,7 @@ impl Store {
                     .select(nodes::name)
                     .order(nodes::name)
                     .load(c)?;
-                let nodes = names
-                    .iter()
-                    .map(|name| NodeName::parse(name).map_err(|e| DbError::Corrupt(e.to_string())))
-                    .collect::<Result<_, _>>()?;
+                let nodes = node_names(&names)?;
                 pending.push(PendingRelease {
                     job: c.load_job(JobId(job_id))?,
                     nodes,
@@ -756,12 +762,7 @@ impl Store {
             let releasing: Vec<i64> = nodes::table
                 .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
                 .filter(nodes::machine_type.eq(machine_type.as_str()))
-                .filter(jobs::status.eq_any([
-                    JobStatus::Pass.as_str(),
-                    JobStatus::Fail.as_str(),
-                    JobStatus::Dead.as_str(),
-                    JobStatus::Killed.as_str(),
-                ]))
+                .filter(jobs::status.eq_any(ended()))
                 .select(jobs::id)
                 .distinct()
                 .load(c)?;
