@@ -13,6 +13,18 @@ use cuttle_core::Job;
 
 use crate::{App, now};
 
+/// A job as the policy orders and ages it (its estimates play no part in either).
+pub fn as_policy(job: &Job) -> cuttle_policy::QueuedJob {
+    cuttle_policy::QueuedJob {
+        id: u64::try_from(job.id.0).unwrap_or(0),
+        priority: job.spec.priority.get(),
+        n_nodes: job.spec.n_nodes.get(),
+        submitted_at: job.created_at.0,
+        estimate_ms: 0,
+        time_limit_ms: 0,
+    }
+}
+
 /// Replaces a queued job's beanstalkd copy with one at `priority`. Runs under the enqueue
 /// lock so the retry loop never puts the same job at the same time. Logs and gives up on
 /// failure: the job keeps its old copy, which is still live.
@@ -69,15 +81,7 @@ pub async fn age_queued_jobs(app: &App, limit: i64) {
     let at = now();
     let mut aged = 0;
     for (job, live) in copies {
-        let queued = cuttle_policy::QueuedJob {
-            id: u64::try_from(job.id.0).unwrap_or(0),
-            priority: job.spec.priority.get(),
-            n_nodes: job.spec.n_nodes.get(),
-            submitted_at: job.created_at.0,
-            estimate_ms: 0,
-            time_limit_ms: 0,
-        };
-        let effective = cuttle_policy::effective_priority(&queued, at.0, Some(aging));
+        let effective = cuttle_policy::effective_priority(&as_policy(&job), at.0, Some(aging));
         if effective != live {
             requeue_copy(app, &job, effective).await;
             aged += 1;

@@ -405,15 +405,14 @@ impl QueueService for QueueApi {
             // The policy's order (aged priority, then fewer nodes, then older), which is
             // the order dispatchers start them in when nodes allow.
             let aging = self.app.settings().policy.policy.aging;
-            let as_policy = |job: &cuttle_core::Job| cuttle_policy::QueuedJob {
-                id: u64::try_from(job.id.0).unwrap_or(0),
-                priority: job.spec.priority.get(),
-                n_nodes: job.spec.n_nodes.get(),
-                submitted_at: job.created_at.0,
-                estimate_ms: 0,
-                time_limit_ms: 0,
-            };
-            jobs.sort_by(|a, b| cuttle_policy::compare(&as_policy(a), &as_policy(b), at.0, aging));
+            jobs.sort_by(|a, b| {
+                cuttle_policy::compare(
+                    &crate::aging::as_policy(a),
+                    &crate::aging::as_policy(b),
+                    at.0,
+                    aging,
+                )
+            });
             // beanstalkd's own view is a bonus: the queue is listed without it.
             let beanstalk_stats = self
                 .app
