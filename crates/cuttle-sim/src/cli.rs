@@ -26,7 +26,7 @@ STRATEGIES (all run on the same workload and lab):
                       all-or-nothing lock of its nodes; small jobs overtake big ones
   head-of-line        teuthology's dispatcher now: strict priority/FIFO order, the head
                       waits for nodes and nobody passes it, no aging
-  cuttle              cuttle_policy::plan with the default config (aging, EASY backfill),
+  cuttle              cuttle_policy::plan with the default config (aging, backfill),
                       estimates learnt from finished runs by description
   cuttle-no-backfill  the same without backfill
   The utilization of a priority-blind greedy packer (FIFO first-fit) is reported as
@@ -55,10 +55,16 @@ WORKLOAD FILE FORMAT:
 
 OUTPUT:
   A table, one row per strategy; with --json a list of objects with strategy,
-  utilization, upper_bound_utilization, makespan_s, max_wait_s, wait_bound_s (cuttle
-  only, else null), bound_violations, buried and wait_s.by_priority / wait_s.by_nodes
-  ({p50, p95, max, count}), idle_while_queued_node_s. All times are in seconds. A cuttle job that waited longer
-  than the bound the policy states for it is reported on stderr with a WARNING line.";
+  utilization, upper_bound_utilization, utilization_over_makespan, makespan_s,
+  max_wait_s, wait_bound_s (cuttle only, else null), bound_violations, buried,
+  idle_while_queued_node_s and wait_s.by_priority / wait_s.by_nodes ({p50, p95, max,
+  count}). All times are in seconds.
+  utilization is the busy share of the lab while at least one job was queued: busy
+  node-seconds / (nodes x seconds with work waiting). Only then can a scheduler waste a
+  node; the drain after the last start is left to makespan_s and
+  utilization_over_makespan (busy node-seconds / (nodes x makespan)).
+  A cuttle job that waited longer than the bound the policy states for it is reported
+  on stderr with a WARNING line.";
 
 /// Replays a workload on a virtual lab under teuthology's strategies and cuttle's policy,
 /// side by side.
@@ -357,6 +363,7 @@ mod tests {
             for field in [
                 "utilization",
                 "upper_bound_utilization",
+                "utilization_over_makespan",
                 "makespan_s",
                 "max_wait_s",
             ] {

@@ -97,7 +97,7 @@ pub fn compare(
             greedy,
         )
     });
-    let upper_bound = utilization(workload, &greedy);
+    let upper_bound = utilization(&greedy);
     let bound = check_bound(workload, &cuttle, &cuttle_config);
     let outcomes = vec![legacy, head_of_line, cuttle, no_backfill];
     let summaries = outcomes

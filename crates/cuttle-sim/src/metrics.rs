@@ -117,15 +117,18 @@ pub struct Summary {
     /// Jobs neither started nor buried when the simulation ran out of events; always 0
     /// unless a strategy is stuck.
     pub never_started: usize,
-    /// Busy node-seconds / (nodes × makespan).
+    /// The share of the lab busy while work waited: busy node-seconds / (nodes × seconds
+    /// with at least one job queued). See [`utilization`].
     pub utilization: f64,
-    /// The greedy packer's utilization on the same workload and lab.
+    /// The greedy packer's `utilization` on the same workload and lab.
     pub upper_bound_utilization: f64,
+    /// Busy node-seconds / (nodes × makespan): how the drain after the last start went as
+    /// much as how the jobs were packed.
+    pub utilization_over_makespan: f64,
     /// Last job end − first submit.
     pub makespan_s: f64,
     pub max_wait_s: f64,
-    /// Node-seconds left idle while jobs were queued: the packing loss itself, which
-    /// `utilization` mixes with how long the last jobs run after the queue empties.
+    /// Node-seconds left idle while jobs were queued: the packing loss itself.
     pub idle_while_queued_node_s: f64,
     /// cuttle only: the largest wait bound the policy states for any of its jobs.
     pub wait_bound_s: Option<f64>,
@@ -148,18 +151,41 @@ pub fn busy_and_makespan(workload: &Workload, outcome: &Outcome) -> (i64, i64) {
     (busy, last_end - first_submit)
 }
 
-/// Node-milliseconds idle while at least one job was queued.
-pub fn idle_while_queued(outcome: &Outcome) -> i64 {
+/// Node-milliseconds (busy, idle) while at least one job was queued.
+pub fn while_queued(outcome: &Outcome) -> (i64, i64) {
     outcome
         .timeline
         .windows(2)
         .filter(|pair| pair[0].queued > 0)
-        .map(|pair| i64::from(outcome.nodes - pair[0].busy_nodes) * (pair[1].at_ms - pair[0].at_ms))
-        .sum()
+        .fold((0, 0), |(busy, idle), pair| {
+            let span = pair[1].at_ms - pair[0].at_ms;
+            (
+                busy + i64::from(pair[0].busy_nodes) * span,
+                idle + i64::from(outcome.nodes - pair[0].busy_nodes) * span,
+            )
+        })
 }
 
-/// Utilization as reported: busy node-time over the lab's node-time in the makespan.
-pub fn utilization(workload: &Workload, outcome: &Outcome) -> f64 {
+/// Node-milliseconds idle while at least one job was queued.
+pub fn idle_while_queued(outcome: &Outcome) -> i64 {
+    while_queued(outcome).1
+}
+
+/// Utilization as reported: the lab's busy node-time over its capacity while work
+/// waited, that is while at least one job was queued. Only then can a scheduler waste a
+/// node: an idle node with nothing queued is idle for want of work, and once the last job
+/// has started, the makespan is decided by which long runs happened to start last, not by
+/// packing. 1.0 if no job ever waited.
+pub fn utilization(outcome: &Outcome) -> f64 {
+    let (busy, idle) = while_queued(outcome);
+    if busy + idle <= 0 {
+        return 1.0;
+    }
+    busy as f64 / (busy + idle) as f64
+}
+
+/// Busy node-time over the lab's node-time in the makespan.
+pub fn utilization_over_makespan(workload: &Workload, outcome: &Outcome) -> f64 {
     let (busy, makespan) = busy_and_makespan(workload, outcome);
     if makespan <= 0 {
         return 0.0;
@@ -215,8 +241,9 @@ pub fn summarize(
         started,
         buried,
         never_started: jobs.len() - started - buried,
-        utilization: utilization(workload, outcome),
+        utilization: utilization(outcome),
         upper_bound_utilization,
+        utilization_over_makespan: utilization_over_makespan(workload, outcome),
         makespan_s: seconds(makespan),
         max_wait_s: seconds(max_wait),
         idle_while_queued_node_s: seconds(idle_while_queued(outcome)),
@@ -297,7 +324,9 @@ mod tests {
         let summary = summarize(&workload, &outcome, 0.9, None);
         // Makespan: last end 300 s − first submit 0. Busy: 2×100 + 1×200 = 400 node-s.
         assert_eq!(summary.makespan_s, 300.0);
-        assert!((summary.utilization - 400.0 / (4.0 * 300.0)).abs() < 1e-12);
+        assert!((summary.utilization_over_makespan - 400.0 / (4.0 * 300.0)).abs() < 1e-12);
+        // No timeline: no job ever waited, so no node was wasted.
+        assert_eq!(summary.utilization, 1.0);
         assert_eq!(summary.upper_bound_utilization, 0.9);
         assert_eq!(summary.max_wait_s, 90.0);
         assert_eq!(
@@ -323,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn idle_node_time_counts_only_while_jobs_wait() {
+    fn idle_node_time_and_utilization_count_only_while_jobs_wait() {
         use crate::engine::Sample;
         let mut outcome = outcome(vec![], 4);
         let sample = |at_ms, queued, busy_nodes| Sample {
@@ -339,6 +368,9 @@ mod tests {
             sample(100, 0, 0),
         ];
         assert_eq!(idle_while_queued(&outcome), 10 + 60);
+        // Busy while queued: 3×10 + 1×20 = 50 node-ms of 4×30 = 120.
+        assert_eq!(while_queued(&outcome), (50, 70));
+        assert!((utilization(&outcome) - 50.0 / 120.0).abs() < 1e-12);
     }
 
     #[test]

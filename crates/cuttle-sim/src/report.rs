@@ -30,14 +30,15 @@ pub fn table(workload: &Workload, comparison: &Comparison, out: &mut dyn Write) 
     let nodes = comparison.summaries.first().map_or(0, |s| s.nodes);
     writeln!(
         out,
-        "{} jobs on {nodes} nodes; times in seconds; idle_queued_s = node-seconds idle while jobs were queued",
+        "{} jobs on {nodes} nodes; times in seconds; utilization = busy share of the lab while jobs were queued; idle_queued_s = node-seconds idle then",
         workload.jobs.len()
     )?;
     writeln!(
         out,
-        "{:<19} {:>11} {:>11} {:>13} {:>10} {:>13} {:>18} {:>14} {:>6} {:>16}",
+        "{:<19} {:>11} {:>15} {:>11} {:>13} {:>10} {:>13} {:>18} {:>14} {:>6} {:>16}",
         "strategy",
         "utilization",
+        "util_makespan",
         "makespan_s",
         "idle_queued_s",
         "max_wait_s",
@@ -54,9 +55,10 @@ pub fn table(workload: &Workload, comparison: &Comparison, out: &mut dyn Write) 
             .map(|(_, w)| w);
         writeln!(
             out,
-            "{:<19} {:>11.3} {:>11.0} {:>13.0} {:>10.0} {:>13} {:>18} {:>14} {:>6} {:>16}",
+            "{:<19} {:>11.4} {:>15.3} {:>11.0} {:>13.0} {:>10.0} {:>13} {:>18} {:>14} {:>6} {:>16}",
             s.strategy,
             s.utilization,
+            s.utilization_over_makespan,
             s.makespan_s,
             s.idle_while_queued_node_s,
             s.max_wait_s,
@@ -71,7 +73,7 @@ pub fn table(workload: &Workload, comparison: &Comparison, out: &mut dyn Write) 
     if let Some(first) = comparison.summaries.first() {
         writeln!(
             out,
-            "upper bound (greedy, priority-blind FIFO first-fit): utilization {:.3}",
+            "upper bound (greedy, priority-blind FIFO first-fit): utilization {:.4}",
             first.upper_bound_utilization
         )?;
     }
