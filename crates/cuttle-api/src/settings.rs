@@ -178,7 +178,12 @@ impl Settings {
             (1..=3600).contains(&reap_interval_s),
             "invalid reap_interval_s {reap_interval_s}: use 1 to 3600 seconds"
         );
-        let aging_interval_s = file.aging_interval_s.unwrap_or(3600);
+        // The policy crate's defaults are the ones cuttle-sim tunes.
+        let defaults = cuttle_policy::PolicyConfig::default();
+        let default_aging = cuttle_policy::DEFAULT_AGING;
+        let aging_interval_s = file
+            .aging_interval_s
+            .unwrap_or(u64::try_from(default_aging.interval_ms / 1000).unwrap_or(3600));
         anyhow::ensure!(
             (1..=7 * 86_400).contains(&aging_interval_s),
             "invalid aging_interval_s {aging_interval_s}: use 1 to 604800 seconds"
@@ -192,11 +197,11 @@ impl Settings {
             policy: cuttle_policy::PolicyConfig {
                 aging: file.aging.unwrap_or(true).then(|| cuttle_policy::Aging {
                     interval_ms: i64::try_from(aging_interval_s * 1000).unwrap_or(i64::MAX),
-                    step: file.aging_step.unwrap_or(5),
-                    floor: file.aging_floor.unwrap_or(0),
+                    step: file.aging_step.unwrap_or(default_aging.step),
+                    floor: file.aging_floor.unwrap_or(default_aging.floor),
                 }),
-                backfill: file.backfill.unwrap_or(true),
-                held_back_nodes: file.held_back_nodes.unwrap_or(0),
+                backfill: file.backfill.unwrap_or(defaults.backfill),
+                held_back_nodes: file.held_back_nodes.unwrap_or(defaults.held_back_nodes),
             },
             window,
         };
