@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Runs cuttle-sim on the standard week and 15 generated workloads and checks the five
+goals of docs/simulator.md on each, printing the Markdown table that page shows.
+
+    cargo build --release -p cuttle-sim
+    python3 scripts/sim-goals.py $CARGO_TARGET_DIR/release/cuttle-sim [cuttle-sim flags...]
+
+Extra arguments (e.g. --aging-step 5) are passed to every run, for tuning. Two runs at a
+time (the machines here have 2 cores); about half a minute in all for a release build.
+"""
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPES = [(200, 7), (50, 7), (200, 3), (50, 3)]
+
+
+def workloads():
+    for seed in (1, 2, 3, 4):
+        for nodes, days in SHAPES:
+            name = f"seed {seed}"
+            if nodes != 200:
+                name += f", {nodes} nodes"
+            if days != 7:
+                name += f", {days} days"
+            if (seed, nodes, days) == (1, 200, 7):
+                yield "seed 1 (standard)", ["--workload", os.path.join(ROOT, "workloads/sepia-week.csv")]
+            else:
+                yield name, ["--generate", "--seed", str(seed), "--nodes", str(nodes), "--days", str(days)]
+
+
+def run(binary, extra, args):
+    out = subprocess.run([binary, *args, "--json", *extra], capture_output=True, text=True, check=True)
+    return {row["strategy"]: row for row in json.loads(out.stdout)}
+
+
+def hours(seconds):
+    return f"{seconds / 3600:.1f}"
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    binary, extra = sys.argv[1], sys.argv[2:]
+    jobs = list(workloads())
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda job: run(binary, extra, job[1]), jobs))
+    held = [0] * 5
+    with_urgent = 0
+    print("| workload | util cuttle / hol / greedy | idle cuttle / hol | 5-node max cuttle / legacy "
+          "| max wait / bound | urgent p95 cuttle / hol | goals 1 2 3 4 5 |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, _), rows in zip(jobs, results):
+        cuttle, hol, legacy = rows["cuttle"], rows["head-of-line"], rows["legacy-workers"]
+        biggest = max(cuttle["wait_s"]["by_nodes"], key=int)
+        big_c = cuttle["wait_s"]["by_nodes"][biggest]["max"]
+        big_l = legacy["wait_s"]["by_nodes"][biggest]["max"]
+        urgent_c = cuttle["wait_s"]["by_priority"].get("urgent")
+        urgent_h = hol["wait_s"]["by_priority"].get("urgent")
+        goals = [
+            cuttle["utilization"] > hol["utilization"],
+            big_c < big_l,
+            cuttle["max_wait_s"] <= cuttle["wait_bound_s"],
+            cuttle["utilization"] >= 0.95 * cuttle["upper_bound_utilization"],
+            None if urgent_c is None else urgent_c["p95"] <= urgent_h["p95"],
+        ]
+        for i, goal in enumerate(goals):
+            held[i] += bool(goal)
+        with_urgent += goals[4] is not None
+        urgent = "no urgent jobs" if urgent_c is None else f"{hours(urgent_c['p95'])} / {hours(urgent_h['p95'])}"
+        marks = " ".join("–" if g is None else "Y" if g else "N" for g in goals)
+        print(f"| {name} | {cuttle['utilization']:.4f} / {hol['utilization']:.4f} / "
+              f"{cuttle['upper_bound_utilization']:.4f} | "
+              f"{cuttle['idle_while_queued_node_s'] / 3600:.0f} / {hol['idle_while_queued_node_s'] / 3600:.0f} | "
+              f"{hours(big_c)} / {hours(big_l)} | {cuttle['max_wait_s'] / 3600:.0f} / {cuttle['wait_bound_s'] / 3600:.0f} | "
+              f"{urgent} | {marks} |")
+    print()
+    print(f"held: goal 1: {held[0]} of {len(jobs)}, goal 2: {held[1]} of {len(jobs)}, "
+          f"goal 3: {held[2]} of {len(jobs)}, goal 4: {held[3]} of {len(jobs)}, "
+          f"goal 5: {held[4]} of {with_urgent}")
+
+
+if __name__ == "__main__":
+    main()
