@@ -13,12 +13,13 @@
 //!   head; it is never passed by a job that would delay its estimated start (the
 //!   *shadow time*: the earliest time enough running jobs will have ended).
 //! - **Backfill:** a later job starts now if it fits in the free nodes without touching
-//!   the slot the head has booked from its shadow time (EASY backfill: it ends before the
-//!   shadow time, or only uses nodes the head will not need then), nor the slots the next
-//!   jobs in order have booked ([`RESERVATION_DEPTH`] in all: conservative backfill, so
-//!   urgent jobs queued behind the head are not pushed back either). While any running job has outlived its estimate, estimates
-//!   are not trusted and backfill goes by time limits: a wrong history can then delay a
-//!   head once (by at most one time limit), never again and again.
+//!   the slot the head has booked from its shadow time (it ends before the shadow time,
+//!   or only uses nodes the head will not need then), nor the slots the next jobs in
+//!   order have booked ([`RESERVATION_DEPTH`] in all: conservative backfill, so urgent
+//!   jobs queued behind the head are not pushed back either, which EASY backfill, which
+//!   protects only the head, does). While any running job has outlived its estimate,
+//!   estimates are not trusted and backfill goes by time limits: a wrong history can then
+//!   delay a head once (by at most one time limit), never again and again.
 //! - **Never fits:** a job needing more nodes than the machine type has (minus the nodes
 //!   held back for people) is buried with the reason.
 //!
@@ -48,7 +49,7 @@ pub struct Aging {
 pub struct PolicyConfig {
     /// `None` turns aging off.
     pub aging: Option<Aging>,
-    /// EASY backfill on or off (off: strict head-of-line with reservation).
+    /// Backfill on or off (off: strict head-of-line with reservation).
     pub backfill: bool,
     /// Nodes of the machine type kept free for people (teuthology's `reserve_machines`).
     pub held_back_nodes: u32,
