@@ -90,7 +90,7 @@ pub struct FileConfig {
     pub aging: Option<bool>,
     /// Seconds per aging step (default 3600).
     pub aging_interval_s: Option<u64>,
-    /// Priority points per aging step (default 5).
+    /// Priority points per aging step (default 3).
     pub aging_step: Option<u32>,
     /// The lowest priority aging shows on beanstalkd (default 0).
     pub aging_floor: Option<u32>,
@@ -102,6 +102,10 @@ pub struct FileConfig {
     pub held_back_nodes: Option<u32>,
     /// How many reserved jobs a dispatcher plans over at once (default 32).
     pub window: Option<u32>,
+    /// Among jobs submitted together with the same priority (a suite), those with a
+    /// priority below this start their smaller jobs first, the others their biggest
+    /// first (default 1000, teuthology's default priority).
+    pub fewer_nodes_first_below: Option<u32>,
 }
 
 /// Validated settings.
@@ -202,6 +206,9 @@ impl Settings {
                 }),
                 backfill: file.backfill.unwrap_or(defaults.backfill),
                 held_back_nodes: file.held_back_nodes.unwrap_or(defaults.held_back_nodes),
+                fewer_nodes_first_below: file
+                    .fewer_nodes_first_below
+                    .unwrap_or(defaults.fewer_nodes_first_below),
             },
             window,
         };

@@ -176,6 +176,10 @@ impl Dispatcher {
                 }),
                 backfill: policy.backfill,
                 held_back_nodes: policy.held_back_nodes,
+                // Absent from an older cuttle-api: the policy's default.
+                fewer_nodes_first_below: policy
+                    .fewer_nodes_first_below
+                    .unwrap_or(cuttle_policy::TEUTHOLOGY_DEFAULT_PRIORITY),
             };
             self.window_size = usize::try_from(policy.window.max(1)).unwrap_or(32);
         }
@@ -346,7 +350,7 @@ impl Dispatcher {
             .iter()
             .map(|held| queued_job(held, now))
             .collect();
-        let Some(worst) = cuttle_policy::ordered(&queued, now, self.policy.aging)
+        let Some(worst) = cuttle_policy::ordered(&queued, now, &self.policy)
             .last()
             .map(|job| job.id)
         else {

@@ -67,8 +67,8 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
 }
 
 fn config() -> impl Strategy<Value = PolicyConfig> {
-    (any::<bool>(), any::<bool>(), 0u32..3).prop_map(|(aging, backfill, held_back_nodes)| {
-        PolicyConfig {
+    (any::<bool>(), any::<bool>(), 0u32..3, any::<u32>()).prop_map(
+        |(aging, backfill, held_back_nodes, fewer_nodes_first_below)| PolicyConfig {
             aging: aging.then_some(Aging {
                 interval_ms: 10_000,
                 step: 100,
@@ -76,8 +76,9 @@ fn config() -> impl Strategy<Value = PolicyConfig> {
             }),
             backfill,
             held_back_nodes,
-        }
-    })
+            fewer_nodes_first_below,
+        },
+    )
 }
 
 proptest! {
@@ -188,6 +189,7 @@ proptest! {
             aging: Some(aging),
             backfill,
             held_back_nodes: 0,
+            fewer_nodes_first_below: cuttle_policy::TEUTHOLOGY_DEFAULT_PRIORITY,
         };
         let max_limit = jobs.iter().map(|j| j.time_limit).max().unwrap();
         let mut submitted = vec![false; jobs.len()];

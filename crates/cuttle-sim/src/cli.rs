@@ -112,6 +112,12 @@ pub struct Cli {
     #[arg(long, value_name = "P")]
     pub aging_step: Option<u32>,
 
+    /// Suites (jobs submitted together with the same priority) with a priority below P
+    /// start their smaller jobs first, the others their biggest first, in both cuttle
+    /// strategies [default: the policy's, 1000]. 4294967295: fewer nodes first for all.
+    #[arg(long, value_name = "P")]
+    pub fewer_nodes_first_below: Option<u32>,
+
     /// Print a JSON list with one object per strategy instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -146,6 +152,9 @@ pub fn policy_config(cli: &Cli) -> PolicyConfig {
         if let Some(step) = cli.aging_step {
             aging.step = step;
         }
+    }
+    if let Some(below) = cli.fewer_nodes_first_below {
+        config.fewer_nodes_first_below = below;
     }
     config
 }
@@ -253,10 +262,14 @@ mod tests {
             "60",
             "--aging-step",
             "7",
+            "--fewer-nodes-first-below",
+            "4294967295",
         ])
         .unwrap();
-        let aging = policy_config(&cli).aging.unwrap();
+        let config = policy_config(&cli);
+        let aging = config.aging.unwrap();
         assert_eq!((aging.interval_ms, aging.step), (60_000, 7));
+        assert_eq!(config.fewer_nodes_first_below, u32::MAX);
         let default = parse(&["--workload", "w.csv"]).unwrap();
         assert_eq!(policy_config(&default), PolicyConfig::default());
         let cli = parse(&[

@@ -347,7 +347,7 @@ impl Strategy for Cuttle<'_> {
         };
         let new = key(job);
         let at = self.queue.partition_point(|&id| {
-            compare(&key(&self.jobs[id]), &new, now, self.config.aging) == Ordering::Less
+            compare(&key(&self.jobs[id]), &new, now, &self.config) == Ordering::Less
         });
         self.queue.insert(at, job.id);
     }

@@ -115,6 +115,7 @@ impl DispatchService for DispatchApi {
                     backfill: settings.policy.backfill,
                     held_back_nodes: settings.policy.held_back_nodes,
                     window: settings.window,
+                    fewer_nodes_first_below: Some(settings.policy.fewer_nodes_first_below),
                 }),
             })
         })
@@ -402,15 +403,15 @@ impl QueueService for QueueApi {
                     ))
                 })
                 .await?;
-            // The policy's order (aged priority, then fewer nodes, then older), which is
-            // the order dispatchers start them in when nodes allow.
-            let aging = self.app.settings().policy.policy.aging;
+            // The policy's order (aged priority, then within a suite, then older), which
+            // is the order dispatchers start them in when nodes allow.
+            let policy = self.app.settings().policy.policy;
             jobs.sort_by(|a, b| {
                 cuttle_policy::compare(
                     &crate::aging::as_policy(a),
                     &crate::aging::as_policy(b),
                     at.0,
-                    aging,
+                    &policy,
                 )
             });
             // beanstalkd's own view is a bonus: the queue is listed without it.
