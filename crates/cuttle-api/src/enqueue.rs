@@ -7,6 +7,10 @@
 //! re-puts) a job that a request is still putting. A job whose put failed stays `queued`
 //! with no beanstalkd id and is put again by the retry loop: an accepted job is never
 //! lost because beanstalkd blinked.
+//!
+//! Jobs are put in the policy's order, so among jobs of one priority beanstalkd's own
+//! order (first put, first out) is the order inside a suite the policy wants, and a
+//! dispatcher's look-ahead window sees a big suite's jobs in that order.
 
 use std::time::Duration;
 
@@ -18,12 +22,14 @@ use cuttle_db::Store;
 use cuttle_queue::QueueClient;
 
 use crate::App;
+use crate::aging::as_policy;
 
 #[derive(Debug)]
 pub struct Enqueuer {
     store: Store,
     queue: QueueClient,
     ttr: Duration,
+    policy: cuttle_policy::PolicyConfig,
     lock: Mutex<()>,
 }
 
@@ -40,11 +46,17 @@ pub struct Enqueued {
 }
 
 impl Enqueuer {
-    pub fn new(store: Store, queue: QueueClient, ttr: Duration) -> Enqueuer {
+    pub fn new(
+        store: Store,
+        queue: QueueClient,
+        ttr: Duration,
+        policy: cuttle_policy::PolicyConfig,
+    ) -> Enqueuer {
         Enqueuer {
             store,
             queue,
             ttr,
+            policy,
             lock: Mutex::new(()),
         }
     }
@@ -53,11 +65,15 @@ impl Enqueuer {
         EnqueueGuard(self.lock.lock().await)
     }
 
-    /// Puts `jobs` (already recorded) on their tubes in order and records their ids.
-    /// Stops at the first failed put; the rest stay pending for the retry loop.
+    /// Puts `jobs` (already recorded) on their tubes in the policy's order and records
+    /// their ids. Stops at the first failed put; the rest stay pending for the retry loop.
     pub async fn put_all(&self, _guard: &EnqueueGuard<'_>, jobs: &[Job]) -> Enqueued {
         let mut outcome = Enqueued::default();
-        for job in jobs {
+        // The order between two jobs never changes with time, so any instant will do.
+        let mut ordered: Vec<&Job> = jobs.iter().collect();
+        ordered
+            .sort_by(|a, b| cuttle_policy::compare(&as_policy(a), &as_policy(b), 0, &self.policy));
+        for job in ordered {
             let put = self
                 .queue
                 .put(

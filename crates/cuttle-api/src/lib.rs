@@ -66,7 +66,12 @@ impl App {
         tracing::info!(database = %settings.db, "database ready");
         let admin = auth::AdminToken::load_or_create(&settings.admin_token_file)?;
         let queue = QueueClient::new(&settings.beanstalk);
-        let enqueuer = enqueue::Enqueuer::new(store.clone(), queue.clone(), settings.job_ttr);
+        let enqueuer = enqueue::Enqueuer::new(
+            store.clone(),
+            queue.clone(),
+            settings.job_ttr,
+            settings.policy.policy,
+        );
         Ok(App {
             inner: Arc::new(Inner {
                 settings,

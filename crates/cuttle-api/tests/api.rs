@@ -209,6 +209,37 @@ async fn scheduling_puts_teuthology_bodies_with_their_priorities_postgres() {
     scheduling_puts_teuthology_bodies_with_their_priorities(Db::Postgres).await;
 }
 
+/// beanstalkd hands out jobs of one priority first put, first out: a run's jobs are put
+/// in the order the policy wants inside a suite, so a dispatcher's window sees them so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suite_is_put_in_the_policys_order_biggest_first_unless_urgent() {
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 5).await;
+    let mut runs = lab.runs().await;
+    let sizes = [1, 5, 2, 3, 1];
+    for (priority, expected) in [(1000, [5, 3, 2, 1, 1]), (50, [1, 1, 2, 3, 5])] {
+        let request = run_request(
+            &format!("suite-{priority}"),
+            sizes.iter().map(|&n| smithi_job(priority, n)).collect(),
+        );
+        let created = runs.create_run(request).await.unwrap().into_inner();
+        // Creation order is the request's order; the put order is the policy's.
+        let created_sizes: Vec<u32> = created.jobs.iter().map(|j| j.n_nodes).collect();
+        assert_eq!(created_sizes, sizes);
+        let mut by_put: Vec<(u64, u32, i64)> = created
+            .jobs
+            .iter()
+            .map(|j| (j.beanstalk_id.unwrap(), j.n_nodes, j.id))
+            .collect();
+        by_put.sort_unstable();
+        let sizes_put: Vec<u32> = by_put.iter().map(|&(_, n, _)| n).collect();
+        assert_eq!(sizes_put, expected, "priority {priority}");
+        // Equal sizes keep their creation order.
+        let ones: Vec<i64> = by_put.iter().filter(|j| j.1 == 1).map(|j| j.2).collect();
+        assert!(ones[0] < ones[1], "priority {priority}: {by_put:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_config_file_is_kept_and_its_keys_fill_the_gaps() {
     let lab = Lab::start(Db::Sqlite).await;
