@@ -71,7 +71,7 @@ pub async fn age_queued_jobs(app: &App, limit: i64) {
     let Some(aging) = app.settings().policy.policy.aging else {
         return;
     };
-    let copies = match app.db(move |store| store.queued_copies(limit)).await {
+    let mut copies = match app.db(move |store| store.queued_copies(limit)).await {
         Ok(copies) => copies,
         Err(status) => {
             tracing::warn!(detail = status.message(), "cannot list queued jobs to age");
@@ -79,6 +79,12 @@ pub async fn age_queued_jobs(app: &App, limit: i64) {
         }
     };
     let at = now();
+    // Copies are put again in the policy's order: beanstalkd serves equal priorities
+    // first put, first out, so a suite keeps its order inside once aged.
+    let policy = app.settings().policy.policy;
+    copies.sort_by(|(a, _), (b, _)| {
+        cuttle_policy::compare(&as_policy(a), &as_policy(b), at.0, &policy)
+    });
     let mut aged = 0;
     for (job, live) in copies {
         let effective = cuttle_policy::effective_priority(&as_policy(&job), at.0, Some(aging));

@@ -69,10 +69,10 @@ impl Enqueuer {
     /// their ids. Stops at the first failed put; the rest stay pending for the retry loop.
     pub async fn put_all(&self, _guard: &EnqueueGuard<'_>, jobs: &[Job]) -> Enqueued {
         let mut outcome = Enqueued::default();
-        // The order between two jobs never changes with time, so any instant will do.
+        let at = crate::now().0;
         let mut ordered: Vec<&Job> = jobs.iter().collect();
         ordered
-            .sort_by(|a, b| cuttle_policy::compare(&as_policy(a), &as_policy(b), 0, &self.policy));
+            .sort_by(|a, b| cuttle_policy::compare(&as_policy(a), &as_policy(b), at, &self.policy));
         for job in ordered {
             let put = self
                 .queue

@@ -358,9 +358,9 @@ pub enum QueueCommand {
         long_about = "Show the queue (beanstalkd tube) of machine type TYPE: whether it \
 is paused and by whom, which dispatcher holds its lease (host and pid), beanstalkd's own \
 ready/reserved/buried counts, and the jobs waiting on it (queued, or reserved by a dispatcher \
-that has not started them yet), most urgent first: by aged priority, then within a suite \
-(smaller jobs first below priority 1000, biggest first otherwise), then older. AGE is how \
-long ago the job was scheduled."
+that has not started them yet), most urgent first: by aged priority, then older, then \
+within a suite (smaller jobs first below cuttle-api's fewer_nodes_first_below, 1000 by \
+default; biggest first otherwise). AGE is how long ago the job was scheduled."
     )]
     List(QueueListArgs),
     /// Pause a machine type's queue: no new jobs are dispatched; running jobs continue.

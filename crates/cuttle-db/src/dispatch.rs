@@ -223,14 +223,21 @@ fn ended() -> Vec<&'static str> {
         .collect()
 }
 
-fn not_lease_holder(tube: &Tube, holder: &str, now: UnixMillis) -> DbError {
-    DbError::NotLeaseHolder {
+/// Refuses `holder` unless it holds `tube`'s live lease.
+fn check_lease_holder(tube: &Tube, holder: &str, now: UnixMillis) -> Result<(), DbError> {
+    if tube
+        .live_lease(now)
+        .is_some_and(|lease| lease.holder == holder)
+    {
+        return Ok(());
+    }
+    Err(DbError::NotLeaseHolder {
         machine_type: tube.machine_type.clone(),
         holder: holder.to_owned(),
         current: tube
             .live_lease(now)
             .map(|lease| format!("{} (pid {} on {})", lease.holder, lease.pid, lease.host)),
-    }
+    })
 }
 
 impl Store {
@@ -354,12 +361,7 @@ impl Store {
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
             let tube_row = c.load_tube(tube, now)?;
-            if tube_row
-                .live_lease(now)
-                .is_none_or(|lease| lease.holder != holder)
-            {
-                return Err(not_lease_holder(&tube_row, holder, now));
-            }
+            check_lease_holder(&tube_row, holder, now)?;
             let job = c.load_job(job_id)?;
             let total: i64 = nodes::table
                 .filter(nodes::machine_type.eq(tube.as_str()))
@@ -536,10 +538,12 @@ impl Store {
     /// Ended jobs of `machine_type` that still hold nodes and whose supervisor has not
     /// heartbeaten for `grace_ms` (it died, or the job was killed while it was lost), at
     /// most `limit`. Each returned job's heartbeat is set to `now`, which claims its release
-    /// for the caller for another `grace_ms`.
+    /// for the caller for another `grace_ms`. Refused if `holder` does not hold the
+    /// tube's lease: only the tube's dispatcher runs its releases.
     pub fn claim_releases(
         &self,
         machine_type: &MachineType,
+        holder: &str,
         grace_ms: i64,
         limit: i64,
         now: UnixMillis,
@@ -547,6 +551,8 @@ impl Store {
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
+            let tube_row = c.load_tube(machine_type, now)?;
+            check_lease_holder(&tube_row, holder, now)?;
             let cutoff = now.0 - grace_ms;
             let job_ids: Vec<i64> = nodes::table
                 .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))

@@ -568,11 +568,17 @@ on_both_backends! {
         let report = store.reap(60_000, late).unwrap();
         assert_eq!(report.supervisor_lost.len(), 1);
         assert_eq!(store.get_job(jobs[0]).unwrap().0.status, JobStatus::Dead);
-        let pending = store.claim_releases(&smithi(), 60_000, 10, late).unwrap();
+        // Only the tube's dispatcher runs releases: d1's lease has lapsed, d2 took it.
+        assert!(matches!(
+            store.claim_releases(&smithi(), "d1", 60_000, 10, late),
+            Err(DbError::NotLeaseHolder { .. })
+        ));
+        store.acquire_lease(&lease("d2"), late).unwrap();
+        let pending = store.claim_releases(&smithi(), "d2", 60_000, 10, late).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].nodes.len(), 2);
         // Claimed: nobody else gets it for another grace.
-        assert!(store.claim_releases(&smithi(), 60_000, 10, late).unwrap().is_empty());
+        assert!(store.claim_releases(&smithi(), "d2", 60_000, 10, late).unwrap().is_empty());
     }
 
     fn kill_ends_every_living_job_once_and_no_node_is_locked_for_it_after(store: &Store) {

@@ -176,10 +176,9 @@ impl Dispatcher {
                 }),
                 backfill: policy.backfill,
                 held_back_nodes: policy.held_back_nodes,
-                // Absent from an older cuttle-api: the policy's default.
-                fewer_nodes_first_below: policy
-                    .fewer_nodes_first_below
-                    .unwrap_or(cuttle_policy::TEUTHOLOGY_DEFAULT_PRIORITY),
+                // Absent: an older cuttle-api, which orders every suite fewer nodes
+                // first; follow it, so its queue list stays true.
+                fewer_nodes_first_below: policy.fewer_nodes_first_below.unwrap_or(u32::MAX),
             };
             self.window_size = usize::try_from(policy.window.max(1)).unwrap_or(32);
         }

@@ -245,6 +245,30 @@ impl Lab {
             .unwrap();
     }
 
+    /// One run of jobs of the given sizes, submitted together (a suite).
+    fn schedule_suite(&self, name: &str, priority: u32, sizes: &[u32], config_yaml: &str) {
+        let jobs = sizes
+            .iter()
+            .map(|&n_nodes| v1::JobSpec {
+                machine_type: TUBE.into(),
+                priority: Some(priority),
+                n_nodes: Some(n_nodes),
+                time_limit_s: Some(60),
+                config_yaml: config_yaml.into(),
+                description: format!("{name} job of {n_nodes} nodes"),
+                ..Default::default()
+            })
+            .collect();
+        self.runtime
+            .block_on(self.runs().create_run(v1::CreateRunRequest {
+                name: name.into(),
+                owner: "alice".into(),
+                jobs,
+                ..Default::default()
+            }))
+            .unwrap();
+    }
+
     fn run_jobs(&self, name: &str) -> Vec<v1::Job> {
         self.runtime
             .block_on(self.runs().get_run(v1::GetRunRequest { name: name.into() }))
@@ -947,5 +971,38 @@ fn the_real_dispatcher_starts_jobs_in_the_simulators_order() {
             "at simulated t={at} ms the simulator starts {group:?}; the real order was {real_order:?} (simulated: {by_instant:?})"
         );
         position += group.len();
+    }
+}
+
+/// Inside a suite the real daemons follow the policy's order: urgent work starts its
+/// smaller jobs first, other work its biggest first (`suite_rank`).
+#[test]
+fn a_suite_starts_its_biggest_job_first_unless_it_is_urgent() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 3,
+        ..LabOptions::default()
+    });
+    lab.dispatcher(false);
+    for (run, priority) in [("urgent", 50), ("nightly", 1000)] {
+        pause(&lab, true);
+        lab.schedule_suite(run, priority, &[1, 3, 2], "runtime: 0.5\n");
+        pause(&lab, false);
+        lab.wait_for(&format!("{run} to end"), Duration::from_secs(60), |lab| {
+            lab.all_ended(run)
+        });
+        let jobs = lab.run_jobs(run);
+        let started = |n: u32| {
+            jobs.iter()
+                .find(|j| j.n_nodes == n)
+                .and_then(|j| j.started_at_ms)
+                .unwrap()
+        };
+        if priority < 1000 {
+            // 1 + 2 nodes fill the lab at once; the 3-node job waits for them.
+            assert!(started(3) > started(1).max(started(2)), "{run}: {jobs:#?}");
+        } else {
+            // The 3-node job takes the lab first; the others follow it.
+            assert!(started(3) < started(1).min(started(2)), "{run}: {jobs:#?}");
+        }
     }
 }

@@ -1,13 +1,14 @@
 //! cuttle's scheduling policy: which queued jobs of one machine type start now, as a pure
 //! function of a snapshot. The real dispatcher and `cuttle-sim` call the same [`plan`].
 //!
-//! - **Order:** aged priority (lower first), then within a suite, then older. Aging is
+//! - **Order:** aged priority (lower first), then older, then within a suite. Aging is
 //!   continuous in the order: a job's key is `priority × interval − step × waited`, so a
-//!   job that waited longer gains on every later one, without bound, and two jobs tie only
-//!   when they were submitted together with the same priority. This is what bounds every
-//!   wait: once a job's key reaches 0 no job submitted later can pass it. Tied jobs (a
-//!   suite) go smaller first if their priority is below teuthology's default, biggest
-//!   first otherwise ([`suite_rank`]; the design brief said fewer nodes first for all).
+//!   job that waited longer gains on every later one, without bound, and two jobs of one
+//!   priority tie only when they were submitted together. This is what bounds every
+//!   wait: once a job's key reaches 0 no job submitted later can pass it. Jobs submitted
+//!   together (a suite) go smaller first if their priority is below teuthology's default,
+//!   biggest first otherwise ([`suite_rank`]; the design brief said fewer nodes first, and
+//!   before older, for all).
 //! - **Aging on beanstalkd:** the priority shown there drops by `step` every `interval`
 //!   a job waits, down to `floor` (beanstalkd priorities cannot go below 0).
 //! - **Head-of-line reservation:** the first job in order that does not fit becomes the
@@ -210,13 +211,15 @@ pub fn suite_rank(job: &QueuedJob, config: &PolicyConfig) -> i64 {
     }
 }
 
-/// The dispatch order at `now`: aged priority ([`aging_key`]), then the order within a
-/// suite ([`suite_rank`]), then older, then id.
+/// The dispatch order at `now`: aged priority ([`aging_key`]), then older, then the
+/// order within a suite ([`suite_rank`]), then id. With aging on, jobs of one priority
+/// tie on the key only if submitted together, so "older" first matters only with aging
+/// off, where it keeps the suite rule inside a suite.
 pub fn compare(a: &QueuedJob, b: &QueuedJob, now: i64, config: &PolicyConfig) -> Ordering {
     aging_key(a, now, config.aging)
         .cmp(&aging_key(b, now, config.aging))
-        .then(suite_rank(a, config).cmp(&suite_rank(b, config)))
         .then(a.submitted_at.cmp(&b.submitted_at))
+        .then(suite_rank(a, config).cmp(&suite_rank(b, config)))
         .then(a.id.cmp(&b.id))
 }
 
@@ -486,7 +489,7 @@ mod tests {
     const HOUR: i64 = 3_600_000;
 
     #[test]
-    fn order_is_priority_then_the_suite_rank_then_older() {
+    fn order_is_priority_then_older_then_the_suite_rank() {
         let no_aging = PolicyConfig {
             aging: None,
             ..PolicyConfig::default()
@@ -497,12 +500,13 @@ mod tests {
             job(3, 500, 5, 9, HOUR),
             job(4, 1000, 1, 1, HOUR),
             job(5, 500, 2, 9, HOUR),
+            job(6, 1000, 2, 1, HOUR),
         ];
         let order: Vec<u64> = ordered(&jobs, 10, &no_aging).iter().map(|j| j.id).collect();
-        // Priority 500 (below 1000): fewer nodes first. Priority 1000: more nodes first,
-        // then older.
-        assert_eq!(order, [5, 3, 1, 4, 2]);
-        // The brief's order, fewer nodes first for every priority, is one setting away.
+        // Priority 500 (below 1000), submitted together: fewer nodes first. Priority
+        // 1000: older first, and among jobs submitted together more nodes first.
+        assert_eq!(order, [5, 3, 1, 6, 4, 2]);
+        // Fewer nodes first for every priority is one setting away.
         let fewer_first = PolicyConfig {
             fewer_nodes_first_below: u32::MAX,
             ..no_aging
@@ -511,7 +515,7 @@ mod tests {
             .iter()
             .map(|j| j.id)
             .collect();
-        assert_eq!(order, [5, 3, 4, 2, 1]);
+        assert_eq!(order, [5, 3, 1, 4, 6, 2]);
     }
 
     #[test]

@@ -107,8 +107,8 @@ fn cuttle_reaches_95_percent_of_the_greedy_upper_bound() {
 }
 
 /// Utilization counts the lab while jobs wait (see `metrics::utilization`); divided by the
-/// makespan instead, cuttle lost this by 0.001 (0.968 against 0.969) to a hung 5-hour
-/// job it happened to start 25 minutes later than head-of-line as the queue drained.
+/// makespan instead, cuttle loses this (0.967 against 0.969) to whichever long runs
+/// happen to start last as the queue drains (docs/simulator.md, Finding 1).
 #[test]
 fn cuttle_utilization_beats_head_of_line() {
     let (cuttle, hol) = (row("cuttle"), row("head-of-line"));
@@ -133,7 +133,7 @@ fn cuttle_biggest_jobs_wait_less_than_under_legacy_workers() {
     );
 }
 
-/// Held since aging went from 10 to 5 points an hour (at 10, cuttle 21513 s against
+/// Held since aging went from 10 points an hour to 5 (now 3; at 10, cuttle 21513 s against
 /// head-of-line's 9165 s: day-old priority-100 suites ranked with fresh urgent work).
 #[test]
 fn cuttle_urgent_p95_wait_is_no_worse_than_head_of_line() {

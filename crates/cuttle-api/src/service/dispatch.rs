@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use cuttle_core::dispatch::{Claim, SupervisorRef};
 use cuttle_core::{InvalidInput, JobId, LockRequest, MachineType, Owner, Priority};
-use cuttle_db::{DbError, LeaseRequest};
+use cuttle_db::LeaseRequest;
 use cuttle_proto::convert::tube_to_proto;
 use cuttle_proto::v1::dispatch_service_server::DispatchService;
 use cuttle_proto::v1::queue_service_server::QueueService;
@@ -340,17 +340,7 @@ impl DispatchService for DispatchApi {
             let at = now();
             let pending = self
                 .app
-                .db(move |store| {
-                    let current = store.get_tube(&tube, at)?;
-                    if current.live_lease(at).is_none_or(|lease| lease.holder != holder) {
-                        return Err(DbError::NotLeaseHolder {
-                            machine_type: tube,
-                            holder,
-                            current: current.live_lease(at).map(|lease| lease.holder.clone()),
-                        });
-                    }
-                    store.claim_releases(&tube, grace_ms, limit.into(), at)
-                })
+                .db(move |store| store.claim_releases(&tube, &holder, grace_ms, limit.into(), at))
                 .await?;
             let mut releases = Vec::with_capacity(pending.len());
             for release in pending {
