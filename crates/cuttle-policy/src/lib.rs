@@ -17,9 +17,9 @@
 //! - **Backfill:** a later job starts now if it fits in the free nodes without touching
 //!   the slot the head has booked from its shadow time (it ends before the shadow time,
 //!   or only uses nodes the head will not need then), nor the slots the next jobs in
-//!   order have booked ([`RESERVATION_DEPTH`] in all: conservative backfill, so urgent
-//!   jobs queued behind the head are not pushed back either, which EASY backfill, which
-//!   protects only the head, does). While any running job has outlived its estimate,
+//!   order have booked ([`RESERVATION_DEPTH`] in all: conservative backfill; EASY
+//!   backfill protects only the head and pushed back urgent jobs queued behind it).
+//!   While any running job has outlived its estimate,
 //!   estimates are not trusted and backfill goes by time limits: a wrong history can then
 //!   delay a head once (by at most one time limit), never again and again.
 //! - **Never fits:** a job needing more nodes than the machine type has (minus the nodes

@@ -393,7 +393,7 @@ impl QueueService for QueueApi {
                     ))
                 })
                 .await?;
-            // The policy's order (aged priority, then within a suite, then older), which
+            // The policy's order (aged priority, then older, then within a suite), which
             // is the order dispatchers start them in when nodes allow.
             let policy = self.app.settings().policy.policy;
             jobs.sort_by(|a, b| {
