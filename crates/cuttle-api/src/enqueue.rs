@@ -133,6 +133,23 @@ impl BeanstalkdInstance {
     }
 }
 
+/// Asks beanstalkd for copy `beanstalk_id` of queued job `job_id`; if it has none
+/// (`stats-job` answers NOT_FOUND: it restarted without its binlog), forgets the id so the
+/// retry loop puts the job again. `Some(true)` if forgotten, `Some(false)` if the copy is
+/// there (or the job moved on), `None` if beanstalkd could not be asked.
+pub async fn forget_lost_copy(app: &App, job_id: JobId, beanstalk_id: u64) -> Option<bool> {
+    match app.queue().stats_job(beanstalk_id).await {
+        Ok(_) => Some(false),
+        Err(cuttle_queue::QueueError::Refused { .. }) => {
+            let forget = app
+                .db(move |store| store.forget_beanstalk_id(job_id, beanstalk_id))
+                .await;
+            Some(matches!(forget, Ok(true)))
+        }
+        Err(_) => None,
+    }
+}
+
 /// After beanstalkd restarted: every queued job whose copy beanstalkd no longer has
 /// (`stats-job` answers NOT_FOUND) has its id forgotten, so the retry loop puts it again.
 /// Returns how many were forgotten.
@@ -158,18 +175,11 @@ async fn reconcile(app: &App) -> usize {
         };
         after = last;
         for (job_id, beanstalk_id) in page {
-            match app.queue().stats_job(beanstalk_id).await {
-                Ok(_) => {}
-                Err(cuttle_queue::QueueError::Refused { .. }) => {
-                    let forget = app
-                        .db(move |store| store.forget_beanstalk_id(job_id, beanstalk_id))
-                        .await;
-                    if matches!(forget, Ok(true)) {
-                        forgotten += 1;
-                    }
-                }
+            match forget_lost_copy(app, job_id, beanstalk_id).await {
+                Some(true) => forgotten += 1,
+                Some(false) => {}
                 // Unreachable again: try at the next restart check.
-                Err(_) => return forgotten,
+                None => return forgotten,
             }
         }
     }

@@ -8,7 +8,25 @@
 
 use tokio_util::sync::CancellationToken;
 
+use cuttle_core::JobId;
+
 use crate::{App, now};
+
+/// A requeued job's copy was reserved by the lost dispatcher; beanstalkd makes it ready
+/// again when that connection closes, unless beanstalkd itself restarted without its
+/// binlog meanwhile and lost it. Then the record's id names nothing and the job would
+/// wait forever: forget the id, so the enqueue loop puts the job again.
+async fn put_again_if_lost(app: &App, job_id: JobId) {
+    let Ok((job, _)) = app.db(move |store| store.get_job(job_id)).await else {
+        return;
+    };
+    let Some(beanstalk_id) = job.beanstalk_id else {
+        return;
+    };
+    if crate::enqueue::forget_lost_copy(app, job_id, beanstalk_id).await == Some(true) {
+        tracing::warn!(%job_id, beanstalk_id, "beanstalkd lost the requeued job's copy; it is put again");
+    }
+}
 
 /// Runs reaper passes until `shutdown` is cancelled.
 pub async fn reap_loop(app: App, shutdown: CancellationToken) {
@@ -30,8 +48,9 @@ pub async fn reap_loop(app: App, shutdown: CancellationToken) {
                 for (job_id, reason) in &report.supervisor_lost {
                     tracing::warn!(%job_id, %reason, "job dead: supervisor lost");
                 }
-                for job_id in &report.requeued {
+                for &job_id in &report.requeued {
                     tracing::warn!(%job_id, "job requeued: its dispatcher lost the lease before starting it");
+                    put_again_if_lost(&app, job_id).await;
                 }
                 if !report.freed_nodes.is_empty() {
                     let nodes: Vec<String> =

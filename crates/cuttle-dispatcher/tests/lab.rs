@@ -1006,3 +1006,56 @@ fn a_suite_starts_its_biggest_job_first_unless_it_is_urgent() {
         }
     }
 }
+
+/// A job waiting in a dispatcher's window when beanstalkd restarts without its binlog
+/// (its copy is lost) still runs: from that dispatcher's window if it lives, or, if it
+/// dies, because the reaper requeues the job, finds no copy and has it put again.
+fn a_waiting_job_whose_copy_beanstalkd_lost_still_runs(dispatcher_dies: bool) {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 1,
+        ..LabOptions::default()
+    });
+    lab.schedule_at("blocker", "runtime: 3\n", 1, 1, None, 10);
+    let first = lab.dispatcher(false);
+    lab.wait_for("the blocker to run", Duration::from_secs(30), |lab| {
+        status(&lab.run_jobs("blocker")[0]) == JobStatus::Running
+    });
+    lab.schedule_at("waiter", "runtime: 0.2\n", 1, 1, None, 1000);
+    lab.wait_for(
+        "the waiter to wait in the window",
+        Duration::from_secs(30),
+        |lab| status(&lab.run_jobs("waiter")[0]) == JobStatus::Waiting,
+    );
+    // An empty beanstalkd on the same port: what a restart without -b leaves.
+    let port = lab.beanstalkd.addr().port();
+    drop(std::mem::replace(&mut lab.beanstalkd, Beanstalkd::start()));
+    lab.beanstalkd = Beanstalkd::start_on(port);
+    if dispatcher_dies {
+        Lab::kill_9(lab.dispatchers[first].id());
+        let _ = lab.dispatchers[first].wait();
+        lab.dispatcher(false);
+    }
+    lab.wait_for("both jobs to end", Duration::from_secs(60), |lab| {
+        lab.all_ended("blocker") && lab.all_ended("waiter")
+    });
+    let waiter = &lab.run_jobs("waiter")[0];
+    assert_eq!(status(waiter), JobStatus::Pass, "{waiter:#?}");
+    // Run once: exactly one terminal event.
+    let ends = lab
+        .job(waiter.id)
+        .events
+        .iter()
+        .filter(|event| status_from_proto(event.to).is_some_and(JobStatus::is_terminal))
+        .count();
+    assert_eq!(ends, 1);
+}
+
+#[test]
+fn a_waiting_job_whose_copy_beanstalkd_lost_runs_from_the_window() {
+    a_waiting_job_whose_copy_beanstalkd_lost_still_runs(false);
+}
+
+#[test]
+fn a_waiting_job_whose_copy_beanstalkd_lost_runs_after_its_dispatcher_died() {
+    a_waiting_job_whose_copy_beanstalkd_lost_still_runs(true);
+}
