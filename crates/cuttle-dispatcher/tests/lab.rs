@@ -514,6 +514,26 @@ fn a_lost_supervisor_is_reaped_and_its_nodes_come_back() {
     let job = lab.run_jobs("lost").remove(0);
     assert_eq!(job.nodes.len(), 2);
     assert!(job.supervisor_pid > 0);
+    let record = lab
+        .archive()
+        .join("lost")
+        .join(job.id.to_string())
+        .join("runner.pid");
+    let runner_pid: u32 = std::fs::read_to_string(&record)
+        .expect("the supervisor names its runner")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat[stat.rfind(')').unwrap() + 1..]
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(alive(runner_pid));
     Lab::kill_9(job.supervisor_pid);
     let killed_at = Instant::now();
     lab.wait_for("the job to be reaped", Duration::from_secs(15), |lab| {
@@ -530,15 +550,12 @@ fn a_lost_supervisor_is_reaped_and_its_nodes_come_back() {
     lab.wait_for("its nodes to come back", Duration::from_secs(15), |lab| {
         lab.locked_nodes().is_empty()
     });
-    // The simulated runner was orphaned with its supervisor; a real lab's nuke cleans the
-    // node, here we end it ourselves.
-    let _ = Command::new("pkill")
-        .args([
-            "-KILL",
-            "-f",
-            &lab.archive().join("lost").display().to_string(),
-        ])
-        .status();
+    // The release ended the runner the dead supervisor left running on those nodes.
+    assert!(
+        !alive(runner_pid),
+        "runner {runner_pid} outlived the release"
+    );
+    assert!(!record.exists());
 }
 
 /// A standby dispatcher never dispatches while the active one lives, and takes over

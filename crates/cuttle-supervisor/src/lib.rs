@@ -268,11 +268,17 @@ async fn run_job(
         }
     };
     tracing::info!(job_id = job.id, pid = runner.id(), limit_s, runner = %argv.join(" "), "runner started");
+    // Names the runner for `--release` in case this supervisor dies before ending it.
+    let record = archive.join(process::RUNNER_RECORD);
+    if let Some(pid) = runner.id() {
+        process::record_runner(&record, pid);
+    }
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     let stopped_because = loop {
         tokio::select! {
             exit = runner.wait() => {
+                let _ = std::fs::remove_file(&record);
                 return Verdict { report: Some(match exit {
                     Ok(status) if status.success() => (JobStatus::Pass, String::new()),
                     Ok(status) => (JobStatus::Fail, format!("runner {}", process::describe_exit(status))),
@@ -314,6 +320,7 @@ async fn run_job(
         }
     }
     process::end_group(&mut runner, kill_grace).await;
+    let _ = std::fs::remove_file(&record);
     tracing::info!(job_id = job.id, "runner ended");
     Verdict {
         report: stopped_because,
@@ -447,6 +454,18 @@ pub async fn release_only(api: Api, lab: LabConfig, job_id: i64) -> anyhow::Resu
     std::fs::create_dir_all(&archive)
         .with_context(|| format!("cannot create the job archive {}", archive.display()))?;
     tracing::info!(job_id, status = cuttle_proto::convert::status_name(job.status), nodes = %job.nodes.join(","), "releasing the nodes of an ended job");
+    // A supervisor that died left its runner running on the nodes: end it first (on this
+    // host; a runner on another host is left to the nuke).
+    let record = archive.join(process::RUNNER_RECORD);
+    if let Some(pid) =
+        process::end_recorded_runner(&record, Duration::from_millis(lab.kill_grace_ms)).await
+    {
+        tracing::warn!(
+            job_id,
+            pid,
+            "ended the runner its lost supervisor left running"
+        );
+    }
     let beat_stop = CancellationToken::new();
     let _statuses = start_heartbeat(
         api.clone(),

@@ -76,6 +76,62 @@ pub fn spawn_in_group(argv: &[String], log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot run {program}"))
 }
 
+/// The file in a job's archive naming its running runner (`PID STARTTIME`), written when
+/// the runner starts and removed once it has ended. Left behind only when the supervisor
+/// died: `--release` then ends the runner it names.
+pub const RUNNER_RECORD: &str = "runner.pid";
+
+/// A live process as `/proc/PID/stat` shows it: its process group and its start time in
+/// clock ticks since boot. Together with the pid they name one process even if the pid is
+/// reused later. `None` if there is no such process or it is a zombie.
+pub fn process_identity(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+/// Parses a `/proc/PID/stat` line into (process group, start time); `None` for a zombie.
+/// The command name (field 2) is in parentheses and may hold spaces, so fields are counted
+/// after its closing one: state is field 3, pgrp 5, starttime 22.
+fn parse_stat(stat: &str) -> Option<(u32, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if *fields.first()? == "Z" {
+        return None;
+    }
+    Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// Records the runner `pid` in `record` (see [`RUNNER_RECORD`]).
+pub fn record_runner(record: &Path, pid: u32) {
+    let Some((_, started)) = process_identity(pid) else {
+        return; // Already gone: nothing could be left behind.
+    };
+    if let Err(error) = std::fs::write(record, format!("{pid} {started}\n")) {
+        tracing::warn!(pid, %error, path = %record.display(), "cannot record the runner; a lost supervisor's runner would not be ended by --release");
+    }
+}
+
+/// Ends the runner named by `record` if that very process still leads its group (a
+/// supervisor that died left it running), then removes the record. Returns its pid if it
+/// was ended.
+pub async fn end_recorded_runner(record: &Path, grace: Duration) -> Option<u32> {
+    let text = std::fs::read_to_string(record).ok()?;
+    let _ = std::fs::remove_file(record);
+    let mut words = text.split_whitespace();
+    let pid: u32 = words.next()?.parse().ok()?;
+    let started: u64 = words.next()?.parse().ok()?;
+    if process_identity(pid) != Some((pid, started)) {
+        return None; // Exited (or the pid now names another process).
+    }
+    signal_group(pid, "TERM").await;
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline && process_identity(pid).is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal_group(pid, "KILL").await;
+    Some(pid)
+}
+
 /// Sends `signal` to the process group led by `pid`.
 async fn signal_group(pid: u32, signal: &str) {
     let sent = Command::new("kill")
@@ -133,6 +189,42 @@ pub async fn run_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines_give_the_group_and_start_time_and_zombies_none() {
+        let line = "4242 (tricky) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 rest";
+        assert_eq!(parse_stat(line), Some((4242, 987654)));
+        let zombie = "4242 (x) Z 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0";
+        assert_eq!(parse_stat(zombie), None);
+        assert_eq!(parse_stat("garbage"), None);
+        let me = std::process::id();
+        let (_, started) = process_identity(me).expect("this process is alive");
+        assert!(started > 0);
+    }
+
+    #[tokio::test]
+    async fn a_recorded_runner_is_ended_once_and_only_while_it_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join(RUNNER_RECORD);
+        let mut child = spawn_in_group(&argv(&["sleep", "30"]), &dir.path().join("log")).unwrap();
+        let pid = child.id().unwrap();
+        record_runner(&record, pid);
+        assert!(record.exists());
+        assert_eq!(
+            end_recorded_runner(&record, Duration::from_secs(2)).await,
+            Some(pid)
+        );
+        assert!(!record.exists());
+        let status = child.wait().await.unwrap();
+        assert!(!status.success());
+        // A record naming a process that is gone (or a reused pid) ends nothing.
+        std::fs::write(&record, format!("{pid} 1\n")).unwrap();
+        assert_eq!(
+            end_recorded_runner(&record, Duration::from_secs(1)).await,
+            None
+        );
+        assert!(!record.exists());
+    }
 
     fn argv(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| w.to_string()).collect()
