@@ -100,7 +100,7 @@ pub struct FileConfig {
     /// Nodes of each machine type dispatchers leave free for people (teuthology's
     /// reserve_machines; default 0).
     pub held_back_nodes: Option<u32>,
-    /// How many reserved jobs a dispatcher plans over at once (default 32).
+    /// How many reserved jobs a dispatcher plans over at once (default 256).
     pub window: Option<u32>,
     /// Among jobs submitted together with the same priority (a suite), those with a
     /// priority below this start their smaller jobs first, the others their biggest
@@ -136,7 +136,7 @@ impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings {
             policy: cuttle_policy::PolicyConfig::default(),
-            window: 32,
+            window: cuttle_policy::DEFAULT_WINDOW as u32,
         }
     }
 }
@@ -192,7 +192,9 @@ impl Settings {
             (1..=7 * 86_400).contains(&aging_interval_s),
             "invalid aging_interval_s {aging_interval_s}: use 1 to 604800 seconds"
         );
-        let window = file.window.unwrap_or(32);
+        let window = file
+            .window
+            .unwrap_or(u32::try_from(cuttle_policy::DEFAULT_WINDOW).unwrap_or(u32::MAX));
         anyhow::ensure!(
             (1..=1000).contains(&window),
             "invalid window {window}: use 1 to 1000 jobs"

@@ -137,7 +137,7 @@ impl Dispatcher {
             runs: RunServiceClient::new(channel.clone()),
             nodes: NodeServiceClient::new(channel),
             policy: PolicyConfig::default(),
-            window_size: 32,
+            window_size: cuttle_policy::DEFAULT_WINDOW,
             window: Vec::new(),
             lease_confirmed: None,
             paused: false,
@@ -180,7 +180,8 @@ impl Dispatcher {
                 // first; follow it, so its queue list stays true.
                 fewer_nodes_first_below: policy.fewer_nodes_first_below.unwrap_or(u32::MAX),
             };
-            self.window_size = usize::try_from(policy.window.max(1)).unwrap_or(32);
+            self.window_size =
+                usize::try_from(policy.window.max(1)).unwrap_or(cuttle_policy::DEFAULT_WINDOW);
         }
         let paused = response.tube.as_ref().is_some_and(|tube| tube.paused);
         if paused != self.paused && response.granted {

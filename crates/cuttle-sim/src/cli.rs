@@ -12,7 +12,7 @@ use cuttle_policy::PolicyConfig;
 
 use crate::generate::{self, GenerateConfig};
 use crate::workload::{self, Workload};
-use crate::{compare, plot, report};
+use crate::{compare_with_window, plot, report};
 
 /// The lab size when neither `--nodes` nor the workload file says one.
 pub const DEFAULT_NODES: u32 = 200;
@@ -118,6 +118,11 @@ pub struct Cli {
     #[arg(long, value_name = "P")]
     pub fewer_nodes_first_below: Option<u32>,
 
+    /// How many queued jobs the cuttle strategies plan over, in order: the dispatcher's
+    /// look-ahead window (cuttle-api's `window`) [default: 256]. 0: the whole queue.
+    #[arg(long, value_name = "N")]
+    pub window: Option<usize>,
+
     /// Print a JSON list with one object per strategy instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -210,7 +215,18 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
         )?;
         return Ok(());
     }
-    let comparison = compare(&workload, nodes, cli.workers as usize, policy_config(cli));
+    let window = match cli.window {
+        None => cuttle_policy::DEFAULT_WINDOW,
+        Some(0) => usize::MAX,
+        Some(n) => n,
+    };
+    let comparison = compare_with_window(
+        &workload,
+        nodes,
+        cli.workers as usize,
+        policy_config(cli),
+        window,
+    );
     report::warnings(&workload, &comparison, err)?;
     if cli.json {
         serde_json::to_writer_pretty(&mut *out, &comparison.summaries)
@@ -272,6 +288,9 @@ mod tests {
         assert_eq!(config.fewer_nodes_first_below, u32::MAX);
         let default = parse(&["--workload", "w.csv"]).unwrap();
         assert_eq!(policy_config(&default), PolicyConfig::default());
+        assert_eq!(default.window, None);
+        let whole = parse(&["--workload", "w.csv", "--window", "0"]).unwrap();
+        assert_eq!(whole.window, Some(0));
         let cli = parse(&[
             "--generate",
             "--seed",

@@ -42,12 +42,30 @@ pub struct Comparison {
 
 /// Runs every strategy on `workload` in a lab of `nodes` nodes, `workers` legacy workers;
 /// `cuttle` runs with `config` (`PolicyConfig::default()` unless tuning) and
-/// `cuttle-no-backfill` with the same but `backfill: false`.
+/// `cuttle-no-backfill` with the same but `backfill: false`, both over the dispatcher's
+/// default look-ahead window.
 pub fn compare(
     workload: &Workload,
     nodes: u32,
     workers: usize,
     config: PolicyConfig,
+) -> Comparison {
+    compare_with_window(
+        workload,
+        nodes,
+        workers,
+        config,
+        cuttle_policy::DEFAULT_WINDOW,
+    )
+}
+
+/// [`compare`] with the cuttle strategies planning over `window` queued jobs.
+pub fn compare_with_window(
+    workload: &Workload,
+    nodes: u32,
+    workers: usize,
+    config: PolicyConfig,
+    window: usize,
 ) -> Comparison {
     let jobs = &workload.jobs;
     let cuttle_config = PolicyConfig {
@@ -73,14 +91,14 @@ pub fn compare(
             simulate(
                 workload,
                 nodes,
-                &mut Cuttle::new(jobs, nodes, cuttle_config),
+                &mut Cuttle::new(jobs, nodes, cuttle_config).with_window(window),
             )
         });
         let no_backfill = scope.spawn(|| {
             simulate(
                 workload,
                 nodes,
-                &mut Cuttle::new(jobs, nodes, no_backfill_config),
+                &mut Cuttle::new(jobs, nodes, no_backfill_config).with_window(window),
             )
         });
         let greedy = simulate(workload, nodes, &mut Greedy::new(nodes));

@@ -229,6 +229,8 @@ pub struct Cuttle<'a> {
     /// is asked again only when that history changed: asking for every queued job at
     /// every instant dominated the run time, and the answer cannot differ.
     estimates: Vec<Option<(u64, i64)>>,
+    /// How many queued jobs, in order, `plan` sees: the dispatcher's look-ahead window.
+    window: usize,
     name: &'static str,
 }
 
@@ -254,12 +256,20 @@ impl<'a> Cuttle<'a> {
             description_of,
             history_version: vec![0; index.len()],
             estimates: vec![None; jobs.len()],
+            window: cuttle_policy::DEFAULT_WINDOW,
             name: if config.backfill {
                 CUTTLE
             } else {
                 CUTTLE_NO_BACKFILL
             },
         }
+    }
+
+    /// Plans over the first `window` queued jobs in order, as a dispatcher with that
+    /// look-ahead window does (`usize::MAX`: the whole queue).
+    pub fn with_window(mut self, window: usize) -> Self {
+        self.window = window.max(1);
+        self
     }
 
     /// `Estimator::estimate(description, time_limit)`, or the time limit for a job
@@ -282,8 +292,11 @@ impl<'a> Cuttle<'a> {
 
     /// What the dispatcher would gather at `now_ms`.
     pub fn snapshot(&mut self, now_ms: i64, free_nodes: u32) -> Snapshot {
-        let mut queued = Vec::with_capacity(self.queue.len());
-        for i in 0..self.queue.len() {
+        // The dispatcher holds at most `window` jobs, the most urgent ones: beanstalkd's
+        // order is the policy's up to the put order of jobs whose aged priority ties.
+        let seen = self.queue.len().min(self.window);
+        let mut queued = Vec::with_capacity(seen);
+        for i in 0..seen {
             let id = self.queue[i];
             let job = &self.jobs[id];
             queued.push(QueuedJob {
