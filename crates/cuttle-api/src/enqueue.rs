@@ -133,14 +133,20 @@ impl BeanstalkdInstance {
     }
 }
 
-/// Asks beanstalkd for copy `beanstalk_id` of queued job `job_id`; if it has none
-/// (`stats-job` answers NOT_FOUND: it restarted without its binlog), forgets the id so the
-/// retry loop puts the job again. `Some(true)` if forgotten, `Some(false)` if the copy is
-/// there (or the job moved on), `None` if beanstalkd could not be asked.
-pub async fn forget_lost_copy(app: &App, job_id: JobId, beanstalk_id: u64) -> Option<bool> {
-    match app.queue().stats_job(beanstalk_id).await {
-        Ok(_) => Some(false),
-        Err(cuttle_queue::QueueError::Refused { .. }) => {
+/// Asks beanstalkd for copy `beanstalk_id` of job `job_id`, which was put with `body`. If
+/// beanstalkd has no such job, or that id now holds another body (a beanstalkd restarted
+/// without its binlog numbers jobs from 1 again), the copy is lost: the id is forgotten so
+/// the retry loop puts the job again. `Some(true)` if forgotten, `Some(false)` if the copy
+/// is there (or the job moved on), `None` if beanstalkd could not be asked.
+pub async fn forget_lost_copy(
+    app: &App,
+    job_id: JobId,
+    beanstalk_id: u64,
+    body: &str,
+) -> Option<bool> {
+    match app.queue().peek(beanstalk_id).await {
+        Ok(Some(found)) if found == body.as_bytes() => Some(false),
+        Ok(_) => {
             let forget = app
                 .db(move |store| store.forget_beanstalk_id(job_id, beanstalk_id))
                 .await;
@@ -150,15 +156,16 @@ pub async fn forget_lost_copy(app: &App, job_id: JobId, beanstalk_id: u64) -> Op
     }
 }
 
-/// After beanstalkd restarted: every queued job whose copy beanstalkd no longer has
-/// (`stats-job` answers NOT_FOUND) has its id forgotten, so the retry loop puts it again.
+/// After beanstalkd restarted: every queued or waiting job whose copy beanstalkd no longer
+/// has ([`forget_lost_copy`]) has its id forgotten, so the retry loop puts it again once it
+/// is queued.
 /// Returns how many were forgotten.
 async fn reconcile(app: &App) -> usize {
     let mut forgotten = 0;
     let mut after = JobId(0);
     loop {
         let page = match app
-            .db(move |store| store.queued_with_beanstalk_ids(after, 500))
+            .db(move |store| store.unstarted_with_beanstalk_ids(after, 500))
             .await
         {
             Ok(page) => page,
@@ -170,12 +177,12 @@ async fn reconcile(app: &App) -> usize {
                 return forgotten;
             }
         };
-        let Some(&(last, _)) = page.last() else {
+        let Some(&(last, _, _)) = page.last() else {
             return forgotten;
         };
         after = last;
-        for (job_id, beanstalk_id) in page {
-            match forget_lost_copy(app, job_id, beanstalk_id).await {
+        for (job_id, beanstalk_id, body) in page {
+            match forget_lost_copy(app, job_id, beanstalk_id, &body).await {
                 Some(true) => forgotten += 1,
                 Some(false) => {}
                 // Unreachable again: try at the next restart check.

@@ -23,7 +23,9 @@ async fn put_again_if_lost(app: &App, job_id: JobId) {
     let Some(beanstalk_id) = job.beanstalk_id else {
         return;
     };
-    if crate::enqueue::forget_lost_copy(app, job_id, beanstalk_id).await == Some(true) {
+    if crate::enqueue::forget_lost_copy(app, job_id, beanstalk_id, &job.config_yaml).await
+        == Some(true)
+    {
         tracing::warn!(%job_id, beanstalk_id, "beanstalkd lost the requeued job's copy; it is put again");
     }
 }

@@ -777,6 +777,26 @@ async fn jobs_lost_by_a_beanstalkd_restart_are_put_again() {
     // A new beanstalkd on the same port, empty: what a restart without -b leaves.
     drop(first);
     let _second = Beanstalkd::start_on(port);
+    // Someone else's jobs take ids 1–4 again on the new beanstalkd: an id that answers is
+    // not proof the copy is ours.
+    {
+        let mut other = Beanstalkc::new()
+            .host("127.0.0.1")
+            .port(port)
+            .connect()
+            .unwrap();
+        other.use_tube("other").unwrap();
+        for _ in 0..4 {
+            other
+                .put(
+                    b"not a cuttle job",
+                    1,
+                    Duration::ZERO,
+                    Duration::from_secs(60),
+                )
+                .unwrap();
+        }
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut beanstalk = Beanstalkc::new()

@@ -303,31 +303,36 @@ impl Store {
         })
     }
 
-    /// Queued jobs that have a beanstalkd id, by id after `after`, at most `limit`: the
-    /// ones to check after beanstalkd lost its jobs (a restart without its binlog).
-    pub fn queued_with_beanstalk_ids(
+    /// Jobs not started yet (queued, or waiting in a dispatcher's window) that have a
+    /// beanstalkd id, with the body their copy was put with, by id after `after`, at most
+    /// `limit`: the ones to check after beanstalkd lost its jobs (a restart without its
+    /// binlog).
+    pub fn unstarted_with_beanstalk_ids(
         &self,
         after: JobId,
         limit: i64,
-    ) -> Result<Vec<(JobId, u64)>, DbError> {
+    ) -> Result<Vec<(JobId, u64, String)>, DbError> {
         let mut conn = self.conn()?;
-        let rows: Vec<(i64, Option<i64>)> = with_conn!(&mut *conn, |c| jobs::table
-            .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+        let rows: Vec<(i64, Option<i64>, String)> = with_conn!(&mut *conn, |c| jobs::table
+            .filter(jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()]))
             .filter(jobs::beanstalk_id.is_not_null())
             .filter(jobs::id.gt(after.0))
-            .select((jobs::id, jobs::beanstalk_id))
+            .select((jobs::id, jobs::beanstalk_id, jobs::config_yaml))
             .order(jobs::id)
             .limit(limit)
             .load(c))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, beanstalk_id)| Some((JobId(id), u64::try_from(beanstalk_id?).ok()?)))
+            .filter_map(|(id, beanstalk_id, body)| {
+                Some((JobId(id), u64::try_from(beanstalk_id?).ok()?, body))
+            })
             .collect())
     }
 
-    /// Forgets a queued job's beanstalkd id when beanstalkd no longer has that copy, so
-    /// the enqueue retry loop puts it again. Conditional on the job still being queued
-    /// with that id; returns whether it changed.
+    /// Forgets a job's beanstalkd id when beanstalkd no longer has that copy, so the
+    /// enqueue retry loop puts it again once it is queued (a waiting job keeps running
+    /// from its dispatcher's window, or is put again when handed back). Conditional on the
+    /// job still being queued or waiting with that id; returns whether it changed.
     pub fn forget_beanstalk_id(&self, job_id: JobId, beanstalk_id: u64) -> Result<bool, DbError> {
         let beanstalk_id = i64::try_from(beanstalk_id)
             .map_err(|_| DbError::Corrupt(format!("beanstalkd id {beanstalk_id} does not fit")))?;
@@ -335,7 +340,9 @@ impl Store {
         let changed = with_conn!(&mut *conn, |c| diesel::update(
             jobs::table
                 .filter(jobs::id.eq(job_id.0))
-                .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+                .filter(
+                    jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()])
+                )
                 .filter(jobs::beanstalk_id.eq(beanstalk_id)),
         )
         .set(jobs::beanstalk_id.eq(None::<i64>))

@@ -79,6 +79,8 @@ pub struct Dispatcher {
 #[derive(Debug, Clone)]
 struct Held {
     beanstalk_id: u64,
+    /// The body it was reserved with: proof that an id still names this copy.
+    body: Vec<u8>,
     job: v1::Job,
     /// The priority its beanstalkd copy has.
     queue_priority: u32,
@@ -372,9 +374,33 @@ impl Dispatcher {
         true
     }
 
+    /// Deletes a dispatched job's copy, if `beanstalk_id` still names it: beanstalkd lets
+    /// anyone delete a ready job, and one restarted without its binlog hands the same ids
+    /// to new jobs, so the id alone is not proof.
+    async fn delete_own_copy(&self, beanstalk_id: u64, body: &[u8]) {
+        match self.queue.peek(beanstalk_id).await {
+            Ok(Some(found)) if found == body => {
+                if let Err(error) = self.queue.delete(beanstalk_id).await {
+                    tracing::warn!(beanstalk_id, %error, "dispatched, but cannot delete the beanstalkd copy; the next claim discards it");
+                }
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(
+                    beanstalk_id,
+                    "dispatched; its beanstalkd id now names another job (beanstalkd restarted), which is left alone"
+                );
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(beanstalk_id, %error, "dispatched, but cannot check the beanstalkd copy; the next claim discards it");
+            }
+        }
+    }
+
     /// Claims a reserved copy; `Ok(true)` if it joined the window.
     async fn claim(&mut self, reserved: Reserved) -> Result<bool, Stop> {
         let beanstalk_id = reserved.id;
+        let reserved_body = reserved.body.clone();
         let claim = self
             .dispatch
             .claim_job(ClaimJobRequest {
@@ -439,6 +465,7 @@ impl Dispatcher {
                     .unwrap_or(job.priority);
                 self.window.push(Held {
                     beanstalk_id,
+                    body: reserved_body,
                     job,
                     queue_priority,
                     touched: Instant::now(),
@@ -452,10 +479,18 @@ impl Dispatcher {
     async fn touch_window(&mut self) {
         for held in &mut self.window {
             if held.touched.elapsed() >= TOUCH_EVERY {
-                if let Err(error) = self.queue.touch(held.beanstalk_id).await {
-                    tracing::warn!(beanstalk_id = held.beanstalk_id, %error, "cannot touch a reservation");
-                }
                 held.touched = Instant::now();
+                match self.queue.touch(held.beanstalk_id).await {
+                    Ok(()) => {}
+                    // beanstalkd is away: the rest would wait out the same deadline.
+                    Err(error @ cuttle_queue::QueueError::Unreachable { .. }) => {
+                        tracing::warn!(%error, "cannot touch the window's reservations");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(beanstalk_id = held.beanstalk_id, %error, "cannot touch a reservation");
+                    }
+                }
             }
         }
     }
@@ -634,7 +669,8 @@ impl Dispatcher {
                 "backfilling ahead of the waiting head job"
             );
         }
-        self.start(&held.job, held.beanstalk_id, &nodes).await;
+        self.start(&held.job, held.beanstalk_id, &held.body, &nodes)
+            .await;
         true
     }
 
@@ -757,7 +793,7 @@ impl Dispatcher {
 
     /// Starts the supervisor, records the dispatch, lets the supervisor go, deletes the
     /// beanstalkd copy; in that order.
-    async fn start(&mut self, job: &v1::Job, beanstalk_id: u64, nodes: &[String]) {
+    async fn start(&mut self, job: &v1::Job, beanstalk_id: u64, body: &[u8], nodes: &[String]) {
         let mut child = match self.spawn_supervisor(job, false) {
             Ok(child) => child,
             Err(error) => {
@@ -789,9 +825,7 @@ impl Dispatcher {
                     let _ = stdin.write_all(b"go\n").await;
                 }
                 drop(stdin);
-                if let Err(error) = self.queue.delete(beanstalk_id).await {
-                    tracing::warn!(beanstalk_id, %error, "dispatched, but cannot delete the beanstalkd copy; the next claim discards it");
-                }
+                self.delete_own_copy(beanstalk_id, body).await;
                 self.dispatched += 1;
                 tracing::info!(job_id = job.id, run = %job.run_name, nodes = %nodes.join(","), pid, "job dispatched");
             }

@@ -519,10 +519,14 @@ fn a_lost_supervisor_is_reaped_and_its_nodes_come_back() {
         .join("lost")
         .join(job.id.to_string())
         .join("runner.pid");
+    // `running` is recorded before the supervisor starts the runner: wait for its record.
+    lab.wait_for("the runner to be recorded", Duration::from_secs(10), |_| {
+        record.exists()
+    });
     let runner_pid: u32 = std::fs::read_to_string(&record)
         .expect("the supervisor names its runner")
         .split_whitespace()
-        .next()
+        .nth(1)
         .unwrap()
         .parse()
         .unwrap();

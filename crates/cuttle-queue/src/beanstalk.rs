@@ -73,6 +73,10 @@ enum Command {
         tube: String,
         reply: Reply<Option<(u64, u32)>>,
     },
+    Peek {
+        id: u64,
+        reply: Reply<Option<Vec<u8>>>,
+    },
     Bury {
         id: u64,
         priority: u32,
@@ -223,6 +227,12 @@ impl QueueClient {
         self.call(|reply| Command::StatsJob { id, reply }).await
     }
 
+    /// `peek <id>`: the body of job `id` in any state; `None` if beanstalkd has no such job
+    /// (NOT_FOUND).
+    pub async fn peek(&self, id: u64) -> Result<Option<Vec<u8>>, QueueError> {
+        self.call(|reply| Command::Peek { id, reply }).await
+    }
+
     /// `stats-tube`: the tube's ready, reserved, buried, … counts. A tube nobody has used
     /// yet is refused by beanstalkd (NOT_FOUND).
     pub async fn stats_tube(&self, tube: &str) -> Result<HashMap<String, String>, QueueError> {
@@ -345,6 +355,18 @@ impl Connection {
                 }
                 Command::PeekReadyPriority { tube, reply } => {
                     let _ = reply.send(self.peek_ready_priority(&tube));
+                }
+                Command::Peek { id, reply } => {
+                    let peeked = self.with_client("peek", |conn, _| {
+                        conn.peek(id).map(|job| job.body().to_vec())
+                    });
+                    let _ = reply.send(match peeked {
+                        Ok(body) => Ok(Some(body)),
+                        Err(QueueError::Refused { detail, .. }) if detail.contains("NotFound") => {
+                            Ok(None)
+                        }
+                        Err(other) => Err(other),
+                    });
                 }
                 Command::Touch { id, reply } => {
                     let _ = reply.send(self.with_client("touch", |conn, _| conn.touch(id)));

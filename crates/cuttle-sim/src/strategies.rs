@@ -345,10 +345,11 @@ impl Strategy for Cuttle<'_> {
     }
 
     fn submit(&mut self, job: &Job) {
-        // Keep the queue in dispatch order, so the sort inside `plan` meets sorted input
-        // and costs one comparison per job instead of n log n: that sort was most of the
-        // simulation's time. Only speed depends on this. `plan` sorts whatever it gets,
-        // so if the order someday changed with time, results would stay exact.
+        // Keep the queue in dispatch order: `snapshot` hands `plan` the first `window`
+        // jobs of it, as the dispatcher holds the most urgent ones; and the sort inside
+        // `plan` then meets sorted input (one comparison per job instead of n log n, once
+        // most of the simulation's time). The order between two queued jobs never changes
+        // with time, so inserting in order at submit keeps it exact.
         let now = job.submit_ms;
         let key = |j: &Job| QueuedJob {
             id: j.id as u64,

@@ -76,9 +76,10 @@ pub fn spawn_in_group(argv: &[String], log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot run {program}"))
 }
 
-/// The file in a job's archive naming its running runner (`PID STARTTIME`), written when
-/// the runner starts and removed once it has ended. Left behind only when the supervisor
-/// died: `--release` then ends the runner it names.
+/// The file in a job's archive naming its running runner (`BOOT_ID PID STARTTIME`),
+/// written when the runner starts and removed once it has ended. Left behind only when
+/// the supervisor died: `--release` then ends the runner it names, if it runs on the same
+/// host and boot (the kernel's boot id says so).
 pub const RUNNER_RECORD: &str = "runner.pid";
 
 /// A live process as `/proc/PID/stat` shows it: its process group and its start time in
@@ -101,25 +102,36 @@ fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
+/// This host's current boot: differs between hosts and across reboots.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Records the runner `pid` in `record` (see [`RUNNER_RECORD`]).
 pub fn record_runner(record: &Path, pid: u32) {
     let Some((_, started)) = process_identity(pid) else {
         return; // Already gone: nothing could be left behind.
     };
-    if let Err(error) = std::fs::write(record, format!("{pid} {started}\n")) {
+    if let Err(error) = std::fs::write(record, format!("{} {pid} {started}\n", boot_id())) {
         tracing::warn!(pid, %error, path = %record.display(), "cannot record the runner; a lost supervisor's runner would not be ended by --release");
     }
 }
 
-/// Ends the runner named by `record` if that very process still leads its group (a
-/// supervisor that died left it running), then removes the record. Returns its pid if it
-/// was ended.
+/// Ends the runner named by `record` if that very process, on this host and boot, still
+/// leads its group (a supervisor that died left it running), then removes the record.
+/// Returns its pid if it was ended. A record from another host or boot is left alone.
 pub async fn end_recorded_runner(record: &Path, grace: Duration) -> Option<u32> {
     let text = std::fs::read_to_string(record).ok()?;
-    let _ = std::fs::remove_file(record);
     let mut words = text.split_whitespace();
+    let boot = words.next()?;
     let pid: u32 = words.next()?.parse().ok()?;
     let started: u64 = words.next()?.parse().ok()?;
+    if boot != boot_id() {
+        return None; // Another host, or before a reboot: not ours to judge.
+    }
+    let _ = std::fs::remove_file(record);
     if process_identity(pid) != Some((pid, started)) {
         return None; // Exited (or the pid now names another process).
     }
@@ -217,13 +229,37 @@ mod tests {
         assert!(!record.exists());
         let status = child.wait().await.unwrap();
         assert!(!status.success());
-        // A record naming a process that is gone (or a reused pid) ends nothing.
-        std::fs::write(&record, format!("{pid} 1\n")).unwrap();
+        // A record naming a process that is gone ends nothing.
+        std::fs::write(&record, format!("{} {pid} 1\n", boot_id())).unwrap();
         assert_eq!(
             end_recorded_runner(&record, Duration::from_secs(1)).await,
             None
         );
         assert!(!record.exists());
+        // Nor does one naming a live process with another start time (a reused pid), or
+        // one from another boot or host.
+        let mut alive = spawn_in_group(&argv(&["sleep", "30"]), &dir.path().join("log")).unwrap();
+        let pid = alive.id().unwrap();
+        let (_, started) = process_identity(pid).unwrap();
+        std::fs::write(&record, format!("{} {pid} {}\n", boot_id(), started + 1)).unwrap();
+        assert_eq!(
+            end_recorded_runner(&record, Duration::from_secs(1)).await,
+            None
+        );
+        std::fs::write(&record, format!("another-boot {pid} {started}\n")).unwrap();
+        assert_eq!(
+            end_recorded_runner(&record, Duration::from_secs(1)).await,
+            None
+        );
+        assert!(
+            record.exists(),
+            "another boot's record is left for its own host"
+        );
+        assert!(
+            process_identity(pid).is_some(),
+            "the live process was not signalled"
+        );
+        end_group(&mut alive, Duration::from_secs(1)).await;
     }
 
     fn argv(words: &[&str]) -> Vec<String> {
