@@ -359,9 +359,7 @@ impl Dispatcher {
             return false;
         };
         let index = self
-            .window
-            .iter()
-            .position(|held| held.job.id as u64 == worst)
+            .window_index(worst)
             .expect("the worst job is in the window");
         let worst_priority =
             cuttle_policy::effective_priority(&queued[index], now, self.policy.aging);
@@ -473,6 +471,13 @@ impl Dispatcher {
                 Ok(true)
             }
         }
+    }
+
+    /// Where the window holds the job the policy calls `job`.
+    fn window_index(&self, job: u64) -> Option<usize> {
+        self.window
+            .iter()
+            .position(|held| held.job.id as u64 == job)
     }
 
     /// Keeps the window's reservations alive.
@@ -593,11 +598,7 @@ impl Dispatcher {
         for decision in plan(&snapshot, &self.policy) {
             match decision {
                 Decision::Start { job, reason } => {
-                    let Some(index) = self
-                        .window
-                        .iter()
-                        .position(|held| held.job.id as u64 == job)
-                    else {
+                    let Some(index) = self.window_index(job) else {
                         continue;
                     };
                     if self.start_held(index, &reason).await {
@@ -611,11 +612,7 @@ impl Dispatcher {
                     tracing::debug!(job_id = job, estimated_start, "head job waits for nodes");
                 }
                 Decision::Bury { job, reason } => {
-                    let Some(index) = self
-                        .window
-                        .iter()
-                        .position(|held| held.job.id as u64 == job)
-                    else {
+                    let Some(index) = self.window_index(job) else {
                         continue;
                     };
                     let held = self.window.swap_remove(index);
