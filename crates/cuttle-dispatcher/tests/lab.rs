@@ -727,15 +727,6 @@ fn kill_stops_running_jobs_and_gives_the_nodes_back() {
 #[test]
 fn a_paused_queue_dispatches_nothing_until_resumed() {
     let mut lab = Lab::start(LabOptions::default());
-    let pause = |lab: &Lab, paused: bool| {
-        lab.runtime
-            .block_on(lab.queues().set_queue_paused(v1::SetQueuePausedRequest {
-                machine_type: TUBE.into(),
-                paused,
-                owner: "operator".into(),
-            }))
-            .unwrap();
-    };
     pause(&lab, true);
     lab.dispatcher(false);
     lab.schedule("held", "runtime: 0\n", 2, 1, None);
