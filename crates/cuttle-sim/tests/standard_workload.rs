@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use cuttle_policy::PolicyConfig;
 use cuttle_sim::generate::{self, GenerateConfig};
+use cuttle_sim::goals::Goal;
 use cuttle_sim::metrics::Summary;
 use cuttle_sim::{Comparison, compare, workload};
 
@@ -37,11 +38,14 @@ fn comparison() -> &'static Comparison {
 }
 
 fn row(strategy: &str) -> &'static Summary {
-    comparison()
-        .summaries
-        .iter()
-        .find(|s| s.strategy == strategy)
-        .unwrap_or_else(|| panic!("no row for {strategy}"))
+    comparison().row(strategy)
+}
+
+/// Fails the test with the goal's numbers if it does not hold.
+fn goal(goal: Goal) {
+    if let Err(why) = comparison().check(goal) {
+        panic!("{goal:?}: {why}");
+    }
 }
 
 #[test]
@@ -84,26 +88,13 @@ fn every_strategy_runs_every_job_and_cuttle_keeps_its_wait_bound() {
             summary.strategy
         );
     }
-    let cuttle = row("cuttle");
-    assert_eq!(cuttle.bound_violations, Some(0));
-    let bound = cuttle.wait_bound_s.expect("cuttle states a bound");
-    assert!(
-        cuttle.max_wait_s <= bound,
-        "cuttle max wait {} s > bound {bound} s",
-        cuttle.max_wait_s
-    );
+    goal(Goal::WaitBound);
     assert!(row("head-of-line").wait_bound_s.is_none());
 }
 
 #[test]
 fn cuttle_reaches_95_percent_of_the_greedy_upper_bound() {
-    let cuttle = row("cuttle");
-    assert!(
-        cuttle.utilization >= 0.95 * cuttle.upper_bound_utilization,
-        "cuttle {} vs upper bound {}",
-        cuttle.utilization,
-        cuttle.upper_bound_utilization
-    );
+    goal(Goal::NearGreedy);
 }
 
 /// Utilization counts the lab while jobs wait (see `metrics::utilization`); divided by the
@@ -111,36 +102,17 @@ fn cuttle_reaches_95_percent_of_the_greedy_upper_bound() {
 /// happen to start last as the queue drains (docs/simulator.md, Finding 1).
 #[test]
 fn cuttle_utilization_beats_head_of_line() {
-    let (cuttle, hol) = (row("cuttle"), row("head-of-line"));
-    assert!(
-        cuttle.utilization > hol.utilization,
-        "cuttle {} vs head-of-line {} (node-s idle while jobs waited: {} vs {})",
-        cuttle.utilization,
-        hol.utilization,
-        cuttle.idle_while_queued_node_s,
-        hol.idle_while_queued_node_s
-    );
+    goal(Goal::Utilization);
 }
 
 #[test]
 fn cuttle_biggest_jobs_wait_less_than_under_legacy_workers() {
-    let (n, cuttle) = row("cuttle").biggest_jobs_max_wait().unwrap();
-    let (n_legacy, legacy) = row("legacy-workers").biggest_jobs_max_wait().unwrap();
-    assert_eq!(n, n_legacy);
-    assert!(
-        cuttle < legacy,
-        "{n}-node jobs: cuttle max wait {cuttle} s, legacy-workers {legacy} s"
-    );
+    goal(Goal::BiggestJobs);
 }
 
 /// Held since aging went from 10 points an hour to 5 (now 3; at 10, cuttle 21513 s against
 /// head-of-line's 9165 s: day-old priority-100 suites ranked with fresh urgent work).
 #[test]
 fn cuttle_urgent_p95_wait_is_no_worse_than_head_of_line() {
-    let cuttle = row("cuttle").urgent_p95().expect("urgent jobs ran");
-    let hol = row("head-of-line").urgent_p95().expect("urgent jobs ran");
-    assert!(
-        cuttle <= hol,
-        "urgent p95 wait: cuttle {cuttle} s, head-of-line {hol} s"
-    );
+    goal(Goal::UrgentP95);
 }
