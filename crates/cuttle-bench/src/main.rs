@@ -19,7 +19,7 @@ use beanstalkc::Beanstalkc;
 use clap::{Parser, Subcommand};
 use tonic::transport::Channel;
 
-use cuttle_api::{CancellationToken, Settings};
+use cuttle_api::{CancellationToken, RunningApi, Settings};
 use cuttle_db::DatabaseTarget;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
@@ -150,46 +150,78 @@ async fn cuttle_round(
     Ok((jobs / started.elapsed().as_secs_f64(), median(latencies)))
 }
 
+/// beanstalkd, a database (SQLite in a temp dir unless `db` names one) and cuttle-api in
+/// this process, with `nodes` nodes of machine type `smithi`: what both benchmarks run on.
+struct BenchLab {
+    beanstalkd: Beanstalkd,
+    data: SqliteFile,
+    backend: &'static str,
+    api: RunningApi,
+    shutdown: CancellationToken,
+    channel: Channel,
+}
+
+impl BenchLab {
+    async fn start(db: Option<&str>, job_ttr: Duration, nodes: usize) -> anyhow::Result<BenchLab> {
+        let beanstalkd = Beanstalkd::start();
+        let data = SqliteFile::create();
+        let db = match db {
+            Some(url) => DatabaseTarget::parse(url)?,
+            None => DatabaseTarget::parse(&data.url())?,
+        };
+        let backend = db.backend().as_str();
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse()?,
+            db,
+            beanstalk: beanstalkd.addr().to_string(),
+            data_dir: data.dir().to_owned(),
+            log_format: LogFormat::Text,
+            admin_token_file: data.dir().join("admin.token"),
+            max_db_connections: 8,
+            job_ttr,
+            enqueue_retry: Duration::from_secs(5),
+            supervisor_grace: Duration::from_secs(60),
+            reap_interval: Duration::from_secs(5),
+            policy: Default::default(),
+        };
+        let shutdown = CancellationToken::new();
+        let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
+        let channel = Channel::from_shared(api.url())?.connect().await?;
+        let mut node_service = NodeServiceClient::new(channel.clone());
+        for i in 1..=nodes {
+            node_service
+                .add_node(AddNodeRequest {
+                    name: format!("smithi{i:03}"),
+                    machine_type: "smithi".into(),
+                    ..Default::default()
+                })
+                .await
+                .context("adding bench nodes")?;
+        }
+        Ok(BenchLab {
+            beanstalkd,
+            data,
+            backend,
+            api,
+            shutdown,
+            channel,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.api.wait().await
+    }
+}
+
 async fn schedule(args: ScheduleArgs, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.run_size > 0 && args.runs > 0 && args.rounds > 0,
         "--run-size, --runs and --rounds must be at least 1"
     );
-    let beanstalkd = Beanstalkd::start();
-    let data = SqliteFile::create();
-    let db = match &args.db {
-        Some(url) => DatabaseTarget::parse(url)?,
-        None => DatabaseTarget::parse(&data.url())?,
-    };
-    let backend = db.backend().as_str();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse()?,
-        db,
-        beanstalk: beanstalkd.addr().to_string(),
-        data_dir: data.dir().to_owned(),
-        log_format: LogFormat::Text,
-        admin_token_file: data.dir().join("admin.token"),
-        max_db_connections: 8,
-        job_ttr: Duration::from_secs(300),
-        enqueue_retry: Duration::from_secs(5),
-        supervisor_grace: Duration::from_secs(60),
-        reap_interval: Duration::from_secs(5),
-        policy: Default::default(),
-    };
-    let shutdown = CancellationToken::new();
-    let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
-    let channel = Channel::from_shared(api.url())?.connect().await?;
-    let mut nodes = NodeServiceClient::new(channel.clone());
-    for i in 1..=2 {
-        nodes
-            .add_node(AddNodeRequest {
-                name: format!("smithi{i:03}"),
-                machine_type: "smithi".into(),
-                ..Default::default()
-            })
-            .await
-            .context("adding bench nodes")?;
-    }
+    let lab = BenchLab::start(args.db.as_deref(), Duration::from_secs(300), 2).await?;
+    let (beanstalkd, backend) = (&lab.beanstalkd, lab.backend);
+    let channel = lab.channel.clone();
     let mut runs = RunServiceClient::new(channel)
         .max_encoding_message_size(cuttle_api::MAX_REQUEST_BYTES)
         .max_decoding_message_size(usize::MAX);
@@ -265,8 +297,7 @@ async fn schedule(args: ScheduleArgs, json: bool) -> anyhow::Result<()> {
             latency * 1000.0
         );
     }
-    shutdown.cancel();
-    api.wait().await
+    lab.stop().await
 }
 
 /// Puts, reserves and deletes each body serially over one connection: the ceiling of any
@@ -412,41 +443,9 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
             bin_dir.join(binary).display()
         );
     }
-    let beanstalkd = Beanstalkd::start();
-    let data = SqliteFile::create();
-    let db = match &args.db {
-        Some(url) => DatabaseTarget::parse(url)?,
-        None => DatabaseTarget::parse(&data.url())?,
-    };
-    let backend = db.backend().as_str();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse()?,
-        db,
-        beanstalk: beanstalkd.addr().to_string(),
-        data_dir: data.dir().to_owned(),
-        log_format: LogFormat::Text,
-        admin_token_file: data.dir().join("admin.token"),
-        max_db_connections: 8,
-        job_ttr: Duration::from_secs(60),
-        enqueue_retry: Duration::from_secs(5),
-        supervisor_grace: Duration::from_secs(60),
-        reap_interval: Duration::from_secs(5),
-        policy: Default::default(),
-    };
-    let shutdown = CancellationToken::new();
-    let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
-    let channel = Channel::from_shared(api.url())?.connect().await?;
-    let mut nodes = NodeServiceClient::new(channel.clone());
-    for i in 1..=args.nodes {
-        nodes
-            .add_node(AddNodeRequest {
-                name: format!("smithi{i:03}"),
-                machine_type: "smithi".into(),
-                ..Default::default()
-            })
-            .await
-            .context("adding bench nodes")?;
-    }
+    let lab = BenchLab::start(args.db.as_deref(), Duration::from_secs(60), args.nodes).await?;
+    let (beanstalkd, data, api, backend) = (&lab.beanstalkd, &lab.data, &lab.api, lab.backend);
+    let channel = lab.channel.clone();
     let config = data.dir().join("dispatcher.toml");
     std::fs::write(
         &config,
@@ -535,8 +534,7 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
             phases.run_ms
         );
     }
-    shutdown.cancel();
-    api.wait().await
+    lab.stop().await
 }
 
 fn main() -> anyhow::Result<()> {
