@@ -78,6 +78,19 @@ for _ in $(seq 1 100); do
 done
 "$bin/cuttle" health
 
+# Every change needs a token. This script acts as the lab's admin, with the bootstrap
+# token cuttle-api wrote on its first start (mode 0600).
+export CUTTLE_TOKEN
+CUTTLE_TOKEN=$(cat "$lab_dir/admin.token")
+# The dispatcher (and the supervisors it starts) act with a service token of their own.
+# (Made anew when cuttle-api does not know the one on file, e.g. after a fresh database.)
+if [ ! -s "$lab_dir/dispatcher.token" ] ||
+    ! "$bin/cuttle" --token "$(cat "$lab_dir/dispatcher.token")" admin whoami 2>/dev/null | grep -q service; then
+    say "creating the dispatcher's service token ($lab_dir/dispatcher.token)"
+    (umask 077 && "$bin/cuttle" admin token create --user "dispatcher-$machine_type" --role service \
+        | tail -n 1 >"$lab_dir/dispatcher.token")
+fi
+
 existing=$("$bin/cuttle" node list --machine-type "$machine_type" --json | grep -c '"name"' || true)
 if [ "$existing" -lt "$n_nodes" ]; then
     say "adding $n_nodes simulated $machine_type nodes"
@@ -94,6 +107,8 @@ else
     say "starting cuttle-dispatcher for $machine_type (archive $lab_dir/archive, log $lab_dir/cuttle-dispatcher.log)"
     "$bin/cuttle-dispatcher" --machine-type "$machine_type" --api "$CUTTLE_API" \
         --beanstalk "127.0.0.1:$beanstalk_port" --archive-dir "$lab_dir/archive" \
+        --token-file "$lab_dir/dispatcher.token" \
+        --runner-command '{bin_dir}/cuttle-local-runner --job-config {job_config} --archive {archive}' \
         >"$lab_dir/cuttle-dispatcher.log" 2>&1 &
     echo $! >"$lab_dir/cuttle-dispatcher.pid"
 fi
@@ -135,9 +150,10 @@ cat <<MSG
 The lab is running: cuttle-api at $CUTTLE_API, beanstalkd at 127.0.0.1:$beanstalk_port,
 a cuttle-dispatcher for $machine_type (log: $lab_dir/cuttle-dispatcher.log).
 Try:   export CUTTLE_API=$CUTTLE_API PATH=$bin:\$PATH
+       export CUTTLE_TOKEN=\$(cat $lab_dir/admin.token)   # changes need a token; reads do not
        cuttle run list; cuttle job show ID; cuttle queue list $machine_type
        printf 'runtime: 5\\nstatus: pass\\n' > job.yaml
        cuttle schedule job.yaml --machine-type $machine_type --jobs 20
-Admin: export CUTTLE_TOKEN=\$(cat $lab_dir/admin.token)
+       cuttle admin token create --user alice --role developer   # a developer's own token
 Stop:  scripts/local-lab.sh stop
 MSG

@@ -29,6 +29,24 @@ apt_install() {
 
 # --- beanstalkd: the tests start their own copies; they only need the binary.
 command -v beanstalkd >/dev/null || apt_install beanstalkd
+# --- openssl: the TLS tests make a throwaway CA and server certificate with it.
+command -v openssl >/dev/null || apt_install openssl
+# --- git: suite repositories are cached clones.
+command -v git >/dev/null || apt_install git
+# --- sshd and sudo: one lab test runs a teuthology job over ssh on a real node (an sshd
+# of the test's own on 127.0.0.1:22; teuthology runs the job's commands with sudo).
+[ -x /usr/sbin/sshd ] || apt_install openssh-server
+command -v sudo >/dev/null || apt_install sudo
+# --- teuthology 1.3.0 from PyPI, in a cached venv: the suite tests compare cuttle's
+# expansion with the real teuthology-suite on generated trees.
+teuthology_venv="${CUTTLE_TEUTHOLOGY_VENV:-$HOME/.cache/cuttle-teuthology-venv}"
+if [ ! -x "$teuthology_venv/bin/teuthology-suite" ]; then
+    command -v python3 >/dev/null || apt_install python3 python3-venv python3-pip
+    python3 -m venv "$teuthology_venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$teuthology_venv"; }
+    say "installing teuthology 1.3.0 into $teuthology_venv"
+    "$teuthology_venv/bin/pip" install -q teuthology==1.3.0
+fi
+export CUTTLE_TEUTHOLOGY_VENV="$teuthology_venv"
 
 # --- PostgreSQL: use the server at 127.0.0.1:5432 if it takes trust logins as postgres,
 # otherwise start a throwaway cluster and point the tests at it.

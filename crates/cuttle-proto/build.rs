@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 /// The protos, relative to this package's root (a build script's working directory).
 const PROTO_ROOT: &str = "../../proto";
-const FILES: [&str; 4] = [
+const FILES: [&str; 6] = [
+    "cuttle/v1/admin.proto",
     "cuttle/v1/dispatch.proto",
     "cuttle/v1/health.proto",
     "cuttle/v1/nodes.proto",
     "cuttle/v1/runs.proto",
+    "cuttle/v1/suites.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

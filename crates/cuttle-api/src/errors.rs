@@ -22,6 +22,7 @@ pub fn db(error: DbError) -> Status {
         | DbError::NotLeaseHolder { .. }
         | DbError::NotClaimed { .. }
         | DbError::NotWaiting { .. }
+        | DbError::AutoSuiteNotWaiting { .. }
         | DbError::NodeLocked { .. } => Code::FailedPrecondition,
         DbError::Conflict { .. } => Code::Aborted,
         DbError::UnlockRefused { .. } => Code::PermissionDenied,
@@ -31,10 +32,13 @@ pub fn db(error: DbError) -> Status {
             | LockError::UnknownJob { .. } => Code::NotFound,
             LockError::NeverFits { .. }
             | LockError::Unavailable { .. }
-            | LockError::JobEnded { .. } => Code::FailedPrecondition,
+            | LockError::JobEnded { .. }
+            | LockError::JobHoldsOthers { .. } => Code::FailedPrecondition,
             LockError::NotEnoughFree { .. } => Code::ResourceExhausted,
         },
         DbError::Pool(_) | DbError::Connect { .. } => Code::Unavailable,
+        // The connection broke under the query: the server went away.
+        DbError::Query(_) if error.connection_lost() => Code::Unavailable,
         DbError::BadUrl { .. }
         | DbError::Migrate { .. }
         | DbError::Corrupt(_)

@@ -8,11 +8,18 @@
 
 pub mod aging;
 pub mod auth;
+pub mod autosuites;
+pub mod builds;
 pub mod enqueue;
 pub mod errors;
+pub mod http;
+pub mod metrics;
+pub mod paddles;
 pub mod reaper;
+pub mod reports;
 pub mod service;
 pub mod settings;
+pub mod suite_cache;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,12 +30,17 @@ use tokio::net::TcpListener;
 use tonic::{Code, Response, Status};
 
 use cuttle_core::UnixMillis;
+use cuttle_core::auth::{Action, Caller, Denied};
 use cuttle_db::{DbError, Store};
+use cuttle_proto::v1::admin_service_server::AdminServiceServer;
+use cuttle_proto::v1::auto_suite_service_server::AutoSuiteServiceServer;
 use cuttle_proto::v1::dispatch_service_server::DispatchServiceServer;
 use cuttle_proto::v1::health_service_server::HealthServiceServer;
 use cuttle_proto::v1::node_service_server::NodeServiceServer;
+use cuttle_proto::v1::preset_service_server::PresetServiceServer;
 use cuttle_proto::v1::queue_service_server::QueueServiceServer;
 use cuttle_proto::v1::run_service_server::RunServiceServer;
+use cuttle_proto::v1::suite_service_server::SuiteServiceServer;
 use cuttle_queue::QueueClient;
 
 pub use settings::{Cli, FileConfig, Settings};
@@ -46,9 +58,16 @@ struct Inner {
     settings: Settings,
     store: Store,
     queue: QueueClient,
-    admin: auth::AdminToken,
+    auth: auth::Authenticator,
     enqueuer: enqueue::Enqueuer,
     started: Instant,
+    outages: reaper::OutageClock,
+    /// The listener's TLS, read and checked before any port is bound.
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Where builds are checked (Shaman), when configured.
+    builds: Option<Arc<dyn builds::BuildChecker>>,
+    /// The build-status webhook's shared secret, when configured.
+    webhook_secret: Option<Vec<u8>>,
 }
 
 impl App {
@@ -65,6 +84,20 @@ impl App {
         let store = Store::open(settings.db.clone(), settings.max_db_connections)?;
         tracing::info!(database = %settings.db, "database ready");
         let admin = auth::AdminToken::load_or_create(&settings.admin_token_file)?;
+        let tls = settings.tls.as_ref().map(load_tls).transpose()?;
+        let builds = match &settings.builds.shaman_url {
+            Some(url) => {
+                tracing::info!(shaman = %url, "suites check their build with Shaman");
+                Some(Arc::new(builds::Shaman::new(url)?) as Arc<dyn builds::BuildChecker>)
+            }
+            None => None,
+        };
+        let webhook_secret = settings
+            .builds
+            .webhook_secret_file
+            .as_deref()
+            .map(http::load_secret)
+            .transpose()?;
         let queue = QueueClient::new(&settings.beanstalk);
         let enqueuer = enqueue::Enqueuer::new(
             store.clone(),
@@ -77,9 +110,13 @@ impl App {
                 settings,
                 store,
                 queue,
-                admin,
+                auth: auth::Authenticator::new(admin),
                 enqueuer,
                 started: Instant::now(),
+                outages: reaper::OutageClock::new(Instant::now()),
+                tls,
+                builds,
+                webhook_secret,
             }),
         })
     }
@@ -88,12 +125,72 @@ impl App {
         &self.inner.settings
     }
 
+    /// Where builds are checked, when Shaman is configured.
+    pub fn builds(&self) -> Option<Arc<dyn builds::BuildChecker>> {
+        self.inner.builds.clone()
+    }
+
+    /// The webhook's shared secret, when configured.
+    pub fn webhook_secret(&self) -> Option<&[u8]> {
+        self.inner.webhook_secret.as_deref()
+    }
+
     pub fn queue(&self) -> &QueueClient {
         &self.inner.queue
     }
 
-    pub fn admin(&self) -> &auth::AdminToken {
-        &self.inner.admin
+    pub fn authenticator(&self) -> &auth::Authenticator {
+        &self.inner.auth
+    }
+
+    /// Who sent the request: anonymous without a token; UNAUTHENTICATED for a malformed,
+    /// unknown or revoked token (even for reads: a bad token is a mistake to report).
+    pub async fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
+        let Some(digest) = auth::presented_digest(metadata)? else {
+            return Ok(Caller::Anonymous);
+        };
+        let now = Instant::now();
+        if let Some(caller) = self.inner.auth.known(&digest, now) {
+            return Ok(caller);
+        }
+        let digest_hex = auth::hex(&digest);
+        let generation = self.inner.auth.generation();
+        let record = self.db(move |store| store.find_token(&digest_hex)).await?;
+        let Some(record) = record else {
+            return Err(Status::unauthenticated(
+                "the token is not known to cuttle-api or was revoked; ask a lab admin for a new one (`cuttle admin token create`)",
+            ));
+        };
+        let caller = Caller::User {
+            user: record.user,
+            role: record.role,
+        };
+        self.inner
+            .auth
+            .remember(digest, caller.clone(), now, generation);
+        Ok(caller)
+    }
+
+    /// Resolves the caller and checks it may do `action`: UNAUTHENTICATED without a
+    /// needed token, PERMISSION_DENIED for the wrong caller, each saying what to do.
+    pub async fn authorize(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        action: Action<'_>,
+    ) -> Result<Caller, Status> {
+        let caller = self.caller(metadata).await?;
+        self.check(&caller, action)?;
+        Ok(caller)
+    }
+
+    /// Checks an already resolved caller.
+    pub fn check(&self, caller: &Caller, action: Action<'_>) -> Result<(), Status> {
+        cuttle_core::auth::authorize(caller, &action, self.inner.settings.anonymous_reads).map_err(
+            |denied| match denied {
+                Denied::NoToken => Status::unauthenticated(denied.to_string()),
+                Denied::Forbidden { .. } => Status::permission_denied(denied.to_string()),
+            },
+        )
     }
 
     pub fn enqueuer(&self) -> &enqueue::Enqueuer {
@@ -108,16 +205,35 @@ impl App {
         self.inner.started.elapsed()
     }
 
+    /// When cuttle-api last could not reach its database, or started, or saw the wall
+    /// clock jump: the reaper judges silence only after a whole grace of good health.
+    pub fn outages(&self) -> &reaper::OutageClock {
+        &self.inner.outages
+    }
+
     /// Runs blocking database work on the blocking pool and maps its error to a status.
+    /// A failure that is the database's (unreachable, or a query that broke) is noted on
+    /// the outage clock: supervisors' heartbeats may have failed the same way.
     pub async fn db<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Store) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, Status> {
         let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
+        let troubles_before = store.connection_troubles();
+        let result = tokio::task::spawn_blocking(move || work(&store))
             .await
             .map_err(errors::join)?
-            .map_err(errors::db)
+            .map_err(errors::db);
+        // Only the database's own outages count: a connection that could not be had, or
+        // was slow to come, or broke under the query. A slow query or a refused request
+        // is no outage.
+        let unreachable = matches!(&result, Err(status) if status.code() == Code::Unavailable);
+        if unreachable || self.inner.store.connection_troubles() != troubles_before {
+            self.inner
+                .outages
+                .note(Instant::now(), "the database was unreachable");
+        }
+        result
     }
 }
 
@@ -144,6 +260,31 @@ impl App {
     }
 }
 
+/// Reads and checks the TLS certificate and key, so a bad file stops the start before
+/// the port is bound.
+fn load_tls(tls: &settings::TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path)
+            .with_context(|| format!("cannot read the TLS {what} {}", path.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read(&tls.cert, "certificate (tls_cert_file)")?,
+        read(&tls.key, "key (tls_key_file)")?,
+    );
+    let config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    tonic::transport::Server::builder()
+        .tls_config(config.clone())
+        .with_context(|| {
+            format!(
+                "invalid TLS certificate {} or key {}: they must be PEM and match",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })?;
+    tracing::info!(cert = %tls.cert.display(), "gRPC will be served over TLS");
+    Ok(config)
+}
+
 /// The wall clock, read here at the edge and passed into everything else.
 pub fn now() -> UnixMillis {
     let millis = SystemTime::now()
@@ -161,7 +302,13 @@ pub async fn observe<T>(
 ) -> Result<Response<T>, Status> {
     let started = Instant::now();
     let result = handler.await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed_ms = elapsed * 1000.0;
+    let code = match &result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    metrics::rpc(method, code, elapsed);
     // Calls every daemon makes every few seconds, and a dispatcher's "not enough nodes
     // free yet", would drown the log at info; they are at debug.
     let routine = matches!(
@@ -198,12 +345,15 @@ pub async fn observe<T>(
 /// Largest CreateRun request accepted: room for a large suite whose job configs are each
 /// tens of kilobytes (tonic's default of 4 MiB is too small for that).
 pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// Largest ScheduleSuite answer: a dry run of many jobs carries each merged config.
+pub const MAX_SUITE_ANSWER_BYTES: usize = 256 << 20;
 
 /// Serves gRPC on `listener` until `shutdown` is cancelled, then lets in-flight requests
 /// finish. Also runs the enqueue retry loop and the reaper.
 pub async fn serve(
     app: App,
     listener: TcpListener,
+    http_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener
@@ -212,11 +362,29 @@ pub async fn serve(
     tracing::info!(%addr, beanstalk = %app.settings().beanstalk, version = env!("CARGO_PKG_VERSION"), "cuttle-api serving gRPC");
     let retry = tokio::spawn(enqueue::retry_loop(app.clone(), shutdown.clone()));
     let reaper = tokio::spawn(reaper::reap_loop(app.clone(), shutdown.clone()));
+    // One SuiteApi (one suite cache) for ScheduleSuite and for firing AutoSuites.
+    let suites = service::suites::SuiteApi::new(app.clone());
+    let autosuites = autosuites::AutoSuites::new(app.clone(), suites.clone());
+    let firing = tokio::spawn(autosuites.clone().run(shutdown.clone()));
+    let http = http_listener.map(|listener| {
+        tokio::spawn(http::serve(
+            listener,
+            app.clone(),
+            autosuites,
+            shutdown.clone(),
+        ))
+    });
     // Without TCP_NODELAY a small response (HEADERS, DATA and trailers in separate
     // writes) waits for the client's delayed ACK: 40 ms per call. tonic sets it only on
     // listeners it binds itself.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &app.inner.tls {
+        builder = builder
+            .tls_config(tls.clone())
+            .context("invalid TLS certificate or key (tls_cert_file, tls_key_file)")?;
+    }
+    let result = builder
         .add_service(NodeServiceServer::new(service::nodes::NodeApi::new(
             app.clone(),
         )))
@@ -233,12 +401,32 @@ pub async fn serve(
         .add_service(QueueServiceServer::new(service::dispatch::QueueApi::new(
             app.clone(),
         )))
+        .add_service(AdminServiceServer::new(service::admin::AdminApi::new(
+            app.clone(),
+        )))
+        .add_service(PresetServiceServer::new(service::presets::PresetApi::new(
+            app.clone(),
+        )))
+        .add_service(
+            SuiteServiceServer::new(suites).max_encoding_message_size(MAX_SUITE_ANSWER_BYTES),
+        )
+        .add_service(AutoSuiteServiceServer::new(
+            service::autosuites::AutoSuiteApi::new(app.clone()),
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await
         .context("gRPC server failed");
     shutdown.cancel();
     let _ = retry.await;
     let _ = reaper.await;
+    let _ = firing.await;
+    if let Some(http) = http {
+        match http.await {
+            Ok(Err(error)) => tracing::warn!("{error:#}"),
+            Err(error) => tracing::warn!(%error, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("cuttle-api stopped");
     result
 }
@@ -248,6 +436,8 @@ pub async fn serve(
 #[derive(Debug)]
 pub struct RunningApi {
     pub addr: std::net::SocketAddr,
+    /// Where HTTP (the webhook, /healthz) is served, when `http_listen` is set.
+    pub http_addr: Option<std::net::SocketAddr>,
     pub app: App,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -257,6 +447,11 @@ impl RunningApi {
     /// The URL clients dial: `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Asks the server to stop (as SIGTERM does): no new requests, in-flight ones finish.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
     }
 
     /// Waits until the server stops (its shutdown token was cancelled) and in-flight
@@ -289,9 +484,25 @@ pub async fn spawn(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         )
     })?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(serve(app.clone(), listener, shutdown.clone()));
+    let http_listener = match app.settings().builds.http_listen {
+        Some(http) => Some(TcpListener::bind(http).await.with_context(|| {
+            format!("cannot serve HTTP on {http}; is something else listening there? pick another --http-listen")
+        })?),
+        None => None,
+    };
+    let http_addr = http_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let task = tokio::spawn(serve(
+        app.clone(),
+        listener,
+        http_listener,
+        shutdown.clone(),
+    ));
     Ok(RunningApi {
         addr,
+        http_addr,
         app,
         shutdown,
         task: Some(task),

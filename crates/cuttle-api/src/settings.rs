@@ -52,6 +52,22 @@ pub struct Cli {
     /// [default: <data-dir>/admin.token].
     #[arg(long, env = "CUTTLE_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Address to serve HTTP on: the build-status webhook (POST /webhook/build-status)
+    /// and /healthz [default: none, no HTTP listener].
+    #[arg(long, env = "CUTTLE_HTTP_LISTEN", value_name = "HOST:PORT")]
+    pub http_listen: Option<SocketAddr>,
+    /// Shaman's base URL (such as https://shaman.ceph.com): suites check their build
+    /// there first, and AutoSuites are polled there [default: none, builds unchecked].
+    #[arg(long, env = "CUTTLE_SHAMAN_URL", value_name = "URL")]
+    pub shaman_url: Option<String>,
+    /// File holding the webhook's shared HMAC secret; without it the webhook answers
+    /// 503 [default: none].
+    #[arg(long, env = "CUTTLE_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Seconds between polls of Shaman for the builds AutoSuites wait on (webhooks get
+    /// lost) [default: 300].
+    #[arg(long, env = "CUTTLE_SHAMAN_POLL_S", value_name = "SECONDS")]
+    pub shaman_poll_s: Option<u64>,
 }
 
 /// The config file. Every key is optional; unknown keys are errors.
@@ -106,6 +122,57 @@ pub struct FileConfig {
     /// priority below this start their smaller jobs first, the others their biggest
     /// first (default 1000, teuthology's default priority).
     pub fewer_nodes_first_below: Option<u32>,
+    /// PEM certificate (chain) cuttle-api serves TLS with; with `tls_key_file`. Without
+    /// both, gRPC is plain (keep `listen` on loopback then). Clients dial `https://HOST`
+    /// with the CA that signed it.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Whether callers without a token may read (list and show runs, jobs, nodes,
+    /// queues, health, the lock history); default true. Writes always need a token.
+    pub anonymous_reads: Option<bool>,
+    /// Consecutive failed prepares (reimages) after which a node is marked down
+    /// (default 3).
+    pub max_prepare_strikes: Option<u32>,
+    /// How many times a job goes back to the queue after a failed prepare before it ends
+    /// dead (default 3).
+    pub max_prepare_retries: Option<u32>,
+    /// The git repository suites are read from when a ScheduleSuite names neither
+    /// `suite_dir` nor `suite_repo` (a URL or a path on this host; default: none).
+    pub suite_repo: Option<String>,
+    /// A git repository of teuthology whose branches pin each run's teuthology commit
+    /// (`git ls-remote`); default: none, and runs record the branch with the commit
+    /// the request gives, if any.
+    pub teuthology_repo: Option<String>,
+    /// A suite run of more jobs than this is refused unless an admin lifts it with
+    /// --job-threshold (teuthology's default, 500).
+    pub suite_job_threshold: Option<u32>,
+    /// A suite whose matrix holds more jobs than this, before filters, is refused before
+    /// it is expanded (default 1000000).
+    pub max_suite_matrix: Option<u64>,
+    /// The command a suite run's results e-mail is piped to, as a whole message with
+    /// To:, From: and Subject: headers, run with `sh -c` (e.g. "/usr/sbin/sendmail -t");
+    /// default: none, and the report is only logged.
+    pub mail_command: Option<String>,
+    /// The From: address of results e-mails (default "cuttle@localhost").
+    pub mail_from: Option<String>,
+    /// Directories a ScheduleSuite's `suite_dir` must lie under (after symlinks are
+    /// resolved); default: none, and any directory cuttle-api can read is accepted.
+    pub suite_dir_roots: Option<Vec<PathBuf>>,
+    /// Address to serve HTTP on (the build-status webhook and /healthz).
+    pub http_listen: Option<SocketAddr>,
+    /// Shaman's base URL; suites check their build there.
+    pub shaman_url: Option<String>,
+    /// File holding the webhook's shared HMAC secret.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Seconds between polls of Shaman for waiting AutoSuites (default 300).
+    pub shaman_poll_s: Option<u64>,
+    /// Hours an AutoSuite may wait for its build before it expires (default 168).
+    pub autosuite_max_age_h: Option<u64>,
+    /// A queued job whose `timestamp` (when its suite was scheduled) is older than this
+    /// many seconds is not started but ends dead as expired (teuthology's max_job_age;
+    /// default 1209600, two weeks).
+    pub max_job_age_s: Option<u64>,
 }
 
 /// Validated settings.
@@ -123,6 +190,71 @@ pub struct Settings {
     pub supervisor_grace: Duration,
     pub reap_interval: Duration,
     pub policy: PolicySettings,
+    pub strikes: cuttle_core::dispatch::StrikePolicy,
+    pub anonymous_reads: bool,
+    /// TLS for the gRPC listener: the certificate and key files.
+    pub tls: Option<TlsFiles>,
+    pub suites: SuiteSettings,
+    pub builds: BuildSettings,
+    /// teuthology's max_job_age, in seconds.
+    pub max_job_age_s: i64,
+}
+
+/// The HTTP listener, Shaman, the webhook and AutoSuites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSettings {
+    pub http_listen: Option<SocketAddr>,
+    /// Shaman's base URL, without a trailing slash.
+    pub shaman_url: Option<String>,
+    pub webhook_secret_file: Option<PathBuf>,
+    pub shaman_poll: Duration,
+    pub autosuite_max_age: Duration,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings {
+            http_listen: None,
+            shaman_url: None,
+            webhook_secret_file: None,
+            shaman_poll: Duration::from_secs(300),
+            autosuite_max_age: Duration::from_secs(168 * 3600),
+        }
+    }
+}
+
+/// Where suites come from and how big they may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteSettings {
+    pub suite_repo: Option<String>,
+    pub teuthology_repo: Option<String>,
+    pub job_threshold: u64,
+    pub max_matrix: u64,
+    pub mail_command: Option<String>,
+    pub mail_from: String,
+    /// When not empty, `suite_dir` must resolve under one of these.
+    pub dir_roots: Vec<PathBuf>,
+}
+
+impl Default for SuiteSettings {
+    fn default() -> Self {
+        SuiteSettings {
+            suite_repo: None,
+            teuthology_repo: None,
+            job_threshold: 500,
+            max_matrix: 1_000_000,
+            mail_command: None,
+            mail_from: "cuttle@localhost".into(),
+            dir_roots: Vec::new(),
+        }
+    }
+}
+
+/// The files cuttle-api serves TLS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The scheduling policy every dispatcher gets with its lease.
@@ -142,6 +274,37 @@ impl Default for PolicySettings {
 }
 
 impl Settings {
+    /// The supervisor grace in milliseconds, as the database's times are kept.
+    pub fn supervisor_grace_ms(&self) -> i64 {
+        i64::try_from(self.supervisor_grace.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A cuttle-api for a lab on this machine: a free loopback port, text logs, the admin
+    /// token in `data_dir`, quick enqueue retries and the defaults elsewhere. Tests and
+    /// benchmarks start here and change what they need.
+    pub fn local(db: DatabaseTarget, beanstalk: String, data_dir: PathBuf) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".parse().expect("a loopback address"),
+            db,
+            beanstalk,
+            admin_token_file: data_dir.join("admin.token"),
+            data_dir,
+            log_format: LogFormat::Text,
+            max_db_connections: 8,
+            job_ttr: Duration::from_secs(300),
+            enqueue_retry: Duration::from_secs(5),
+            supervisor_grace: Duration::from_secs(60),
+            reap_interval: Duration::from_secs(5),
+            policy: PolicySettings::default(),
+            strikes: cuttle_core::dispatch::StrikePolicy::default(),
+            anonymous_reads: true,
+            tls: None,
+            suites: SuiteSettings::default(),
+            builds: BuildSettings::default(),
+            max_job_age_s: cuttle_core::expiry::DEFAULT_MAX_JOB_AGE_S,
+        }
+    }
+
     /// Merges flags over the file over defaults. `home` is `$HOME`, passed in so tests
     /// never depend on (or change) the environment.
     pub fn resolve(cli: Cli, file: FileConfig, home: Option<PathBuf>) -> anyhow::Result<Settings> {
@@ -214,6 +377,88 @@ impl Settings {
             },
             window,
         };
+        let strike_defaults = cuttle_core::dispatch::StrikePolicy::default();
+        let strikes = cuttle_core::dispatch::StrikePolicy {
+            max_prepare_strikes: file
+                .max_prepare_strikes
+                .unwrap_or(strike_defaults.max_prepare_strikes),
+            max_prepare_retries: file
+                .max_prepare_retries
+                .unwrap_or(strike_defaults.max_prepare_retries),
+        };
+        anyhow::ensure!(
+            (1..=100).contains(&strikes.max_prepare_strikes),
+            "invalid max_prepare_strikes {}: use 1 to 100",
+            strikes.max_prepare_strikes
+        );
+        anyhow::ensure!(
+            strikes.max_prepare_retries <= 100,
+            "invalid max_prepare_retries {}: use 0 to 100",
+            strikes.max_prepare_retries
+        );
+        let suite_defaults = SuiteSettings::default();
+        let suites = SuiteSettings {
+            suite_repo: file.suite_repo.clone().filter(|r| !r.trim().is_empty()),
+            teuthology_repo: file
+                .teuthology_repo
+                .clone()
+                .filter(|r| !r.trim().is_empty()),
+            job_threshold: file
+                .suite_job_threshold
+                .map_or(suite_defaults.job_threshold, u64::from),
+            max_matrix: file.max_suite_matrix.unwrap_or(suite_defaults.max_matrix),
+            mail_command: file.mail_command.clone().filter(|c| !c.trim().is_empty()),
+            mail_from: file.mail_from.clone().unwrap_or(suite_defaults.mail_from),
+            dir_roots: file.suite_dir_roots.clone().unwrap_or_default(),
+        };
+        for root in &suites.dir_roots {
+            anyhow::ensure!(
+                root.is_absolute(),
+                "invalid suite_dir_roots entry {}: give absolute paths",
+                root.display()
+            );
+        }
+        anyhow::ensure!(
+            (1..=100_000_000).contains(&suites.max_matrix),
+            "invalid max_suite_matrix {}: use 1 to 100000000",
+            suites.max_matrix
+        );
+        let build_defaults = BuildSettings::default();
+        let shaman_poll_s = cli
+            .shaman_poll_s
+            .or(file.shaman_poll_s)
+            .unwrap_or(build_defaults.shaman_poll.as_secs());
+        anyhow::ensure!(
+            (1..=86_400).contains(&shaman_poll_s),
+            "invalid shaman_poll_s {shaman_poll_s}: use 1 to 86400 seconds"
+        );
+        let max_age_h = file
+            .autosuite_max_age_h
+            .unwrap_or(build_defaults.autosuite_max_age.as_secs() / 3600);
+        anyhow::ensure!(
+            (1..=24 * 365).contains(&max_age_h),
+            "invalid autosuite_max_age_h {max_age_h}: use 1 to 8760 hours"
+        );
+        let shaman_url = match cli.shaman_url.or(file.shaman_url.clone()) {
+            Some(url) if !url.trim().is_empty() => Some(check_shaman_url(url.trim())?),
+            _ => None,
+        };
+        let builds = BuildSettings {
+            http_listen: cli.http_listen.or(file.http_listen),
+            shaman_url,
+            webhook_secret_file: cli.webhook_secret_file.or(file.webhook_secret_file.clone()),
+            shaman_poll: Duration::from_secs(shaman_poll_s),
+            autosuite_max_age: Duration::from_secs(max_age_h * 3600),
+        };
+        let max_job_age_s = file
+            .max_job_age_s
+            .map_or(cuttle_core::expiry::DEFAULT_MAX_JOB_AGE_S, |s| {
+                i64::try_from(s).unwrap_or(i64::MAX)
+            });
+        anyhow::ensure!(
+            (3600..=365 * 86_400).contains(&max_job_age_s),
+            "invalid max_job_age_s {max_job_age_s}: use 3600 to 31536000 seconds"
+        );
         let max_db_connections = file.max_db_connections.unwrap_or(8);
         anyhow::ensure!(
             (1..=256).contains(&max_db_connections),
@@ -238,8 +483,34 @@ impl Settings {
             supervisor_grace: Duration::from_secs(supervisor_grace_s),
             reap_interval: Duration::from_secs(reap_interval_s),
             policy,
+            strikes,
+            anonymous_reads: file.anonymous_reads.unwrap_or(true),
+            tls: match (file.tls_cert_file, file.tls_key_file) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => anyhow::bail!(
+                    "tls_cert_file and tls_key_file go together: give both to serve TLS, or neither"
+                ),
+            },
+            suites,
+            builds,
+            max_job_age_s,
         })
     }
+}
+
+/// Checks `--shaman-url` is an http(s) URL and drops a trailing slash.
+fn check_shaman_url(url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid --shaman-url {url:?}: {e}; use a URL such as https://shaman.ceph.com"
+        )
+    })?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some(),
+        "invalid --shaman-url {url:?}: use an http or https URL such as https://shaman.ceph.com"
+    );
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Checks `--beanstalk` is `HOST:PORT` with an IPv4 address or a host name: the

@@ -11,15 +11,16 @@ use tonic::transport::Channel;
 
 use cuttle_api::{RunningApi, Settings};
 use cuttle_db::DatabaseTarget;
+use cuttle_proto::bearer::{Authed, Bearer};
+use cuttle_proto::v1::admin_service_client::AdminServiceClient;
 use cuttle_proto::v1::health_service_client::HealthServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_proto::v1::{
-    AddNodeRequest, CreateRunRequest, GetHealthRequest, GetJobRequest, GetRunRequest, JobSpec,
-    JobStatus, ListNodesRequest, ListRunsRequest, LockNodesRequest, UnlockNodesRequest,
-    UpdateJobStatusRequest,
+    AddNodeRequest, CreateRunRequest, CreateTokenRequest, GetHealthRequest, GetJobRequest,
+    GetRunRequest, JobSpec, JobStatus, ListNodesRequest, ListRunsRequest, LockNodesRequest,
+    UnlockNodesRequest, UpdateJobStatusRequest,
 };
-use cuttle_runtime::telemetry::LogFormat;
 use cuttle_testkit::{Beanstalkd, PostgresDatabase, SqliteFile};
 
 /// A running lab: server, beanstalkd, and the database they use.
@@ -52,18 +53,8 @@ impl Lab {
             None => DatabaseTarget::parse(&data.url()).unwrap(),
         };
         let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            db: target,
-            beanstalk,
-            data_dir: data.dir().to_owned(),
-            log_format: LogFormat::Text,
-            admin_token_file: data.dir().join("admin.token"),
-            max_db_connections: 8,
-            job_ttr: Duration::from_secs(300),
             enqueue_retry: Duration::from_secs(1),
-            supervisor_grace: Duration::from_secs(60),
-            reap_interval: Duration::from_secs(5),
-            policy: Default::default(),
+            ..Settings::local(target, beanstalk, data.dir().to_owned())
         };
         let api = cuttle_api::spawn(settings, cuttle_api::CancellationToken::new())
             .await
@@ -84,12 +75,31 @@ impl Lab {
             .unwrap()
     }
 
-    async fn nodes(&self) -> NodeServiceClient<Channel> {
-        NodeServiceClient::new(self.channel().await)
+    /// The bootstrap admin token's interceptor: the tests act as the lab's admin unless
+    /// they say otherwise.
+    fn admin(&self) -> Bearer {
+        Bearer::new(Some(&self.admin_token())).unwrap()
     }
 
-    async fn runs(&self) -> RunServiceClient<Channel> {
-        RunServiceClient::new(self.channel().await)
+    async fn nodes(&self) -> NodeServiceClient<Authed> {
+        NodeServiceClient::with_interceptor(self.channel().await, self.admin())
+    }
+
+    async fn runs(&self) -> RunServiceClient<Authed> {
+        RunServiceClient::with_interceptor(self.channel().await, self.admin())
+    }
+
+    /// A new token for `user` with `role`, made by the admin.
+    async fn token(&self, user: &str, role: &str) -> Bearer {
+        let created = AdminServiceClient::with_interceptor(self.channel().await, self.admin())
+            .create_token(CreateTokenRequest {
+                user: user.into(),
+                role: role.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        Bearer::new(Some(&created.secret)).unwrap()
     }
 
     async fn add_nodes(&self, machine_type: &str, count: usize) {
@@ -374,6 +384,7 @@ async fn bad_input_is_refused_clearly_and_writes_nothing() {
         count,
         owner: owner.into(),
         job_id: None,
+        dispatcher: None,
     };
     assert_refused(
         nodes.lock_nodes(lock(0, "alice")).await,
@@ -394,18 +405,29 @@ async fn bad_input_is_refused_clearly_and_writes_nothing() {
     let unlock = |owner: &str| UnlockNodesRequest {
         names: names.clone(),
         owner: owner.into(),
+        job_id: None,
     };
+    // bob's own token does not unlock alice's nodes, whatever owner he claims.
+    let mut as_bob = NodeServiceClient::with_interceptor(
+        lab.channel().await,
+        lab.token("bob", "developer").await,
+    );
     assert_refused(
-        nodes.unlock_nodes(unlock("bob")).await,
+        as_bob.unlock_nodes(unlock("bob")).await,
         Code::PermissionDenied,
         "locked by alice, not by bob",
     );
-    let mut as_admin = tonic::Request::new(unlock("bob"));
-    as_admin.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", lab.admin_token()).parse().unwrap(),
+    assert_refused(
+        as_bob.unlock_nodes(unlock("alice")).await,
+        Code::PermissionDenied,
+        "bob (developer) may not lock or unlock nodes as alice",
     );
-    let unlocked = nodes.unlock_nodes(as_admin).await.unwrap().into_inner();
+    // An admin unlocks anyone's hand lock.
+    let unlocked = nodes
+        .unlock_nodes(unlock("bob"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(unlocked.unlocked, names);
 
     // The daemon is still serving, and healthy.
@@ -460,6 +482,7 @@ async fn job_status_changes_go_through_the_state_machine() {
         job_id: id,
         status: status as i32,
         reason: reason.into(),
+        ..Default::default()
     };
     assert_refused(
         runs.update_job_status(set(JobStatus::Pass, "")).await,
@@ -483,6 +506,7 @@ async fn job_status_changes_go_through_the_state_machine() {
             count: 1,
             owner: "alice".into(),
             job_id: Some(id),
+            dispatcher: None,
         })
         .await
         .unwrap();
@@ -524,7 +548,7 @@ async fn concurrent_lock_requests_never_share_a_node(db: Db) {
     let holders: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let mut tasks = Vec::new();
     for request in 0..200usize {
-        let mut nodes = NodeServiceClient::new(channel.clone());
+        let mut nodes = NodeServiceClient::with_interceptor(channel.clone(), lab.admin());
         let holders = holders.clone();
         // Deterministic spread of counts 1..=8 without a seeded RNG dependency.
         let count = 1 + (request * 37 % 8) as u32;
@@ -536,6 +560,7 @@ async fn concurrent_lock_requests_never_share_a_node(db: Db) {
                     count,
                     owner: owner.clone(),
                     job_id: None,
+                    dispatcher: None,
                 })
                 .await;
             let mut problems = Vec::new();
@@ -565,7 +590,11 @@ async fn concurrent_lock_requests_never_share_a_node(db: Db) {
                 holders.lock().unwrap().remove(name);
             }
             if let Err(status) = nodes
-                .unlock_nodes(UnlockNodesRequest { names, owner })
+                .unlock_nodes(UnlockNodesRequest {
+                    names,
+                    owner,
+                    job_id: None,
+                })
                 .await
             {
                 problems.push(format!("request {request}: unlock failed: {status:?}"));
@@ -829,4 +858,212 @@ async fn jobs_lost_by_a_beanstalkd_restart_are_put_again() {
         let body = beanstalk.peek(id).unwrap().body().to_vec();
         assert_eq!(String::from_utf8(body).unwrap(), job.config_yaml);
     }
+}
+
+/// Hostile gRPC input: a 10 MB message, huge repeated fields, out-of-range numbers and
+/// unknown enum values. Each is refused with a client error (never INTERNAL), and the
+/// server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_grpc_input_gets_client_errors_and_the_server_survives() {
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 2).await;
+    let mut nodes = lab.nodes().await;
+    let mut runs = lab.runs().await;
+    let client_error = |result: Result<(), tonic::Status>, what: &str| {
+        let status = result.expect_err(what);
+        assert!(
+            matches!(
+                status.code(),
+                Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted
+            ),
+            "{what}: {status:?}"
+        );
+    };
+    // 10 MB in one message, past the 4 MiB limit of every service but CreateRun's.
+    client_error(
+        nodes
+            .add_node(AddNodeRequest {
+                name: "big".into(),
+                machine_type: "smithi".into(),
+                description: "x".repeat(10 << 20),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "a 10 MB AddNode",
+    );
+    // Huge repeated fields.
+    client_error(
+        nodes
+            .unlock_nodes(UnlockNodesRequest {
+                names: (0..100_000).map(|i| format!("n{i}")).collect(),
+                owner: "alice".into(),
+                job_id: None,
+            })
+            .await
+            .map(drop),
+        "an unlock of 100,000 names",
+    );
+    client_error(
+        runs.create_run(run_request("huge", jobs(20_000, smithi_job(100, 1))))
+            .await
+            .map(drop),
+        "a run of 20,000 jobs",
+    );
+    // Out-of-range numbers and unknown enum values.
+    for (request, what) in [
+        (smithi_job(70_000, 1), "priority 70000"),
+        (smithi_job(100, 0), "0 nodes"),
+        (
+            JobSpec {
+                time_limit_s: Some(u32::MAX),
+                ..smithi_job(100, 1)
+            },
+            "a time limit of 136 years",
+        ),
+    ] {
+        client_error(
+            runs.create_run(run_request("bad", jobs(1, request)))
+                .await
+                .map(drop),
+            what,
+        );
+    }
+    client_error(
+        nodes
+            .lock_nodes(LockNodesRequest {
+                machine_type: "smithi".into(),
+                count: u32::MAX,
+                owner: "alice".into(),
+                job_id: Some(-5),
+                dispatcher: None,
+            })
+            .await
+            .map(drop),
+        "a negative job id",
+    );
+    client_error(
+        runs.update_job_status(UpdateJobStatusRequest {
+            job_id: 1,
+            status: 99,
+            reason: String::new(),
+            ..Default::default()
+        })
+        .await
+        .map(drop),
+        "job status 99",
+    );
+    client_error(
+        runs.get_job(GetJobRequest { job_id: i64::MIN })
+            .await
+            .map(drop),
+        "job id i64::MIN",
+    );
+    // Still serving, and healthy.
+    let health = HealthServiceClient::new(lab.channel().await)
+        .get_health(GetHealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(health.database_ok && health.beanstalk_ok, "{health:?}");
+}
+
+/// A supervisor the job no longer has (stopped past the grace, say, while the job was
+/// started again elsewhere) cannot heartbeat it, end it or requeue it: reports that name
+/// their supervisor must name the one the dispatch recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_recorded_supervisor_speaks_for_a_running_job() {
+    use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
+    use cuttle_proto::v1::{
+        AcquireLeaseRequest, ClaimJobRequest, HeartbeatRequest, RecordDispatchRequest,
+        ReportPrepareRequest,
+    };
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 1).await;
+    let mut runs = lab.runs().await;
+    let job = runs
+        .create_run(run_request("r", jobs(1, smithi_job(100, 1))))
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .remove(0);
+    let mut dispatch = DispatchServiceClient::with_interceptor(lab.channel().await, lab.admin());
+    let holder = "dispatcher-a".to_owned();
+    dispatch
+        .acquire_lease(AcquireLeaseRequest {
+            machine_type: "smithi".into(),
+            holder: holder.clone(),
+            host: "host-a".into(),
+            pid: 1,
+            ttl_ms: 60_000,
+        })
+        .await
+        .unwrap();
+    dispatch
+        .claim_job(ClaimJobRequest {
+            machine_type: "smithi".into(),
+            holder: holder.clone(),
+            beanstalk_id: job.beanstalk_id.unwrap(),
+            body: job.config_yaml.clone(),
+            defer_lock: false,
+        })
+        .await
+        .unwrap();
+    dispatch
+        .record_dispatch(RecordDispatchRequest {
+            job_id: job.id,
+            holder,
+            supervisor_pid: 4242,
+            supervisor_host: "host-a".into(),
+        })
+        .await
+        .unwrap();
+    let beat = |pid: u32, host: &str| HeartbeatRequest {
+        job_id: job.id,
+        supervisor_pid: Some(pid),
+        supervisor_host: Some(host.into()),
+    };
+    assert_refused(
+        runs.heartbeat(beat(9999, "host-a")).await,
+        Code::FailedPrecondition,
+        "supervised by pid 4242 on host-a, not by pid 9999 on host-a",
+    );
+    assert_refused(
+        runs.heartbeat(beat(4242, "host-b")).await,
+        Code::FailedPrecondition,
+        "not by pid 4242 on host-b",
+    );
+    runs.heartbeat(beat(4242, "host-a")).await.unwrap();
+    let report = |pid: u32| UpdateJobStatusRequest {
+        job_id: job.id,
+        status: JobStatus::Pass as i32,
+        reason: String::new(),
+        supervisor_pid: Some(pid),
+        supervisor_host: Some("host-a".into()),
+    };
+    assert_refused(
+        runs.update_job_status(report(9999)).await,
+        Code::FailedPrecondition,
+        "cannot speak for it",
+    );
+    assert_refused(
+        runs.report_prepare(ReportPrepareRequest {
+            job_id: job.id,
+            ok: false,
+            reason: "stale".into(),
+            failed_nodes: Vec::new(),
+            supervisor_pid: Some(9999),
+            supervisor_host: Some("host-a".into()),
+        })
+        .await,
+        Code::FailedPrecondition,
+        "cannot speak for it",
+    );
+    let ended = runs
+        .update_job_status(report(4242))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ended.status, JobStatus::Pass as i32);
 }

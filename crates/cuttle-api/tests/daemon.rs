@@ -6,9 +6,11 @@ use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use cuttle_proto::bearer::Bearer;
+use cuttle_proto::v1::admin_service_client::AdminServiceClient;
 use cuttle_proto::v1::health_service_client::HealthServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
-use cuttle_proto::v1::{GetHealthRequest, GetRunRequest};
+use cuttle_proto::v1::{CreateTokenRequest, GetHealthRequest, GetRunRequest, WhoAmIRequest};
 use cuttle_testkit::{Beanstalkd, PostgresDatabase, SqliteFile, free_port, wait_for_port};
 
 /// A started `cuttle-api` and the port it serves on.
@@ -120,7 +122,48 @@ async fn starts_from_flags_alone_logs_json_and_stops_on_sigterm() {
         data.dir().join("admin.token").exists(),
         "the admin token was generated"
     );
+    // Tokens at work: a new one created with the bootstrap token, used, a bad one
+    // refused. Neither secret may reach the log.
+    let admin = std::fs::read_to_string(data.dir().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let created =
+        AdminServiceClient::with_interceptor(channel.clone(), Bearer::new(Some(&admin)).unwrap())
+            .create_token(CreateTokenRequest {
+                user: "alice".into(),
+                role: "developer".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let me = AdminServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(Some(&created.secret)).unwrap(),
+    )
+    .who_am_i(WhoAmIRequest {})
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(me.user, "alice");
+    let wrong = format!("{}x", created.secret);
+    let refused = AdminServiceClient::with_interceptor(channel, Bearer::new(Some(&wrong)).unwrap())
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     let (status, log) = daemon.terminate();
+    for secret in [&admin, &created.secret, &wrong] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token reached the log:\n{log}"
+        );
+    }
     assert!(status.success(), "exit {status:?}; log:\n{log}");
     let lines: Vec<serde_json::Value> = log
         .lines()

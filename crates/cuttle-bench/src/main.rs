@@ -12,11 +12,18 @@
 //! runner process per job) and beanstalkd, against the raw put → reserve → delete rate of
 //! the same bodies over one beanstalkc connection. Job timelines say where the time goes.
 
+mod load;
+mod suite;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use beanstalkc::Beanstalkc;
 use clap::{Parser, Subcommand};
+use cuttle_proto::bearer::{Authed, Bearer};
+use cuttle_proto::v1::CreateTokenRequest;
+use cuttle_proto::v1::admin_service_client::AdminServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use cuttle_api::{CancellationToken, RunningApi, Settings};
@@ -24,7 +31,6 @@ use cuttle_db::DatabaseTarget;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_proto::v1::{AddNodeRequest, CreateRunRequest, JobSpec};
-use cuttle_runtime::telemetry::LogFormat;
 use cuttle_testkit::{Beanstalkd, SqliteFile};
 
 /// Benchmarks of cuttle against a private beanstalkd and a real database, each reported
@@ -48,6 +54,15 @@ enum Bench {
     /// cuttle-supervisor and cuttle-local-runner built next to this binary
     /// (cargo build --release -p cuttle-bench -p cuttle-dispatcher -p cuttle-supervisor).
     Dispatch(DispatchArgs),
+    /// Load: concurrent clients (each with its own developer token) scheduling, listing,
+    /// locking and unlocking while a dispatcher runs the jobs; requests/s and p50/p99 per
+    /// call beside WhoAmI, a trivial call, measured in the same run. Fails if any call
+    /// errs. Needs the same binaries as `dispatch`.
+    Load(load::LoadArgs),
+    /// Suites: expansion of a 10,000-job suite (in process, as `cuttle suite --dry-run`,
+    /// and teuthology-suite --dry-run on the same tree when its venv is found), and a
+    /// 500-job suite expanded and queued through cuttle-api beside raw beanstalkd puts.
+    Suite(suite::SuiteBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,7 +131,7 @@ fn baseline_round(port: u16, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
 /// Schedules `runs` runs of `run_size` jobs through the API; returns jobs per second and
 /// the median latency of one CreateRun.
 async fn cuttle_round(
-    client: &mut RunServiceClient<Channel>,
+    client: &mut RunServiceClient<Authed>,
     round: usize,
     args: &ScheduleArgs,
     config: &str,
@@ -158,7 +173,10 @@ struct BenchLab {
     backend: &'static str,
     api: RunningApi,
     shutdown: CancellationToken,
-    channel: Channel,
+    /// A channel whose calls carry the bootstrap admin token.
+    channel: Authed,
+    /// A service token for the dispatcher.
+    service_token: String,
 }
 
 impl BenchLab {
@@ -171,22 +189,25 @@ impl BenchLab {
         };
         let backend = db.backend().as_str();
         let settings = Settings {
-            listen: "127.0.0.1:0".parse()?,
-            db,
-            beanstalk: beanstalkd.addr().to_string(),
-            data_dir: data.dir().to_owned(),
-            log_format: LogFormat::Text,
-            admin_token_file: data.dir().join("admin.token"),
-            max_db_connections: 8,
             job_ttr,
-            enqueue_retry: Duration::from_secs(5),
-            supervisor_grace: Duration::from_secs(60),
-            reap_interval: Duration::from_secs(5),
-            policy: Default::default(),
+            ..Settings::local(db, beanstalkd.addr().to_string(), data.dir().to_owned())
         };
         let shutdown = CancellationToken::new();
         let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
-        let channel = Channel::from_shared(api.url())?.connect().await?;
+        let admin_token = std::fs::read_to_string(data.dir().join("admin.token"))
+            .context("reading the admin token cuttle-api wrote")?;
+        let admin = Bearer::new(Some(&admin_token)).context("the admin token")?;
+        let plain = Channel::from_shared(api.url())?.connect().await?;
+        let channel = InterceptedService::new(plain, admin);
+        let service_token = AdminServiceClient::new(channel.clone())
+            .create_token(CreateTokenRequest {
+                user: "bench-dispatcher".into(),
+                role: "service".into(),
+            })
+            .await
+            .context("creating the dispatcher's service token")?
+            .into_inner()
+            .secret;
         let mut node_service = NodeServiceClient::new(channel.clone());
         for i in 1..=nodes {
             node_service
@@ -205,7 +226,47 @@ impl BenchLab {
             api,
             shutdown,
             channel,
+            service_token,
         })
+    }
+
+    /// Starts the real cuttle-dispatcher (with its supervisors and the local runner, all
+    /// found next to this binary) on the lab's tube, with a service token.
+    fn start_dispatcher(&self) -> anyhow::Result<std::process::Child> {
+        let bin_dir = cuttle_runtime::lab::bin_dir();
+        for binary in [
+            "cuttle-dispatcher",
+            "cuttle-supervisor",
+            "cuttle-local-runner",
+        ] {
+            anyhow::ensure!(
+                bin_dir.join(binary).exists(),
+                "{} is missing; build it next to cuttle-bench: cargo build --release -p cuttle-bench -p cuttle-dispatcher -p cuttle-supervisor",
+                bin_dir.join(binary).display()
+            );
+        }
+        let config = self.data.dir().join("dispatcher.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[lab]\narchive_dir = {:?}\nrunner_command = {:?}\n",
+                self.data.dir().join("archive"),
+                cuttle_runtime::lab::LOCAL_RUNNER
+            ),
+        )?;
+        let log = std::fs::File::create(self.data.dir().join("dispatcher.log"))?;
+        std::process::Command::new(bin_dir.join("cuttle-dispatcher"))
+            .args(["--machine-type", "smithi", "--api", &self.api.url()])
+            .arg("--beanstalk")
+            .arg(self.beanstalkd.addr().to_string())
+            .arg("--config")
+            .arg(&config)
+            .env("CUTTLE_LOG", "warn")
+            .env("CUTTLE_TOKEN", &self.service_token)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start cuttle-dispatcher")
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -367,7 +428,7 @@ fn phases(details: &[cuttle_proto::v1::JobDetail]) -> Phases {
 /// One cuttle round: schedules `jobs` zero-length jobs and waits until all have ended.
 /// Returns jobs per second from the CreateRun call to the last terminal state.
 async fn dispatch_round(
-    runs: &mut RunServiceClient<Channel>,
+    runs: &mut RunServiceClient<Authed>,
     round: usize,
     jobs: usize,
 ) -> anyhow::Result<(f64, Phases)> {
@@ -431,38 +492,10 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
         args.jobs > 0 && args.nodes > 0 && args.rounds > 0,
         "--jobs, --nodes and --rounds must be at least 1"
     );
-    let bin_dir = cuttle_runtime::lab::bin_dir();
-    for binary in [
-        "cuttle-dispatcher",
-        "cuttle-supervisor",
-        "cuttle-local-runner",
-    ] {
-        anyhow::ensure!(
-            bin_dir.join(binary).exists(),
-            "{} is missing; build it next to cuttle-bench: cargo build --release -p cuttle-bench -p cuttle-dispatcher -p cuttle-supervisor",
-            bin_dir.join(binary).display()
-        );
-    }
     let lab = BenchLab::start(args.db.as_deref(), Duration::from_secs(60), args.nodes).await?;
-    let (beanstalkd, data, api, backend) = (&lab.beanstalkd, &lab.data, &lab.api, lab.backend);
+    let mut dispatcher = lab.start_dispatcher()?;
+    let (beanstalkd, backend) = (&lab.beanstalkd, lab.backend);
     let channel = lab.channel.clone();
-    let config = data.dir().join("dispatcher.toml");
-    std::fs::write(
-        &config,
-        format!("[lab]\narchive_dir = {:?}\n", data.dir().join("archive")),
-    )?;
-    let log = std::fs::File::create(data.dir().join("dispatcher.log"))?;
-    let mut dispatcher = std::process::Command::new(bin_dir.join("cuttle-dispatcher"))
-        .args(["--machine-type", "smithi", "--api", &api.url()])
-        .arg("--beanstalk")
-        .arg(beanstalkd.addr().to_string())
-        .arg("--config")
-        .arg(&config)
-        .env("CUTTLE_LOG", "warn")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start cuttle-dispatcher")?;
     let mut runs = RunServiceClient::new(channel).max_decoding_message_size(usize::MAX);
     // One warm-up job: the dispatcher takes its lease, the binaries are in the page cache.
     dispatch_round(&mut runs, 0, 1).await?;
@@ -544,6 +577,8 @@ fn main() -> anyhow::Result<()> {
         match cli.bench {
             Bench::Schedule(args) => schedule(args, cli.json).await,
             Bench::Dispatch(args) => dispatch(args, cli.json).await,
+            Bench::Load(args) => load::run(args, cli.json).await,
+            Bench::Suite(args) => suite::run(args, cli.json).await,
         }
     })
 }

@@ -20,9 +20,11 @@ test lab (a teuthology-style lab of test machines). It adds, locks and unlocks n
 schedules runs of teuthology jobs, kills runs and jobs (cuttle kill), shows and pauses each \
 machine type's queue (cuttle queue), and shows runs, jobs and the health of the API.\n\n\
 It talks gRPC to cuttle-api at --api (or the CUTTLE_API environment variable, default \
-http://127.0.0.1:7171). An operator can set --token (or CUTTLE_TOKEN) to the admin token, \
-which is sent as `authorization: Bearer TOKEN` and lets them unlock other people's nodes \
-and kill other people's runs.\n\n\
+http://127.0.0.1:7171). Every change needs an API token: --token, else CUTTLE_TOKEN, else \
+the first line of ~/.config/cuttle/token; it is sent as `authorization: Bearer TOKEN`. A \
+developer's token acts on their own runs, jobs and locks; an admin's on everything (a lab \
+admin creates tokens with `cuttle admin token create`). Listing and showing need no token \
+unless the lab turned anonymous reads off.\n\n\
 Every listing and show takes --json for machine-readable output.\n\n\
 Exit status: 0 on success, 1 when the API refused the request or the input is invalid, \
 2 for a usage error, 3 when cuttle-api cannot be reached."
@@ -39,8 +41,8 @@ pub struct Cli {
     )]
     pub api: String,
 
-    /// Admin token, sent as `authorization: Bearer TOKEN` on every call; lets an operator
-    /// unlock nodes held by someone else and kill anyone's run.
+    /// API token, sent as `authorization: Bearer TOKEN` on every call (default: the first
+    /// line of ~/.config/cuttle/token). Changes need one; reads usually do not.
     #[arg(
         long,
         global = true,
@@ -49,6 +51,11 @@ pub struct Cli {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+
+    /// The CA certificate (PEM) that signed cuttle-api's TLS certificate; needed when
+    /// --api is an https:// URL.
+    #[arg(long, global = true, env = "CUTTLE_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
 
     /// Print machine-readable JSON on stdout instead of tables and text.
     #[arg(long, global = true)]
@@ -67,6 +74,27 @@ pub enum Command {
     Node(NodeCommand),
     /// Create a run of one or more jobs and queue them (teuthology-schedule).
     Schedule(ScheduleArgs),
+    /// Expand a Ceph qa suite into its jobs and schedule them as one run (teuthology-suite).
+    #[command(
+        long_about = "Expand a Ceph qa suite into its jobs, exactly as teuthology-suite \
+expands it, and schedule them as one run. The suite is a directory below qa/suites of a \
+ceph checkout: `%` directories convolve their facets, `+` directories concatenate, `$` \
+directories pick one entry at random (seeded by --seed), other directories offer their \
+entries as alternatives, and each job's fragments are deep-merged into its config (running \
+the fragments' premerge and postmerge Lua scripts in a sandbox). The same tree and options \
+give the same jobs in the same order, with teuthology's descriptions, on every run.\n\n\
+With --dry-run and --suite-dir the suite is expanded right here and nothing is sent: text \
+output is one description per line, --json a list with one object per job (description, \
+fragments, config, index). Otherwise cuttle-api expands it (from --suite-dir on its host, or \
+its cached clone of --suite-repo) and, unless --dry-run, records the run and all its jobs in \
+one transaction and queues them.\n\n\
+--rerun RUN schedules again the jobs of RUN that ended fail or dead (or --rerun-statuses), \
+with their descriptions and configs, as a new run.\n\n\
+Guard rails: more jobs than --job-threshold (the lab's suite_job_threshold by default), or \
+an urgent priority for a large run (below 50 at all, 50-74 over 25 jobs, 75-149 over 100 \
+jobs), are refused; --job-threshold 0 and --force-priority pass them, for admins only."
+    )]
+    Suite(Box<SuiteCliArgs>),
     /// List runs or show one run with its jobs.
     #[command(subcommand)]
     Run(RunCommand),
@@ -84,11 +112,96 @@ Only the run's owner may kill it (--owner, default $USER), or anyone with the ad
 (--token / CUTTLE_TOKEN)."
     )]
     Kill(KillArgs),
+    /// Saved suite requests: list, show, add, edit, delete (cuttle suite --preset NAME).
+    #[command(subcommand)]
+    Preset(PresetCommand),
+    /// Suites waiting for their build: list, show, add, edit, delete.
+    #[command(
+        subcommand,
+        long_about = "Suites waiting for their build (AutoSuites). An AutoSuite keeps a \
+`cuttle suite` request until the packages of its branch are built (Jenkins' build-status \
+webhook, or cuttle-api's periodic Shaman poll, says so), then schedules it once with the \
+build's sha1. `cuttle suite ... --wait-for-build` makes one when the build is not ready; \
+`cuttle autosuite add` makes one outright. A failed build ends it `build_failed` with the \
+build's URL; one that waits too long expires. See docs/builds.md."
+    )]
+    Autosuite(AutoSuiteCommand),
     /// See and steer a machine type's queue: list waiting jobs, pause, resume.
     #[command(subcommand)]
     Queue(QueueCommand),
     /// Show cuttle-api's health and version; exits 1 if its database or beanstalkd is not ok.
     Health,
+    /// The lab's books: audit the lock history, show it.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `cuttle admin ...`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Check the whole lock history: no node was ever held by two holders at once.
+    #[command(
+        long_about = "Replay every lock and unlock of every node since the lock history \
+began and check that no node was ever held by two holders (jobs or people) at the same \
+time, and that the history agrees with the nodes' current locks. Prints the counts and \
+each violation; exits 1 if there is any."
+    )]
+    Audit,
+    /// Show the newest lock and unlock events, of one node or of all.
+    LockHistory(LockHistoryArgs),
+    /// Create, list and revoke API tokens (admins only).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show who your token says you are.
+    Whoami,
+}
+
+/// `cuttle admin token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a user or a daemon; the secret is printed once, on the last line.
+    #[command(
+        long_about = "Create an API token for USER with ROLE: `admin` (everything), \
+`developer` (their own runs, jobs and hand locks) or `service` (what dispatchers and \
+supervisors do; give one to each dispatcher host). The secret is printed once, on the last \
+line of the output: cuttle-api keeps only its SHA-256. Hand it over privately; the user puts \
+it in ~/.config/cuttle/token (mode 0600) or CUTTLE_TOKEN."
+    )]
+    Create(TokenCreateArgs),
+    /// List tokens: id, user, role, first characters, created, revoked.
+    List,
+    /// Revoke a token at once (see `cuttle admin token list` for ids).
+    Revoke(TokenRevokeArgs),
+}
+
+/// `cuttle admin token create`
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Who the token acts as (a user name, or a daemon's such as dispatcher-smithi).
+    #[arg(long, value_name = "USER")]
+    pub user: String,
+    /// admin, developer or service.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+}
+
+/// `cuttle admin token revoke`
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id.
+    #[arg(value_name = "ID")]
+    pub id: i64,
+}
+
+/// `cuttle admin lock-history`
+#[derive(Debug, Args)]
+pub struct LockHistoryArgs {
+    /// Only this node's events.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Show at most this many events, the newest (default 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
 }
 
 /// `cuttle node ...`
@@ -100,10 +213,31 @@ pub enum NodeCommand {
     List(NodeListArgs),
     /// Lock COUNT free nodes of a machine type, or the named nodes; all or nothing.
     Lock(NodeLockArgs),
-    /// Unlock nodes you hold (or anyone's, with the admin token).
+    /// Unlock nodes you locked by hand (an admin: anyone's; a running job's: nobody's).
     Unlock(NodeUnlockArgs),
     /// Change a node's descriptive fields and/or mark it up or down.
     Update(NodeUpdateArgs),
+    /// Add the nodes of a paddles lab, from paddles' JSON (`curl PADDLES/nodes/ > FILE`).
+    #[command(
+        long_about = "Add the nodes of a paddles lab to cuttle's inventory, from the JSON \
+paddles answers GET /nodes/ with (save it with `curl -s PADDLES_URL/nodes/ > FILE`; `-` reads \
+standard input). Each node keeps its name, machine type, description, os type and version, \
+and ssh host key; a node down in paddles is added down. Locks are not imported. Nodes \
+already in cuttle are left as they are, so an import can be run again. Prints a line per \
+node and exits 1 if any could not be added."
+    )]
+    Import(NodeImportArgs),
+}
+
+/// `cuttle node import`
+#[derive(Debug, Args)]
+pub struct NodeImportArgs {
+    /// paddles' JSON list of nodes (`-` for standard input).
+    #[arg(value_name = "FILE")]
+    pub file: String,
+    /// Import only the nodes of this machine type.
+    #[arg(long, value_name = "TYPE")]
+    pub machine_type: Option<String>,
 }
 
 /// `cuttle node add`
@@ -123,6 +257,10 @@ pub struct NodeAddArgs {
     /// Installed operating system version, e.g. 22.04.
     #[arg(long, value_name = "VERSION")]
     pub os_version: Option<String>,
+    /// Its ssh host key, `KEYTYPE BASE64` (a line of `ssh-keyscan NODE` works), which
+    /// teuthology's targets need for jobs with roles.
+    #[arg(long, value_name = "KEY")]
+    pub ssh_key: Option<String>,
 }
 
 /// `cuttle node list`
@@ -172,9 +310,10 @@ pub struct NodeLockArgs {
         allow_negative_numbers = true
     )]
     pub count: Option<i64>,
-    /// Who will hold the nodes.
+    /// Who will hold the nodes; default: your token's user. Only an admin may lock for
+    /// someone else.
     #[arg(long, value_name = "OWNER")]
-    pub owner: String,
+    pub owner: Option<String>,
     /// The job the nodes are locked for, if any.
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
@@ -186,9 +325,10 @@ pub struct NodeUnlockArgs {
     /// Nodes to unlock.
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
-    /// Who is unlocking; must be the holder unless --token carries the admin token.
+    /// Whose hand lock to undo; default: your token's user. Only an admin may unlock
+    /// someone else's nodes, and nobody a running job's (kill the job instead).
     #[arg(long, value_name = "OWNER")]
-    pub owner: String,
+    pub owner: Option<String>,
 }
 
 /// `cuttle node update`
@@ -214,6 +354,9 @@ pub struct NodeUpdateArgs {
     /// New operating system version.
     #[arg(long, value_name = "VERSION")]
     pub os_version: Option<String>,
+    /// New ssh host key, `KEYTYPE BASE64` (a line of `ssh-keyscan NODE` works); "" clears it.
+    #[arg(long, value_name = "KEY")]
+    pub ssh_key: Option<String>,
     /// Mark the node up (back in service).
     #[arg(long, conflicts_with = "down")]
     pub up: bool,
@@ -224,6 +367,245 @@ pub struct NodeUpdateArgs {
     /// Why the node is going down; stored in its description.
     #[arg(long, value_name = "TEXT", requires = "down")]
     pub reason: Option<String>,
+}
+
+/// `cuttle preset ...`
+#[derive(Debug, Subcommand)]
+pub enum PresetCommand {
+    /// List your presets (an admin: --owner O, or --all).
+    List(PresetListArgs),
+    /// Show the flags a preset keeps, and when it was saved.
+    Show(PresetNameArgs),
+    /// Save the suite flags given as a new preset NAME.
+    Add(Box<PresetSaveArgs>),
+    /// Change the flags given of preset NAME; the others stay as saved.
+    Edit(Box<PresetSaveArgs>),
+    /// Delete a preset for good (runs scheduled from it stay).
+    Delete(PresetNameArgs),
+}
+
+/// `cuttle autosuite ...`
+#[derive(Debug, Subcommand)]
+pub enum AutoSuiteCommand {
+    /// List your AutoSuites, newest first (an admin: --owner O, or --all).
+    List(AutoSuiteListArgs),
+    /// Show an AutoSuite with its timeline.
+    Show(AutoSuiteIdArgs),
+    /// Keep a suite request until its build is ready (the flags of `cuttle suite`).
+    Add(Box<SuiteCliArgs>),
+    /// Change the flags given of a waiting AutoSuite; the others stay.
+    Edit(Box<AutoSuiteEditArgs>),
+    /// Delete an AutoSuite (a run it scheduled stays).
+    Delete(AutoSuiteIdArgs),
+}
+
+/// `cuttle autosuite list`
+#[derive(Debug, Args)]
+pub struct AutoSuiteListArgs {
+    /// Whose AutoSuites (default: yours; another's needs the admin role).
+    #[arg(long, value_name = "OWNER", conflicts_with = "all")]
+    pub owner: Option<String>,
+    /// Everyone's (admins only).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// An AutoSuite by id.
+#[derive(Debug, Args)]
+pub struct AutoSuiteIdArgs {
+    /// The AutoSuite's id (`cuttle autosuite list`).
+    #[arg(value_name = "ID")]
+    pub id: i64,
+}
+
+/// `cuttle autosuite edit`
+#[derive(Debug, Args)]
+pub struct AutoSuiteEditArgs {
+    /// The AutoSuite's id (`cuttle autosuite list`).
+    #[arg(id = "autosuite_id", value_name = "ID")]
+    pub id: i64,
+    /// The suite flags to change, as `cuttle suite` takes them.
+    #[command(flatten)]
+    pub suite: SuiteCliArgs,
+}
+
+/// `cuttle preset list`
+#[derive(Debug, Args)]
+pub struct PresetListArgs {
+    /// Whose presets (default: yours).
+    #[arg(long, value_name = "OWNER", conflicts_with = "all")]
+    pub owner: Option<String>,
+    /// Everyone's presets (admins only).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// A preset by name.
+#[derive(Debug, Args)]
+pub struct PresetNameArgs {
+    /// The preset's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Whose preset (default: yours; another's needs the admin role).
+    #[arg(long = "preset-owner", value_name = "OWNER")]
+    pub owner: Option<String>,
+}
+
+/// `cuttle preset add|edit`
+#[derive(Debug, Args)]
+pub struct PresetSaveArgs {
+    /// The preset's name: letters, digits and - _ .
+    #[arg(id = "preset_name", value_name = "NAME")]
+    pub preset_name: String,
+    /// Whose preset (default: yours; another's needs the admin role).
+    #[arg(long = "preset-owner", value_name = "OWNER")]
+    pub preset_owner: Option<String>,
+    /// The suite flags to save, as `cuttle suite` takes them.
+    #[command(flatten)]
+    pub suite: SuiteCliArgs,
+}
+
+/// `cuttle suite`
+#[derive(Debug, Args)]
+pub struct SuiteCliArgs {
+    /// The suite: a path below qa/suites, e.g. rados/singleton (rados:singleton works too).
+    #[arg(short = 's', long, value_name = "SUITE")]
+    pub suite: Option<String>,
+    /// A checkout of the suite repository (holding qa/suites), used as it is. With
+    /// --dry-run it is read here; otherwise the path is on cuttle-api's host.
+    #[arg(long, value_name = "DIR")]
+    pub suite_dir: Option<String>,
+    /// A git repository of suites (URL or path on cuttle-api's host); cuttle-api keeps a
+    /// cached clone. Default: the lab's suite_repo setting.
+    #[arg(long, value_name = "URL")]
+    pub suite_repo: Option<String>,
+    /// The suite repository's branch (default: the ceph branch).
+    #[arg(long, value_name = "BRANCH")]
+    pub suite_branch: Option<String>,
+    /// The suite repository's commit (overrides --suite-branch's tip).
+    #[arg(long, value_name = "SHA1")]
+    pub suite_sha1: Option<String>,
+    /// The directory of the suite repository holding suites/ (default qa).
+    #[arg(long, value_name = "PATH")]
+    pub suite_relpath: Option<String>,
+    /// The ceph branch to test [default: main].
+    #[arg(short = 'c', long = "ceph", value_name = "BRANCH")]
+    pub ceph: Option<String>,
+    /// The ceph commit to test (recorded in every job as sha1).
+    #[arg(short = 'S', long, value_name = "SHA1")]
+    pub sha1: Option<String>,
+    /// The ceph repository recorded in every job.
+    #[arg(long, value_name = "URL")]
+    pub ceph_repo: Option<String>,
+    /// The kernel: `distro` (the distribution's) or `none` (no kernel stanza) [default: distro].
+    #[arg(short = 'k', long, value_name = "KERNEL")]
+    pub kernel: Option<String>,
+    /// The ceph packages flavor [default: default].
+    #[arg(short = 'f', long, value_name = "FLAVOR")]
+    pub flavor: Option<String>,
+    /// The machine type every job runs on (one; a list is refused).
+    #[arg(short = 'm', long, value_name = "TYPE", env = "CUTTLE_MACHINE_TYPE")]
+    pub machine_type: Option<String>,
+    /// Keep only jobs for this distribution (e.g. ubuntu).
+    #[arg(short = 'd', long, value_name = "DISTRO")]
+    pub distro: Option<String>,
+    /// Keep only jobs for this distribution version (e.g. 22.04).
+    #[arg(short = 'D', long, value_name = "VERSION")]
+    pub distro_version: Option<String>,
+    /// Job priority, lower is sooner [default: 1000].
+    #[arg(short = 'p', long, value_name = "P")]
+    pub priority: Option<u32>,
+    /// Whose run it is (default: your token's user).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+    /// Schedule part WHICH (from 0) of OF parts; each part covers every facet.
+    #[arg(long, value_name = "WHICH/OF")]
+    pub subset: Option<String>,
+    /// Seed of the `$` choices and nested subsets (default: drawn from 0..9999 and
+    /// printed); the same seed gives the same jobs.
+    #[arg(long, value_name = "SEED")]
+    pub seed: Option<u64>,
+    /// Keep jobs whose description holds at least one of these (comma-separated).
+    #[arg(long = "filter", value_name = "WORDS")]
+    pub filter: Vec<String>,
+    /// Drop jobs whose description holds any of these (comma-separated).
+    #[arg(long, value_name = "WORDS")]
+    pub filter_out: Vec<String>,
+    /// Keep jobs whose description holds all of these (comma-separated).
+    #[arg(long, value_name = "WORDS")]
+    pub filter_all: Vec<String>,
+    /// Match the filters against the jobs' fragment paths too (as Lua patterns).
+    #[arg(short = 'F', long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub filter_fragments: Option<String>,
+    /// Queue at most this many jobs (0: all).
+    #[arg(short = 'l', long, value_name = "N", default_value_t = 0)]
+    pub limit: u32,
+    /// Queue each job this many times [default: 1].
+    #[arg(short = 'n', short_alias = 'N', long, value_name = "N")]
+    pub num: Option<u32>,
+    /// Who gets the results e-mail when the run ends (comma-separated).
+    #[arg(short = 'e', long, value_name = "ADDRESS")]
+    pub email: Option<String>,
+    /// Seconds to wait for the run before e-mailing results anyway.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u32>,
+    /// Expand and show the jobs; schedule nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Schedule again the jobs of this earlier run that ended so (see --rerun-statuses).
+    #[arg(short = 'r', long, value_name = "RUN")]
+    pub rerun: Option<String>,
+    /// The statuses --rerun picks (comma-separated) [default: fail,dead].
+    #[arg(short = 'R', long, value_name = "STATUSES")]
+    pub rerun_statuses: Option<String>,
+    /// Pass the priority floor (admins only).
+    #[arg(long)]
+    pub force_priority: bool,
+    /// Refuse the run if it has more jobs than this (0: no limit, admins only).
+    #[arg(long, value_name = "N")]
+    pub job_threshold: Option<u32>,
+    /// The teuthology branch the jobs run (default: qa/.teuthology_branch, else main).
+    #[arg(short = 't', long, value_name = "BRANCH")]
+    pub teuthology_branch: Option<String>,
+    /// The teuthology commit the jobs run (default: resolved by cuttle-api).
+    #[arg(long, value_name = "SHA1")]
+    pub teuthology_sha1: Option<String>,
+    /// Ignore the numbers in `%` files (no nested subsets).
+    #[arg(long)]
+    pub no_nested_subset: bool,
+    /// The run's name (default: OWNER-TIMESTAMP-SUITE-BRANCH-KERNEL-FLAVOR-TYPE).
+    #[arg(long, value_name = "RUN")]
+    pub name: Option<String>,
+    /// The architecture fragments' exclude_arch is compared with.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Start from your saved preset NAME (cuttle preset); every flag given here wins
+    /// over the preset's.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// When cuttle-api checks builds with Shaman and the branch's packages are not
+    /// ready yet: keep the request as an AutoSuite that schedules itself once they are
+    /// (`cuttle autosuite list`), instead of refusing it.
+    #[arg(long)]
+    pub wait_for_build: bool,
+    /// Accepted for teuthology-suite command lines; cuttle does not look sha1s up.
+    #[arg(long, value_name = "BOOL", hide = true)]
+    pub validate_sha1: Option<String>,
+    /// Accepted for teuthology-suite command lines (cuttle asks nothing).
+    #[arg(short = 'y', long, hide = true)]
+    pub non_interactive: bool,
+    /// Accepted for teuthology-suite command lines (say -v to cuttle with RUST_LOG).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count, hide = true)]
+    pub verbose: u8,
+    /// teuthology-suite's --newest: only 0 (no backtracking) is supported.
+    #[arg(long, value_name = "N", hide = true)]
+    pub newest: Option<u32>,
+    /// teuthology-suite's --sleep-before-teardown: only 0 is supported.
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub sleep_before_teardown: Option<u32>,
+    /// Accepted for teuthology-suite command lines: cuttle queues a run in one request.
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub throttle: Option<u32>,
 }
 
 /// `cuttle schedule`

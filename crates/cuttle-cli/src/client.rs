@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
+use cuttle_proto::v1::admin_service_client::AdminServiceClient;
+use cuttle_proto::v1::auto_suite_service_client::AutoSuiteServiceClient;
 use cuttle_proto::v1::health_service_client::HealthServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
+use cuttle_proto::v1::preset_service_client::PresetServiceClient;
 use cuttle_proto::v1::queue_service_client::QueueServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
+use cuttle_proto::v1::suite_service_client::SuiteServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::Failure;
@@ -25,44 +26,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
 /// The channel with the token interceptor in front, as every client uses it.
-pub type Transport = InterceptedService<Channel, BearerToken>;
+pub type Transport = cuttle_proto::bearer::Authed;
 
-/// Adds `authorization: Bearer TOKEN` to each call when a token was given.
-#[derive(Debug, Clone)]
-pub struct BearerToken(Option<MetadataValue<Ascii>>);
+/// The token interceptor (shared with the daemons).
+pub use cuttle_proto::bearer::Bearer as BearerToken;
 
-impl BearerToken {
-    /// The interceptor for `token`; an empty token (`CUTTLE_TOKEN=`) means none. Surrounding
-    /// whitespace is dropped, as in a token pasted from the API's token file.
-    pub fn new(token: Option<&str>) -> Result<BearerToken, Failure> {
-        let Some(token) = token.map(str::trim).filter(|token| !token.is_empty()) else {
-            return Ok(BearerToken(None));
-        };
-        let mut value: MetadataValue<Ascii> = format!("Bearer {token}").parse().map_err(|_| {
-            Failure::Invalid(
-                "token: the token must be printable ASCII without line breaks; check \
-                     --token / CUTTLE_TOKEN"
-                    .to_owned(),
-            )
-        })?;
-        // Keeps the token out of any debug output of the request.
-        value.set_sensitive(true);
-        Ok(BearerToken(Some(value)))
-    }
-}
-
-impl Interceptor for BearerToken {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
+/// The interceptor for `token`, refusing one that cannot travel in a header.
+pub fn bearer(token: Option<&str>) -> Result<BearerToken, Failure> {
+    BearerToken::new(token).map_err(|_| {
+        Failure::Invalid(
+            "token: the token must be printable ASCII without line breaks; check --token, \
+             CUTTLE_TOKEN or ~/.config/cuttle/token"
+                .to_owned(),
+        )
+    })
 }
 
 /// An open connection to cuttle-api.
@@ -76,7 +53,11 @@ pub struct Api {
 impl Api {
     /// Connects to `url` (a bare `host:port` means `http://host:port`), waiting at most
     /// [`CONNECT_TIMEOUT`].
-    pub async fn connect(url: &str, token: BearerToken) -> Result<Api, Failure> {
+    pub async fn connect(
+        url: &str,
+        token: BearerToken,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Api, Failure> {
         // `CUTTLE_API=` (set but empty) means the default, as if it were unset.
         let url = url.trim();
         let url = if url.is_empty() {
@@ -86,13 +67,14 @@ impl Api {
         } else {
             format!("http://{url}")
         };
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|_| {
-                Failure::Invalid(format!(
-                    "api: {url:?} is not a URL; use one like {}",
-                    crate::cli::DEFAULT_API
-                ))
-            })?
+        if Endpoint::from_shared(url.clone()).is_err() {
+            return Err(Failure::Invalid(format!(
+                "api: {url:?} is not a URL; use one like {}",
+                crate::cli::DEFAULT_API
+            )));
+        }
+        let endpoint = cuttle_proto::endpoint::endpoint(&url, ca_pem)
+            .map_err(|error| Failure::Invalid(format!("api: {error}")))?
             .connect_timeout(CONNECT_TIMEOUT);
         let unreachable = |detail: String| Failure::Unreachable {
             url: url.clone(),
@@ -130,6 +112,27 @@ impl Api {
             .max_decoding_message_size(MAX_ANSWER_BYTES)
     }
 
+    pub fn admin(&self) -> AdminServiceClient<Transport> {
+        AdminServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_ANSWER_BYTES)
+    }
+
+    pub fn presets(&self) -> PresetServiceClient<Transport> {
+        PresetServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_ANSWER_BYTES)
+    }
+
+    pub fn autosuites(&self) -> AutoSuiteServiceClient<Transport> {
+        AutoSuiteServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_ANSWER_BYTES)
+    }
+
+    pub fn suites(&self) -> SuiteServiceClient<Transport> {
+        SuiteServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_ANSWER_BYTES)
+            .max_encoding_message_size(MAX_ANSWER_BYTES)
+    }
+
     pub fn health(&self) -> HealthServiceClient<Transport> {
         HealthServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(MAX_ANSWER_BYTES)
@@ -156,26 +159,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_token_goes_into_the_authorization_header() {
-        let mut token = BearerToken::new(Some("s3cret")).unwrap();
-        let request = token.call(tonic::Request::new(())).unwrap();
-        assert_eq!(
-            request.metadata().get("authorization").unwrap(),
-            "Bearer s3cret"
-        );
-    }
-
-    #[test]
-    fn no_or_empty_token_adds_nothing() {
-        for token in [None, Some("")] {
-            let mut token = BearerToken::new(token).unwrap();
-            let request = token.call(tonic::Request::new(())).unwrap();
-            assert!(request.metadata().get("authorization").is_none());
-        }
-    }
-
-    #[test]
-    fn a_token_with_a_line_break_is_refused() {
-        assert!(BearerToken::new(Some("a\nb")).is_err());
+    fn a_token_with_a_line_break_is_refused_with_where_it_came_from() {
+        let Err(Failure::Invalid(message)) = bearer(Some("a\nb")) else {
+            panic!("a token with a line break must be refused");
+        };
+        assert!(message.contains("~/.config/cuttle/token"), "{message}");
+        assert!(bearer(Some("cuttle_abc")).unwrap().is_some());
     }
 }

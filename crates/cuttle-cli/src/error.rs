@@ -22,6 +22,8 @@ pub enum Failure {
     Api(tonic::Status),
     /// cuttle-api answered, but says it is not healthy (`cuttle health`).
     Unhealthy(String),
+    /// The lock audit found violations (`cuttle admin audit`); they were printed.
+    AuditFailed(usize),
     /// cuttle-api could not be reached at `url`.
     Unreachable { url: String, detail: String },
     /// Writing the output failed.
@@ -38,6 +40,7 @@ impl Failure {
             Failure::Invalid(_)
             | Failure::Api(_)
             | Failure::Unhealthy(_)
+            | Failure::AuditFailed(_)
             | Failure::Output(_)
             | Failure::Runtime(_) => EXIT_FAILURE,
         }
@@ -79,6 +82,9 @@ impl fmt::Display for Failure {
                 }
             }
             Failure::Unhealthy(detail) => format!("cuttle-api is not healthy: {detail}"),
+            Failure::AuditFailed(count) => format!(
+                "the lock audit found {count} violation(s), listed above; see the operator guide's runbook on leaked and double-held locks"
+            ),
             Failure::Unreachable { url, detail } => format!(
                 "cannot reach cuttle-api at {url} ({detail}); start cuttle-api or point \
                  --api / CUTTLE_API at it"

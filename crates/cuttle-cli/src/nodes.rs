@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::Context;
 use crate::cli::{
-    NodeAddArgs, NodeCommand, NodeListArgs, NodeLockArgs, NodeUnlockArgs, NodeUpdateArgs,
+    NodeAddArgs, NodeCommand, NodeImportArgs, NodeListArgs, NodeLockArgs, NodeUnlockArgs,
+    NodeUpdateArgs,
 };
 use crate::error::Failure;
 use crate::output::{self, node_fields, nodes_json, or_dash, print, print_json, table, yes_no};
@@ -24,6 +25,7 @@ pub async fn run(context: &Context, command: NodeCommand) -> Result<(), Failure>
         NodeCommand::Lock(args) => lock(context, args).await,
         NodeCommand::Unlock(args) => unlock(context, args).await,
         NodeCommand::Update(args) => update(context, args).await,
+        NodeCommand::Import(args) => import(context, args).await,
     }
 }
 
@@ -69,6 +71,12 @@ async fn add(context: &Context, args: NodeAddArgs) -> Result<(), Failure> {
         description: checked_text("description", args.description.as_deref())?.unwrap_or_default(),
         os_type: checked_text("os type", args.os_type.as_deref())?.unwrap_or_default(),
         os_version: checked_text("os version", args.os_version.as_deref())?.unwrap_or_default(),
+        ssh_key: args
+            .ssh_key
+            .as_deref()
+            .map(cuttle_core::node::check_ssh_key)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let api = context.connect().await?;
     let node = api
@@ -142,7 +150,11 @@ enum LockRequest {
 }
 
 fn lock_request(args: &NodeLockArgs) -> Result<LockRequest, InvalidInput> {
-    let owner = Owner::parse(&args.owner)?.into();
+    // Empty means "me": cuttle-api uses the token's user.
+    let owner = match &args.owner {
+        Some(owner) => Owner::parse(owner)?.into(),
+        None => String::new(),
+    };
     let job_id = args
         .job_id
         .as_deref()
@@ -156,11 +168,13 @@ fn lock_request(args: &NodeLockArgs) -> Result<LockRequest, InvalidInput> {
             count: NodeCount::new(count)?.get(),
             owner,
             job_id,
+            dispatcher: None,
         })),
         _ => Ok(LockRequest::Named(v1::LockNamedNodesRequest {
             names: node_names(&args.names)?,
             owner,
             job_id,
+            dispatcher: None,
         })),
     }
 }
@@ -208,7 +222,11 @@ fn unlock_lines(answer: &v1::UnlockNodesResponse) -> String {
 async fn unlock(context: &Context, args: NodeUnlockArgs) -> Result<(), Failure> {
     let request = v1::UnlockNodesRequest {
         names: node_names(&args.names)?,
-        owner: Owner::parse(&args.owner)?.into(),
+        owner: match &args.owner {
+            Some(owner) => Owner::parse(owner)?.into(),
+            None => String::new(),
+        },
+        job_id: None,
     };
     let api = context.connect().await?;
     let answer = api
@@ -239,11 +257,17 @@ fn update_requests(
         description: checked_text("description", args.description.as_deref())?,
         os_type: checked_text("os type", args.os_type.as_deref())?,
         os_version: checked_text("os version", args.os_version.as_deref())?,
+        ssh_key: args
+            .ssh_key
+            .as_deref()
+            .map(cuttle_core::node::check_ssh_key)
+            .transpose()?,
     };
     let changes_fields = update.machine_type.is_some()
         || update.description.is_some()
         || update.os_type.is_some()
-        || update.os_version.is_some();
+        || update.os_version.is_some()
+        || update.ssh_key.is_some();
     let mark = if args.up || args.down {
         let reason = checked_text("reason", args.reason.as_deref())?.unwrap_or_default();
         if args.down && reason.is_empty() {
@@ -256,6 +280,7 @@ fn update_requests(
             name,
             up: args.up,
             reason,
+            job_id: None,
         })
     } else {
         None
@@ -285,10 +310,177 @@ async fn update(context: &Context, args: NodeUpdateArgs) -> Result<(), Failure> 
     }
 }
 
+/// One node of paddles' JSON, as cuttle adds it.
+#[derive(Debug, PartialEq)]
+struct PaddlesNode {
+    add: v1::AddNodeRequest,
+    up: bool,
+    locked_by: Option<String>,
+}
+
+/// Reads paddles' `GET /nodes/` answer; each entry checked as `cuttle node add` would.
+fn paddles_nodes(text: &str) -> Result<Vec<Result<PaddlesNode, String>>, Failure> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        Failure::Invalid(format!("the file is not paddles' JSON list of nodes: {e}"))
+    })?;
+    let entries = value.as_array().ok_or_else(|| {
+        Failure::Invalid("the file is not a JSON list; save paddles' GET /nodes/ answer".into())
+    })?;
+    Ok(entries
+        .iter()
+        .map(|entry| {
+            let text = |key: &str| {
+                entry
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let name = text("name");
+            let checked = || -> Result<PaddlesNode, InvalidInput> {
+                let ssh_key = match text("ssh_pub_key") {
+                    key if key.is_empty() => String::new(),
+                    key => cuttle_core::node::check_ssh_key(&key)?,
+                };
+                Ok(PaddlesNode {
+                    add: v1::AddNodeRequest {
+                        name: NodeName::parse(&name)?.into(),
+                        machine_type: MachineType::parse(&text("machine_type"))?.into(),
+                        description: checked_text("description", Some(&text("description")))?
+                            .unwrap_or_default(),
+                        os_type: checked_text("os type", Some(&text("os_type")))?
+                            .unwrap_or_default(),
+                        os_version: checked_text("os version", Some(&text("os_version")))?
+                            .unwrap_or_default(),
+                        ssh_key,
+                    },
+                    up: entry.get("up").and_then(|v| v.as_bool()).unwrap_or(true),
+                    locked_by: entry
+                        .get("locked")
+                        .and_then(|v| v.as_bool())
+                        .filter(|locked| *locked)
+                        .map(|_| text("locked_by")),
+                })
+            };
+            checked()
+                .map_err(|e| format!("{}: {e}", if name.is_empty() { "(no name)" } else { &name }))
+        })
+        .collect())
+}
+
+async fn import(context: &Context, args: NodeImportArgs) -> Result<(), Failure> {
+    let text = if args.file == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| Failure::Invalid(format!("cannot read standard input: {e}")))?
+    } else {
+        std::fs::read_to_string(&args.file)
+            .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", args.file)))?
+    };
+    let only = args
+        .machine_type
+        .as_deref()
+        .map(MachineType::parse)
+        .transpose()?;
+    let nodes = paddles_nodes(&text)?;
+    let api = context.connect().await?;
+    let mut client = api.nodes();
+    let (mut added, mut present, mut failed) = (0, 0, 0);
+    let mut lines = Vec::new();
+    for node in nodes {
+        let node = match node {
+            Ok(node) => node,
+            Err(why) => {
+                failed += 1;
+                lines.push(format!("skipped {why}"));
+                continue;
+            }
+        };
+        if only
+            .as_ref()
+            .is_some_and(|t| t.as_str() != node.add.machine_type)
+        {
+            continue;
+        }
+        let name = node.add.name.clone();
+        match client.add_node(node.add).await {
+            Ok(_) => {
+                added += 1;
+                let mut line = format!("added {name}");
+                if !node.up {
+                    let marked = client
+                        .mark_node(v1::MarkNodeRequest {
+                            name: name.clone(),
+                            up: false,
+                            reason: "down in paddles".into(),
+                            job_id: None,
+                        })
+                        .await;
+                    match marked {
+                        Ok(_) => line.push_str(" (down, as in paddles)"),
+                        Err(status) => {
+                            failed += 1;
+                            line.push_str(&format!(
+                                " but could not mark it down: {}",
+                                status.message()
+                            ));
+                        }
+                    }
+                }
+                if let Some(holder) = node.locked_by {
+                    line.push_str(&format!(" (locked by {holder} in paddles; not imported)"));
+                }
+                lines.push(line);
+            }
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                present += 1;
+                lines.push(format!("{name} is already in cuttle; left as it is"));
+            }
+            Err(status) => {
+                failed += 1;
+                lines.push(format!("could not add {name}: {}", status.message()));
+            }
+        }
+    }
+    lines.push(format!(
+        "{added} added, {present} already there, {failed} failed"
+    ));
+    if context.json {
+        print_json(
+            &serde_json::json!({ "added": added, "already_there": present, "failed": failed, "lines": lines }),
+        )?;
+    } else {
+        print(&lines.join("\n"))?;
+    }
+    if failed > 0 {
+        return Err(Failure::Invalid(format!(
+            "{failed} node(s) of the file could not be imported; see above"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
+
+    #[test]
+    fn paddles_json_becomes_node_requests() {
+        let json = r#"[
+            {"name": "smithi001.front.sepia.ceph.com", "machine_type": "smithi", "up": true, "locked": true, "locked_by": "alice@laptop", "description": "/a/run/1", "os_type": "ubuntu", "os_version": "22.04", "ssh_pub_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", "is_vm": false, "arch": "x86_64"},
+            {"name": "smithi002", "machine_type": "smithi", "up": false, "locked": false, "locked_by": null, "description": null, "os_type": null, "os_version": null, "ssh_pub_key": null},
+            {"name": "bad name!", "machine_type": "smithi"}
+        ]"#;
+        let nodes = paddles_nodes(json).unwrap();
+        let first = nodes[0].as_ref().unwrap();
+        assert_eq!(first.add.name, "smithi001.front.sepia.ceph.com");
+        assert!(first.add.ssh_key.starts_with("ssh-ed25519 "));
+        assert_eq!(first.locked_by.as_deref(), Some("alice@laptop"));
+        let second = nodes[1].as_ref().unwrap();
+        assert!(!second.up && second.add.ssh_key.is_empty() && second.add.os_type.is_empty());
+        assert!(nodes[2].as_ref().unwrap_err().starts_with("bad name!"));
+        assert!(paddles_nodes("{}").is_err());
+    }
     use clap::Parser;
 
     fn node_command(args: &[&str]) -> NodeCommand {

@@ -145,6 +145,8 @@ pub struct NodeJson<'a> {
     pub description: &'a str,
     pub os_type: &'a str,
     pub os_version: &'a str,
+    /// Its ssh host key; empty when not known.
+    pub ssh_key: &'a str,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -162,6 +164,7 @@ impl<'a> From<&'a v1::Node> for NodeJson<'a> {
             description: &node.description,
             os_type: &node.os_type,
             os_version: &node.os_version,
+            ssh_key: &node.ssh_key,
             created_at_ms: node.created_at_ms,
             updated_at_ms: node.updated_at_ms,
         }
@@ -198,6 +201,8 @@ pub struct JobJson<'a> {
     pub supervisor_host: &'a str,
     pub supervisor_pid: u32,
     pub started_at_ms: Option<i64>,
+    /// Why a waiting job cannot start yet (only in queue listings); empty otherwise.
+    pub waiting_for: &'a str,
 }
 
 impl<'a> From<&'a v1::Job> for JobJson<'a> {
@@ -225,6 +230,7 @@ impl<'a> From<&'a v1::Job> for JobJson<'a> {
             supervisor_host: &job.supervisor_host,
             supervisor_pid: job.supervisor_pid,
             started_at_ms: job.started_at_ms,
+            waiting_for: &job.waiting_for,
         }
     }
 }
@@ -370,6 +376,10 @@ pub fn node_fields(node: &v1::Node) -> String {
         ("description", node.description.clone()),
         ("os_type", node.os_type.clone()),
         ("os_version", node.os_version.clone()),
+        (
+            "ssh_key",
+            or_dash(Some(node.ssh_key.clone()).filter(|k| !k.is_empty())),
+        ),
         ("created", format_unix_millis(node.created_at_ms)),
         ("updated", format_unix_millis(node.updated_at_ms)),
     ])

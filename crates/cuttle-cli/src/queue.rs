@@ -156,7 +156,13 @@ pub fn queue_text(
     if jobs.is_empty() {
         format!("{header}\nno jobs waiting on {machine_type}\n")
     } else {
-        format!("{header}\n{}", queue_table(jobs, now_ms))
+        // Jobs that cannot start however the queue moves say why, under the table.
+        let notes: String = jobs
+            .iter()
+            .filter(|job| !job.waiting_for.is_empty())
+            .map(|job| format!("job {} waits for {}\n", job.id, job.waiting_for))
+            .collect();
+        format!("{header}\n{}{notes}", queue_table(jobs, now_ms))
     }
 }
 

@@ -4,14 +4,12 @@
 //! No dispatcher runs here, so scheduled jobs stay queued until a test kills them.
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use cuttle_api::{RunningApi, Settings};
 use cuttle_db::DatabaseTarget;
 use cuttle_proto::v1;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_queue::QueueClient;
-use cuttle_runtime::telemetry::LogFormat;
 use cuttle_testkit::{Beanstalkd, SqliteFile};
 use serde_json::Value;
 
@@ -19,6 +17,10 @@ struct Lab {
     api: RunningApi,
     beanstalkd: Beanstalkd,
     data: SqliteFile,
+    /// `$HOME` of every `cuttle` run: no token file unless a test writes one.
+    home: tempfile::TempDir,
+    /// Developer tokens made so far, by user.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Runs the server; dropped last so the server task outlives the test's commands.
     runtime: tokio::runtime::Runtime,
 }
@@ -33,18 +35,12 @@ impl Lab {
         let beanstalkd = Beanstalkd::start();
         let data = SqliteFile::create();
         let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            db: DatabaseTarget::parse(&data.url()).unwrap(),
-            beanstalk: beanstalkd.addr().to_string(),
-            data_dir: data.dir().to_owned(),
-            log_format: LogFormat::Text,
-            admin_token_file: data.dir().join("admin.token"),
             max_db_connections: 4,
-            job_ttr: Duration::from_secs(300),
-            enqueue_retry: Duration::from_secs(5),
-            supervisor_grace: Duration::from_secs(60),
-            reap_interval: Duration::from_secs(5),
-            policy: Default::default(),
+            ..Settings::local(
+                DatabaseTarget::parse(&data.url()).unwrap(),
+                beanstalkd.addr().to_string(),
+                data.dir().to_owned(),
+            )
         };
         let api = runtime
             .block_on(cuttle_api::spawn(
@@ -56,20 +52,63 @@ impl Lab {
             api,
             beanstalkd,
             data,
+            home: tempfile::tempdir().unwrap(),
+            tokens: Default::default(),
             runtime,
         }
     }
 
-    /// Runs `cuttle --api URL ARGS…` with a clean environment for the CUTTLE_ variables.
+    /// Runs `cuttle --api URL ARGS…` as the lab's admin (the bootstrap admin token in
+    /// CUTTLE_TOKEN), with a clean environment otherwise.
     fn cuttle(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.command(args)
+            .env("CUTTLE_TOKEN", self.admin_token())
+            .output()
+            .unwrap()
     }
 
-    /// Like [`Lab::cuttle`], run by `user` (`$USER`), which is who acts without `--owner`.
+    /// Like [`Lab::cuttle`], run by developer `user`: `$USER` is `user` and the token is
+    /// a developer token made for them.
     fn cuttle_as(&self, user: &str, args: &[&str]) -> Output {
-        self.command(args).env("USER", user).output().unwrap()
+        self.command(args)
+            .env("USER", user)
+            .env("CUTTLE_TOKEN", self.developer_token(user))
+            .output()
+            .unwrap()
     }
 
+    /// A developer token for `user`, made by the admin once per user.
+    fn developer_token(&self, user: &str) -> String {
+        let mut tokens = self.tokens.lock().unwrap();
+        if let Some(token) = tokens.get(user) {
+            return token.clone();
+        }
+        let out = self.cuttle(&[
+            "admin",
+            "token",
+            "create",
+            "--user",
+            user,
+            "--role",
+            "developer",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The secret is the last line.
+        let secret = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        tokens.insert(user.to_owned(), secret.clone());
+        secret
+    }
+
+    /// `cuttle` with no token at all: no CUTTLE_TOKEN and a HOME without a token file.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cuttle"));
         command
@@ -77,7 +116,9 @@ impl Lab {
             .arg(self.api.url())
             .args(args)
             .env_remove("CUTTLE_TOKEN")
-            .env_remove("CUTTLE_API");
+            .env_remove("CUTTLE_API")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", self.home.path());
         command
     }
 
@@ -114,8 +155,14 @@ impl Lab {
             jobs,
             ..Default::default()
         };
+        let admin = cuttle_proto::bearer::Bearer::new(Some(&self.admin_token())).unwrap();
         self.runtime.block_on(async {
-            let mut client = RunServiceClient::connect(self.api.url()).await.unwrap();
+            let channel = tonic::transport::Endpoint::from_shared(self.api.url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = RunServiceClient::with_interceptor(channel, admin);
             client.create_run(request).await.unwrap();
         });
     }
@@ -185,9 +232,18 @@ fn the_command_line_contract_end_to_end() {
     ]);
     let names: Vec<&str> = locked.lines().collect();
     assert_eq!(names.len(), 3, "{locked}");
-    let (code, message) = lab.fails(&["node", "unlock", names[0], "--owner", "bob"]);
-    assert_eq!(code, 1);
+    let out = lab.cuttle_as("bob", &["node", "unlock", names[0]]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&out.stderr);
     assert!(message.contains("locked by alice"), "{message}");
+    // Without any token, nothing changes at all.
+    let out = lab
+        .command(&["node", "unlock", names[0], "--owner", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("needs a token"), "{message}");
     let mut unlock = vec!["node", "unlock"];
     unlock.extend(&names);
     unlock.extend(["--owner", "alice"]);
@@ -451,8 +507,12 @@ fn queue_pause_and_resume_show_in_the_listing() {
         "{table}"
     );
 
-    // $USER acts when --owner is absent.
+    // Pausing and resuming are an admin's: a developer is refused.
     let out = lab.cuttle_as("bob", &["queue", "resume", "smithi", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("bob (developer) may not"), "{message}");
+    let out = lab.cuttle(&["queue", "resume", "smithi", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -485,7 +545,13 @@ fn kill_dequeues_every_queued_job() {
     ]);
     assert_eq!(lab.ready_on("smithi"), "4");
 
-    let killed = lab.json(&["kill", "doomed", "--owner", "alice"]);
+    let out = lab.cuttle_as("alice", &["--json", "kill", "doomed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let killed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(killed["dequeued"], 3, "{killed:#}");
     assert_eq!(killed["stopping"], 0);
     assert_eq!(killed["killed"].as_array().unwrap().len(), 3);
@@ -559,18 +625,25 @@ fn only_the_owner_or_an_admin_can_kill() {
         "2",
     ]);
 
-    let (code, message) = lab.fails(&["kill", "alices", "--owner", "bob"]);
-    assert_eq!(code, 1);
+    // Another developer's token may not, whatever owner it claims.
+    let out = lab.cuttle_as("bob", &["kill", "alices", "--owner", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8(out.stderr).unwrap();
     assert!(
         message.starts_with("cuttle: permission denied"),
         "{message}"
     );
-    assert!(message.contains("belongs to alice"), "{message}");
-    // Without --owner, $USER is who kills.
+    assert!(
+        message.contains("bob (developer) may not act on alice's runs"),
+        "{message}"
+    );
     let out = lab.cuttle_as("mallory", &["kill", "alices"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("belongs to alice, not mallory"), "{stderr}");
+    assert!(
+        stderr.contains("mallory (developer) may not act on alice's"),
+        "{stderr}"
+    );
     let run = lab.json(&["run", "show", "alices"]);
     for status in column(&run["jobs"], "status") {
         assert_eq!(status, "queued", "a refused kill changed nothing");
@@ -611,4 +684,374 @@ fn reprioritize_moves_a_job_up_the_queue() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("alice"));
+}
+
+/// `cuttle` over TLS: with the lab's CA it talks to an https:// cuttle-api; without it, it
+/// says what is missing.
+#[test]
+fn the_cli_speaks_tls_with_the_labs_ca() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let beanstalkd = Beanstalkd::start();
+    let data = SqliteFile::create();
+    let certs = cuttle_testkit::TestCertificates::create(data.dir());
+    let settings = Settings {
+        tls: Some(cuttle_api::settings::TlsFiles {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+        }),
+        ..Settings::local(
+            DatabaseTarget::parse(&data.url()).unwrap(),
+            beanstalkd.addr().to_string(),
+            data.dir().to_owned(),
+        )
+    };
+    let api = runtime
+        .block_on(cuttle_api::spawn(
+            settings,
+            cuttle_api::CancellationToken::new(),
+        ))
+        .unwrap();
+    let url = format!("https://localhost:{}", api.addr.port());
+    let cuttle = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cuttle"))
+            .args(["--api", &url])
+            .args(args)
+            .env_remove("CUTTLE_TOKEN")
+            .env_remove("CUTTLE_TLS_CA_FILE")
+            .env("HOME", data.dir())
+            .output()
+            .unwrap()
+    };
+    let out = cuttle(&["--tls-ca-file", certs.ca.to_str().unwrap(), "health"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("database_ok:") && line.ends_with("true")),
+        "{stdout}"
+    );
+    let out = cuttle(&["health"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-ca-file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn suite_tree() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cuttle-suite/tests/data/ceph"
+    )
+    .to_owned()
+}
+
+#[test]
+fn cuttle_suite_dry_runs_here_and_schedules_through_the_api() {
+    let lab = Lab::start();
+    let tree = suite_tree();
+    // A dry run of a local tree needs no server: point --api at nothing.
+    let dry = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args([
+            "--api",
+            "http://127.0.0.1:9",
+            "--json",
+            "suite",
+            "--dry-run",
+            "-s",
+            "rados/singleton",
+        ])
+        .args([
+            "--suite-dir",
+            &tree,
+            "--seed",
+            "7",
+            "-m",
+            "smithi",
+            "-k",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let jobs: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let recorded = std::fs::read_to_string(format!(
+        "{}/../cuttle-suite/tests/data/teuthology/singleton-seed7.txt",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let expected: Vec<&str> = recorded.lines().filter(|l| !l.starts_with('#')).collect();
+    let got: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["description"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, expected, "--dry-run --json lists teuthology's jobs");
+    assert_eq!(jobs[0]["config"]["seed"], 7);
+    assert_eq!(jobs[0]["config"]["machine_type"], "smithi");
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("54 kept (seed 7)"));
+    // A teuthology-suite command line, as people paste it, works as it is.
+    let pasted = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args([
+            "suite",
+            "--dry-run",
+            "-v",
+            "-s",
+            "rados/singleton",
+            "--suite-dir",
+            &tree,
+        ])
+        .args(cuttle_testkit::teuthology::OFFLINE_ARGS)
+        .args(["--seed", "7", "-y", "--newest", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        pasted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pasted.stderr)
+    );
+    let pasted_lines: Vec<String> = String::from_utf8_lossy(&pasted.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        pasted_lines, expected,
+        "the same jobs as teuthology recorded"
+    );
+    // Bad input: a clear error, exit 1.
+    let bad = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args([
+            "suite",
+            "--dry-run",
+            "-s",
+            "rados/singleton",
+            "--suite-dir",
+            &tree,
+            "--subset",
+            "5/3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("0/3 to 2/3"));
+    let several = lab.cuttle(&[
+        "suite",
+        "-s",
+        "rados/singleton",
+        "--suite-dir",
+        &tree,
+        "-m",
+        "smithi,mira",
+    ]);
+    assert_eq!(several.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&several.stderr).contains("one"),
+        "{}",
+        String::from_utf8_lossy(&several.stderr)
+    );
+    // For real: cuttle-api expands the same tree and queues every job.
+    for i in 1..=2 {
+        let out = lab.cuttle(&[
+            "node",
+            "add",
+            &format!("smithi{i:03}"),
+            "--machine-type",
+            "smithi",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = lab.cuttle_as(
+        "alice",
+        &[
+            "suite",
+            "-s",
+            "rados/singleton",
+            "--suite-dir",
+            &tree,
+            "--seed",
+            "7",
+            "-m",
+            "smithi",
+            "--filter",
+            "peer",
+            "--name",
+            "alice-peer",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let peers = expected.iter().filter(|d| d.contains("peer")).count();
+    assert!(
+        text.contains(&format!("scheduled run alice-peer: {peers} jobs queued")),
+        "{text}"
+    );
+    let run = lab.cuttle(&["--json", "run", "show", "alice-peer"]);
+    let run: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(run["jobs"].as_array().unwrap().len(), peers);
+}
+
+#[test]
+fn presets_save_edit_and_schedule_from_the_command_line() {
+    let lab = Lab::start();
+    let tree = suite_tree();
+    let out = lab.cuttle(&["node", "add", "smithi001", "--machine-type", "smithi"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let add = lab.cuttle_as(
+        "alice",
+        &[
+            "preset",
+            "add",
+            "peers",
+            "-s",
+            "rados/singleton",
+            "--suite-dir",
+            &tree,
+            "-m",
+            "smithi",
+            "--seed",
+            "7",
+            "--filter",
+            "peer",
+        ],
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert!(String::from_utf8_lossy(&add.stdout).contains("suite: rados/singleton"));
+    // Edit changes only the flags given.
+    let edit = lab.cuttle_as("alice", &["--json", "preset", "edit", "peers", "-p", "300"]);
+    assert!(
+        edit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edit.stderr)
+    );
+    let edited: Value = serde_json::from_slice(&edit.stdout).unwrap();
+    assert_eq!(edited["args"]["priority"], 300);
+    assert_eq!(edited["args"]["filter_in"][0], "peer");
+    // bob cannot see it.
+    let bob = lab.cuttle_as(
+        "bob",
+        &["preset", "show", "peers", "--preset-owner", "alice"],
+    );
+    assert_eq!(bob.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bob.stderr).contains("may not see or change alice's presets"));
+    // alice schedules from it; a flag given wins over the preset's.
+    let run = lab.cuttle_as(
+        "alice",
+        &[
+            "suite",
+            "--preset",
+            "peers",
+            "--limit",
+            "2",
+            "--name",
+            "alice-from-preset",
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&run.stdout)
+            .contains("scheduled run alice-from-preset: 2 jobs queued")
+    );
+    let listed = lab.cuttle_as("alice", &["--json", "preset", "list"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let gone = lab.cuttle_as("alice", &["preset", "delete", "peers"]);
+    assert!(gone.status.success());
+    let again = lab.cuttle_as("alice", &["preset", "show", "peers"]);
+    assert_eq!(again.status.code(), Some(1));
+}
+
+/// `cuttle node import` adds a paddles lab's nodes from paddles' JSON, keeping their
+/// keys and down state, refusing bad entries by name, and can be run again.
+#[test]
+fn node_import_takes_a_paddles_labs_nodes() {
+    let lab = Lab::start();
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let file = lab.home.path().join("paddles-nodes.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[
+  {{"name": "smithi001", "machine_type": "smithi", "up": true, "locked": true, "locked_by": "alice@laptop", "description": "/a/run/1", "os_type": "ubuntu", "os_version": "22.04", "ssh_pub_key": "{key}", "is_vm": false, "arch": "x86_64", "vm_host": null, "mac_address": null, "locked_since": "2026-11-29 10:00:00.000000"}},
+  {{"name": "smithi002", "machine_type": "smithi", "up": false, "locked": false, "locked_by": null, "description": "bad disk", "os_type": null, "os_version": null, "ssh_pub_key": null}},
+  {{"name": "mira001", "machine_type": "mira", "up": true, "locked": false, "locked_by": null, "description": null, "os_type": null, "os_version": null, "ssh_pub_key": null}},
+  {{"name": "bad name!", "machine_type": "smithi"}}
+]"#
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = lab.cuttle(&["node", "import", path, "--machine-type", "smithi"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad entry fails the import: {stdout}"
+    );
+    assert!(
+        stdout.contains("added smithi001 (locked by alice@laptop in paddles; not imported)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("added smithi002 (down, as in paddles)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skipped bad name!"), "{stdout}");
+    assert!(!stdout.contains("mira001"), "only smithi: {stdout}");
+    let nodes = lab.json(&["node", "list"]);
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["ssh_key"], key);
+    assert_eq!(nodes[0]["os_version"], "22.04");
+    assert_eq!(nodes[0]["locked"], false);
+    assert_eq!(
+        (nodes[1]["up"].as_bool(), nodes[1]["description"].as_str()),
+        (Some(false), Some("down in paddles"))
+    );
+    // Again, all types: the smithi nodes are left alone, mira001 joins.
+    let again = lab.cuttle(&["node", "import", path]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("smithi001 is already in cuttle; left as it is"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("added mira001"), "{stdout}");
+    assert!(
+        stdout.contains("1 added, 2 already there, 1 failed"),
+        "{stdout}"
+    );
 }

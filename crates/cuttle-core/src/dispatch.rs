@@ -27,13 +27,22 @@ pub enum Claim {
     /// Bury this copy: the job can never run here. When `dead` is true the job is also
     /// marked `dead` with the reason, so it still ends in exactly one terminal state.
     Bury { reason: String, dead: bool },
+    /// The job expired before it could start (see [`crate::expiry`]): it ends `dead` with
+    /// the reason, and this copy is deleted.
+    Expired { reason: String },
 }
 
 /// Decides what happens to beanstalkd job `beanstalk_id`, reserved from `tube`, which names
 /// cuttle job `job`. `nodes_of_type` is how many nodes (up or down) the tube's machine type
 /// has. The caller holds the tube's lease, so a `waiting` job claimed by anyone else is a
 /// leftover of a dispatcher that lost the lease and is taken over.
-pub fn decide_claim(job: &Job, tube: &MachineType, beanstalk_id: u64, nodes_of_type: u32) -> Claim {
+pub fn decide_claim(
+    job: &Job,
+    tube: &MachineType,
+    beanstalk_id: u64,
+    nodes_of_type: u32,
+    expired: Option<String>,
+) -> Claim {
     if job.status.is_terminal() {
         return Claim::Discard {
             reason: format!("job {} has already ended ({})", job.id, job.status),
@@ -83,6 +92,9 @@ pub fn decide_claim(job: &Job, tube: &MachineType, beanstalk_id: u64, nodes_of_t
             ),
             dead: true,
         };
+    }
+    if let Some(reason) = expired {
+        return Claim::Expired { reason };
     }
     Claim::Start
 }
@@ -207,9 +219,99 @@ pub fn needs_nuke(final_status: JobStatus) -> bool {
     final_status != JobStatus::Pass
 }
 
+/// How failed prepares (reimages) are charged: to the nodes, as strikes, and not to the
+/// job, which goes back to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrikePolicy {
+    /// Consecutive failed prepares after which a node is marked down.
+    pub max_prepare_strikes: u32,
+    /// How many times one job goes back to the queue after a failed prepare before it
+    /// ends dead (a job whose prepare fails on every node is the job's problem).
+    pub max_prepare_retries: u32,
+}
+
+impl Default for StrikePolicy {
+    fn default() -> Self {
+        StrikePolicy {
+            max_prepare_strikes: 3,
+            max_prepare_retries: 3,
+        }
+    }
+}
+
+/// What becomes of a job whose prepare failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterPrepareFailure {
+    /// Back to the queue, nodes freed; `retry` counts from 1.
+    Requeue { retry: u32, reason: String },
+    /// It ends dead with the reason; its supervisor nukes and releases its nodes.
+    Dead { reason: String },
+}
+
+/// Decides a failed prepare's outcome for a job that has been requeued `retries_so_far`
+/// times for this already. `failure` says which nodes and why.
+pub fn after_prepare_failure(
+    retries_so_far: u32,
+    failure: &str,
+    policy: &StrikePolicy,
+) -> AfterPrepareFailure {
+    if retries_so_far < policy.max_prepare_retries {
+        let retry = retries_so_far + 1;
+        AfterPrepareFailure::Requeue {
+            retry,
+            reason: format!(
+                "prepare (reimage) failed: {failure}; back in the queue (retry {retry} of {})",
+                policy.max_prepare_retries
+            ),
+        }
+    } else {
+        AfterPrepareFailure::Dead {
+            reason: format!(
+                "prepare (reimage) failed {} times in a row, the last: {failure}",
+                retries_so_far + 1
+            ),
+        }
+    }
+}
+
+/// Whether a node with `strikes` consecutive failed prepares (this one included) is
+/// taken out of service, and the down reason.
+pub fn strike_out(strikes: u32, failure: &str, policy: &StrikePolicy) -> Option<String> {
+    (strikes >= policy.max_prepare_strikes)
+        .then(|| format!("prepare (reimage) failed {strikes} times in a row; the last: {failure}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_prepare_requeues_a_bounded_number_of_times() {
+        let policy = StrikePolicy::default();
+        for done in 0..3 {
+            let outcome = after_prepare_failure(done, "n1: exit 1", &policy);
+            assert!(
+                matches!(&outcome, AfterPrepareFailure::Requeue { retry, reason } if *retry == done + 1 && reason.contains("n1: exit 1")),
+                "{outcome:?}"
+            );
+        }
+        let AfterPrepareFailure::Dead { reason } = after_prepare_failure(3, "n1: exit 1", &policy)
+        else {
+            panic!("the fourth failure ends the job");
+        };
+        assert!(reason.contains("4 times"), "{reason}");
+    }
+
+    #[test]
+    fn the_third_consecutive_strike_takes_a_node_down() {
+        let policy = StrikePolicy::default();
+        assert_eq!(strike_out(2, "boom", &policy), None);
+        assert!(
+            strike_out(3, "boom", &policy)
+                .unwrap()
+                .contains("3 times in a row; the last: boom")
+        );
+    }
     use crate::{JobId, JobSpec, NodeCount, Owner, Priority, RunName};
 
     fn job(status: JobStatus) -> Job {
@@ -246,7 +348,7 @@ mod tests {
     #[test]
     fn a_queued_job_on_its_tube_starts() {
         assert_eq!(
-            decide_claim(&job(JobStatus::Queued), &smithi(), 40, 10),
+            decide_claim(&job(JobStatus::Queued), &smithi(), 40, 10, None),
             Claim::Start
         );
     }
@@ -255,11 +357,12 @@ mod tests {
     fn ended_running_and_stale_copies_are_discarded() {
         for status in [JobStatus::Pass, JobStatus::Killed, JobStatus::Running] {
             assert!(matches!(
-                decide_claim(&job(status), &smithi(), 40, 10),
+                decide_claim(&job(status), &smithi(), 40, 10, None),
                 Claim::Discard { .. }
             ));
         }
-        let Claim::Discard { reason } = decide_claim(&job(JobStatus::Queued), &smithi(), 39, 10)
+        let Claim::Discard { reason } =
+            decide_claim(&job(JobStatus::Queued), &smithi(), 39, 10, None)
         else {
             panic!("a copy that is not the live one must be discarded");
         };
@@ -268,7 +371,22 @@ mod tests {
 
     #[test]
     fn a_job_too_big_for_its_machine_type_is_buried_dead() {
-        let Claim::Bury { reason, dead } = decide_claim(&job(JobStatus::Queued), &smithi(), 40, 1)
+        // An expired job ends instead of starting; one that cannot start anyway is
+        // handled as before.
+        assert_eq!(
+            decide_claim(
+                &job(JobStatus::Queued),
+                &smithi(),
+                40,
+                10,
+                Some("expired: x".into())
+            ),
+            Claim::Expired {
+                reason: "expired: x".into()
+            }
+        );
+        let Claim::Bury { reason, dead } =
+            decide_claim(&job(JobStatus::Queued), &smithi(), 40, 1, None)
         else {
             panic!("must bury");
         };
@@ -283,7 +401,7 @@ mod tests {
     fn a_job_on_the_wrong_tube_is_buried_but_not_killed() {
         let other = MachineType::parse("mira").unwrap();
         assert!(matches!(
-            decide_claim(&job(JobStatus::Queued), &other, 40, 10),
+            decide_claim(&job(JobStatus::Queued), &other, 40, 10, None),
             Claim::Bury { dead: false, .. }
         ));
     }

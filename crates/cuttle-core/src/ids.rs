@@ -77,6 +77,7 @@ macro_rules! string_id {
             /// Validates `text` and wraps it; the error says which characters are allowed.
             pub fn parse(text: &str) -> Result<Self, InvalidInput> {
                 check_name($field, text, $allowed, $described)?;
+                path_and_argument_safe($field, text)?;
                 let extra: fn(&str) -> Result<(), InvalidInput> = $extra;
                 extra(text)?;
                 Ok($name(text.to_owned()))
@@ -108,7 +109,25 @@ macro_rules! string_id {
     };
 }
 
-fn no_extra_rule(_: &str) -> Result<(), InvalidInput> {
+/// The rule every name obeys because names reach file paths (the archive is
+/// `ARCHIVE/RUN/JOB`) and the lab's command templates (`{nodes}`, `{owner}`): a name is
+/// never `.` or `..` (a directory escape) and never starts with `-` (an option to the
+/// command it is passed to). `/` and NUL are already outside every name's characters.
+fn path_and_argument_safe(field: &'static str, text: &str) -> Result<(), InvalidInput> {
+    if text == "." || text == ".." {
+        return Err(InvalidInput::new(
+            field,
+            format!("{text:?} is not allowed: it names a directory, not a {field}"),
+        ));
+    }
+    if text.starts_with('-') {
+        return Err(InvalidInput::new(
+            field,
+            format!(
+                "{text:?} starts with '-', which a lab command would read as an option; start it with a letter or digit"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -119,7 +138,7 @@ string_id!(
     "run name",
     |c| c.is_ascii_alphanumeric() || "-_.:+@".contains(c),
     "letters, digits and - _ . : + @",
-    no_extra_rule
+    |_| Ok(())
 );
 
 string_id!(
@@ -128,7 +147,7 @@ string_id!(
     "node name",
     |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
     "letters, digits and - _ .",
-    no_extra_rule
+    |_| Ok(())
 );
 
 string_id!(
@@ -138,16 +157,7 @@ string_id!(
     "machine type",
     |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
     "letters, digits and - _ .",
-    |text| {
-        if text.starts_with('-') {
-            Err(InvalidInput::new(
-                "machine type",
-                format!("{text:?} starts with '-', which beanstalkd refuses as a tube name"),
-            ))
-        } else {
-            Ok(())
-        }
-    }
+    |_| Ok(())
 );
 
 string_id!(
@@ -156,7 +166,16 @@ string_id!(
     "owner",
     |c| c.is_ascii_alphanumeric() || "-_.@+".contains(c),
     "letters, digits and - _ . @ +",
-    no_extra_rule
+    |_| Ok(())
+);
+
+string_id!(
+    /// The name of a saved suite request (a preset), unique per owner, e.g. `rados-nightly`.
+    PresetName,
+    "preset name",
+    |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
+    "letters, digits and - _ .",
+    |_| Ok(())
 );
 
 #[cfg(test)]
@@ -180,6 +199,29 @@ mod tests {
         assert!(MachineType::parse("-smithi").is_err());
         assert!(MachineType::parse(&"x".repeat(201)).is_err());
         assert!(Owner::parse("alice;rm").is_err());
+    }
+
+    #[test]
+    fn no_name_escapes_a_directory_or_passes_for_an_option() {
+        for bad in [".", "..", "-rf", "--help"] {
+            let run = RunName::parse(bad).unwrap_err();
+            assert_eq!(run.field, "run name");
+            assert!(NodeName::parse(bad).is_err(), "{bad}");
+            assert!(MachineType::parse(bad).is_err(), "{bad}");
+            assert!(Owner::parse(bad).is_err(), "{bad}");
+        }
+        for bad in ["a/b", "a\0b", "../x"] {
+            assert!(RunName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            RunName::parse("..")
+                .unwrap_err()
+                .message
+                .contains("directory")
+        );
+        // Dots inside a name are fine: host names and teuthology run names have them.
+        RunName::parse("a..b").unwrap();
+        NodeName::parse("smithi001.front").unwrap();
     }
 
     #[test]

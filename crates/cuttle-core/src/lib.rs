@@ -5,14 +5,20 @@
 //! an async runtime: callers pass `now` in. That keeps every rule here testable with plain
 //! unit and property tests, and shared unchanged by the daemons and the simulator.
 
+pub mod audit;
+pub mod auth;
+pub mod autosuite;
+pub mod build;
 pub mod dispatch;
+pub mod expiry;
 pub mod ids;
 pub mod job;
 pub mod node;
 pub mod status;
+pub mod suite;
 pub mod time;
 
-pub use ids::{JobId, MachineType, NodeName, Owner, RunName};
+pub use ids::{JobId, MachineType, NodeName, Owner, PresetName, RunName};
 pub use job::{
     Job, JobEvent, JobSpec, NodeCount, Priority, Run, RunSpec, RunStatus, RunSummary, RunWithJobs,
     TimeLimit,

@@ -83,6 +83,9 @@ impl JobStatus {
             (WaitingForBuild, Queued) => true,
             (Queued, Waiting | Running) => true,
             (Waiting, Queued | Running) => true,
+            // Its nodes could not be prepared: the nodes' fault, not the job's, so it
+            // goes back to the queue (a bounded number of times; see dispatch.rs).
+            (Running, Queued) => true,
             (Running, Pass | Fail) => true,
             _ => false,
         }
@@ -185,8 +188,8 @@ mod tests {
     fn no_skipping_ahead_or_going_back() {
         assert!(Queued.transition(Pass, None).is_err());
         assert!(WaitingForBuild.transition(Running, None).is_err());
-        assert!(Running.transition(Queued, None).is_err());
         assert!(Running.transition(Waiting, None).is_err());
+        assert!(Pass.transition(Queued, None).is_err());
     }
 
     #[test]

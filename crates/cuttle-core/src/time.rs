@@ -1,4 +1,5 @@
-//! Points in time as integer milliseconds since the Unix epoch.
+//! Points in time as integer milliseconds since the Unix epoch, and their UTC calendar
+//! form without a date crate (teuthology's run-name stamp, RFC 3339).
 //!
 //! Stored as a plain `i64` so both database backends keep it in a `BIGINT` column. Nothing
 //! here reads the clock: the daemons read it once and pass the value in.
@@ -22,9 +23,137 @@ impl UnixMillis {
     }
 }
 
+/// A broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcDateTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01, as (year, month, day).
+///
+/// Howard Hinnant's `civil_from_days`: shift the year to start on 1 March so the leap day
+/// is the last day of the year, then split into 400-year eras of 146097 days.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date: the inverse of
+/// [`civil_from_days`], by the same March-based eras.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+impl UtcDateTime {
+    /// The UTC time `seconds` after the Unix epoch (negative: before it).
+    pub fn from_unix_seconds(seconds: i64) -> UtcDateTime {
+        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+        let second_of_day = seconds.rem_euclid(86_400) as u32;
+        UtcDateTime {
+            year,
+            month,
+            day,
+            hour: second_of_day / 3600,
+            minute: second_of_day / 60 % 60,
+            second: second_of_day % 60,
+        }
+    }
+
+    /// teuthology's run-name stamp: `2026-11-23_10:00:00`.
+    pub fn teuthology_stamp(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}_{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// RFC 3339 in UTC, to the second: `2026-11-23T10:00:00Z`.
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates_around_known_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        // 2000 was a leap year (divisible by 400), 2100 will not be.
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(47_540), (2100, 2, 28));
+        assert_eq!(civil_from_days(47_541), (2100, 3, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+
+    #[test]
+    fn stamps_are_zero_padded_utc() {
+        // 2026-11-23T10:00:00Z
+        let time = UtcDateTime::from_unix_seconds(1_795_428_000);
+        assert_eq!(time.teuthology_stamp(), "2026-11-23_10:00:00");
+        assert_eq!(time.rfc3339(), "2026-11-23T10:00:00Z");
+        assert_eq!(
+            UtcDateTime::from_unix_seconds(1_795_984_358).teuthology_stamp(),
+            "2026-11-29_20:32:38"
+        );
+        assert_eq!(
+            UtcDateTime::from_unix_seconds(1_709_251_199).teuthology_stamp(),
+            "2024-02-29_23:59:59"
+        );
+        assert_eq!(
+            UtcDateTime::from_unix_seconds(0).teuthology_stamp(),
+            "1970-01-01_00:00:00"
+        );
+    }
+
+    #[test]
+    fn every_day_of_four_centuries_follows_the_previous_one() {
+        let mut previous = civil_from_days(-1);
+        for days in 0..146_097 {
+            let date = civil_from_days(days);
+            let (year, month, day) = previous;
+            let next_day = (year, month, day + 1);
+            let next_month = (year, month + 1, 1);
+            let next_year = (year + 1, 1, 1);
+            assert!(
+                date == next_day || date == next_month || date == next_year,
+                "{previous:?} -> {date:?}"
+            );
+            previous = date;
+        }
+        assert_eq!(civil_from_days(146_097), (2370, 1, 1));
+    }
 
     #[test]
     fn seconds_since_never_goes_negative() {

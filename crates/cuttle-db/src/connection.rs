@@ -173,6 +173,10 @@ macro_rules! impl_for_both_backends {
 
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 30_000;
 
+/// Waiting longer than this for a pooled connection counts as trouble (a healthy pool
+/// hands one out in microseconds; an unreachable server makes it wait up to 30 s).
+const SLOW_CONNECTION: Duration = Duration::from_secs(2);
+
 fn connect(target: &DatabaseTarget) -> Result<DbConnection, DbError> {
     let failed = |detail: String| DbError::Connect {
         target: target.to_string(),
@@ -258,6 +262,9 @@ impl ManageConnection for Manager {
 pub struct Store {
     pool: Pool<Manager>,
     target: DatabaseTarget,
+    /// How many times getting a connection was slow or failed: the database was
+    /// unreachable (or the pool starved) for a while. cuttle-api's reaper reads it.
+    troubles: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for Store {
@@ -298,7 +305,11 @@ impl Store {
             });
         // The connection we migrated with is dropped; the pool opens its own on demand.
         drop(first);
-        Ok(Store { pool, target })
+        Ok(Store {
+            pool,
+            target,
+            troubles: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -311,7 +322,21 @@ impl Store {
 
     /// A pooled connection; waits up to the pool's timeout for one to free up.
     pub(crate) fn conn(&self) -> Result<PooledConnection<Manager>, DbError> {
-        Ok(self.pool.get()?)
+        let started = std::time::Instant::now();
+        let conn = self.pool.get();
+        // Only getting a connection is timed: a slow query is no outage, but waiting for
+        // a connection (the server unreachable, every connection broken) is.
+        if conn.is_err() || started.elapsed() > SLOW_CONNECTION {
+            self.troubles
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(conn?)
+    }
+
+    /// How many times so far getting a connection was slow (over 2 s) or failed. A
+    /// change between two readings means the database was unreachable in between.
+    pub fn connection_troubles(&self) -> u64 {
+        self.troubles.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs a trivial query: is the database answering?

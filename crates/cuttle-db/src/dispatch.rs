@@ -92,12 +92,15 @@ pub struct PendingRelease {
 /// What one planning round needs from the database.
 #[derive(Debug, Clone, Default)]
 pub struct PlanData {
-    /// Nodes of the machine type that are up.
+    /// Every node of the machine type, up or down: the inventory.
     pub total_nodes: u32,
     /// Nodes up and not locked.
     pub free_nodes: u32,
     /// Jobs holding nodes of the machine type: running, or ended and releasing them.
     pub running: Vec<Job>,
+    /// For each ended job in `running`: how many nodes it still holds (fewer than it
+    /// asked for once some are back).
+    pub releasing_nodes: std::collections::HashMap<JobId, u32>,
     /// The requested jobs that are still `waiting`.
     pub window: Vec<Job>,
     /// Recent runtimes (ms) of ended jobs, by description, newest first.
@@ -112,7 +115,7 @@ pub struct Killed {
 }
 
 /// Queries shared by the dispatch operations, written once for both backends.
-trait DispatchTx {
+pub(crate) trait DispatchTx {
     fn load_tube(&mut self, machine_type: &MachineType, now: UnixMillis) -> Result<Tube, DbError>;
     fn free_nodes_of_job(
         &mut self,
@@ -144,7 +147,16 @@ crate::impl_for_both_backends! { DispatchTx {
     }
 
     fn free_nodes_of_job(&mut self, job_id: JobId, now: UnixMillis) -> Result<Vec<NodeName>, DbError> {
-        let names: Vec<String> = diesel::update(nodes::table.filter(nodes::locked_job_id.eq(job_id.0)))
+        // Who holds each node, read before the update (RETURNING gives the new, empty
+        // holder): the history names the lock it removes.
+        let holders: std::collections::HashMap<String, String> = nodes::table
+            .filter(nodes::locked_job_id.eq(job_id.0))
+            .select((nodes::name, nodes::locked_by))
+            .load::<(String, Option<String>)>(self)?
+            .into_iter()
+            .map(|(name, holder)| (name, holder.unwrap_or_default()))
+            .collect();
+        let freed: Vec<String> = diesel::update(nodes::table.filter(nodes::locked_job_id.eq(job_id.0)))
             .set((
                 nodes::locked_by.eq(None::<String>),
                 nodes::locked_job_id.eq(None::<i64>),
@@ -153,7 +165,22 @@ crate::impl_for_both_backends! { DispatchTx {
             ))
             .returning(nodes::name)
             .get_results(self)?;
-        node_names(&names)
+        let changed: Vec<crate::lock_history::Changed> = freed
+            .iter()
+            .map(|name| crate::lock_history::Changed {
+                name: name.clone(),
+                holder: holders.get(name).cloned().unwrap_or_default(),
+                job_id: Some(job_id.0),
+            })
+            .collect();
+        crate::lock_history::LockHistoryTx::record_lock_events(
+            self,
+            cuttle_core::audit::LockAction::Unlock,
+            &changed,
+            &format!("job {job_id} back in the queue"),
+            now,
+        )?;
+        node_names(&freed)
     }
 
     /// The job, if it is `waiting` and claimed by `holder`; the one check behind every
@@ -305,10 +332,25 @@ impl Store {
         Ok(())
     }
 
-    pub fn get_tube(&self, machine_type: &MachineType, now: UnixMillis) -> Result<Tube, DbError> {
+    /// The tube's state, read only: a machine type no dispatcher or pause has used yet
+    /// is shown unpaused and without a lease, and nothing is written for it.
+    pub fn get_tube(&self, machine_type: &MachineType, _now: UnixMillis) -> Result<Tube, DbError> {
         let mut conn = self.conn()?;
-        let conn: &mut DbConnection = &mut conn;
-        write_tx!(conn, |c| c.load_tube(machine_type, now))
+        let row: Option<TubeRow> = with_conn!(&mut *conn, |c| tubes::table
+            .find(machine_type.as_str())
+            .select(TubeRow::as_select())
+            .first(c)
+            .optional())?;
+        match row {
+            Some(row) => row.into_tube(),
+            None => Ok(Tube {
+                machine_type: machine_type.clone(),
+                paused: false,
+                paused_by: None,
+                paused_at: None,
+                lease: None,
+            }),
+        }
     }
 
     /// Every tube that has ever been used, by machine type.
@@ -348,13 +390,15 @@ impl Store {
     /// Decides, for the dispatcher holding `tube`'s lease, what to do with beanstalkd job
     /// `beanstalk_id` that names `job_id`, and applies it: a job to start becomes `waiting`
     /// (claimed by `holder`; nodes a previous claimant locked for it are freed), a job that
-    /// can never run becomes `dead`. Refused if `holder` does not hold the lease.
+    /// can never run, or `expired` (why its body says it is too old to start), becomes
+    /// `dead`. Refused if `holder` does not hold the lease.
     pub fn claim_job(
         &self,
         job_id: JobId,
         tube: &MachineType,
         beanstalk_id: u64,
         holder: &str,
+        expired: Option<String>,
         now: UnixMillis,
     ) -> Result<(Claim, Job), DbError> {
         let mut conn = self.conn()?;
@@ -372,6 +416,7 @@ impl Store {
                 tube,
                 beanstalk_id,
                 u32::try_from(total).unwrap_or(u32::MAX),
+                expired,
             );
             match &claim {
                 Claim::Start => {
@@ -392,7 +437,7 @@ impl Store {
                         ))
                         .execute(c)?;
                 }
-                Claim::Bury { reason, dead: true } => {
+                Claim::Bury { reason, dead: true } | Claim::Expired { reason } => {
                     if !c.move_job(&job, JobStatus::Dead, reason, now)? {
                         return Err(DbError::Conflict { job_id });
                     }
@@ -479,9 +524,24 @@ impl Store {
     /// become `dead`; `waiting` jobs whose dispatcher lost its lease go back to `queued`
     /// with their nodes freed; nodes locked for a job that is back in the queue are freed.
     pub fn reap(&self, grace_ms: i64, now: UnixMillis) -> Result<ReapReport, DbError> {
+        Ok(self.reap_with(grace_ms, || Some(now))?.unwrap_or_default())
+    }
+
+    /// Like [`Store::reap`], reading the clock only inside the write transaction, once
+    /// the connection and the write lock are in hand: a pass that waited out a database
+    /// outage judges silence as of now, and `clock` may still call the pass off (`None`,
+    /// when cuttle-api was not healthy for a whole grace by then).
+    pub fn reap_with(
+        &self,
+        grace_ms: i64,
+        clock: impl FnOnce() -> Option<UnixMillis>,
+    ) -> Result<Option<ReapReport>, DbError> {
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
+            let Some(now) = clock() else {
+                return Ok(None);
+            };
             let mut report = ReapReport::default();
             let rows: Vec<JobWithRun> = jobs::table
                 .inner_join(runs::table)
@@ -531,7 +591,7 @@ impl Store {
                     .freed_nodes
                     .extend(c.free_nodes_of_job(JobId(job_id), now)?);
             }
-            Ok(report)
+            Ok(Some(report))
         })
     }
 
@@ -742,7 +802,9 @@ impl Store {
         let mut conn = self.conn()?;
         with_conn!(&mut *conn, |c| {
             let of_type = nodes::table.filter(nodes::machine_type.eq(machine_type.as_str()));
-            let total: i64 = of_type.filter(nodes::up.eq(true)).count().get_result(c)?;
+            // The whole inventory, down nodes included: a job that fits it waits for
+            // nodes to come up; only one larger than the inventory can never run.
+            let total: i64 = of_type.count().get_result(c)?;
             let free: i64 = of_type
                 .filter(nodes::up.eq(true))
                 .filter(nodes::locked_by.is_null())
@@ -765,15 +827,23 @@ impl Store {
             let mut running = load(c, JobStatus::Running, None)?;
             // Ended jobs whose nodes are still being given back hold nodes too: leaving
             // them out would make those nodes look like they never free up.
+            // Count what each still holds: nodes come back one by one, and a node already
+            // given back is in `free`, so counting it again as the job's would show the
+            // planner nodes that do not exist.
             let releasing: Vec<i64> = nodes::table
                 .inner_join(jobs::table.on(jobs::id.nullable().eq(nodes::locked_job_id)))
                 .filter(nodes::machine_type.eq(machine_type.as_str()))
                 .filter(jobs::status.eq_any(ended()))
                 .select(jobs::id)
-                .distinct()
                 .load(c)?;
+            let mut releasing_nodes = std::collections::HashMap::new();
             for job_id in releasing {
-                running.push(c.load_job(JobId(job_id))?);
+                *releasing_nodes.entry(JobId(job_id)).or_insert(0u32) += 1;
+            }
+            let mut releasing_ids: Vec<JobId> = releasing_nodes.keys().copied().collect();
+            releasing_ids.sort_unstable();
+            for job_id in releasing_ids {
+                running.push(c.load_job(job_id)?);
             }
             let window = load(c, JobStatus::Waiting, Some(&ids))?;
             let mut descriptions: Vec<&str> = running
@@ -807,6 +877,7 @@ impl Store {
                 total_nodes: u32::try_from(total).unwrap_or(u32::MAX),
                 free_nodes: u32::try_from(free).unwrap_or(u32::MAX),
                 running,
+                releasing_nodes,
                 window,
                 history,
             })
@@ -819,7 +890,7 @@ impl Store {
         &self,
         job_id: JobId,
         priority: cuttle_core::Priority,
-        by: &Owner,
+        by: &str,
         now: UnixMillis,
     ) -> Result<Job, DbError> {
         let mut conn = self.conn()?;

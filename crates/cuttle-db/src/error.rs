@@ -56,6 +56,12 @@ pub enum DbError {
     NotWaiting { job_id: JobId, status: JobStatus },
     #[error("job {job_id} changed while it was being updated; try again")]
     Conflict { job_id: JobId },
+    #[error("autosuite {id} is {state}; only one still waiting for its build can be {action}")]
+    AutoSuiteNotWaiting {
+        id: i64,
+        state: cuttle_core::autosuite::AutoSuiteState,
+        action: &'static str,
+    },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("{}", refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -66,6 +72,21 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("no database connection available: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
+}
+
+impl DbError {
+    /// The connection broke under a query (the server went away or cut it): an outage,
+    /// not a mistake in the query.
+    pub fn connection_lost(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ClosedConnection
+                    | diesel::result::DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ))
+        )
+    }
 }
 
 /// Why a lock request locked nothing.
@@ -106,6 +127,15 @@ pub enum LockError {
     UnknownJob { job_id: JobId },
     #[error("job {job_id} has already ended ({status}); nodes are not locked for an ended job")]
     JobEnded { job_id: JobId, status: JobStatus },
+    #[error(
+        "job {job_id} already holds {}, not the {requested} node(s) asked for; a job's nodes are locked once (release them first)",
+        held.join(", ")
+    )]
+    JobHoldsOthers {
+        job_id: JobId,
+        requested: u32,
+        held: Vec<String>,
+    },
 }
 
 fn describe_unavailable(locked: &[(String, String)], down: &[String]) -> String {

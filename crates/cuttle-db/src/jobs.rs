@@ -206,8 +206,20 @@ impl Store {
             .filter(|r| !r.is_empty());
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
+        let repeated = |current: &Job| {
+            current.status == to
+                && to.is_terminal()
+                && reason
+                    .as_deref()
+                    .is_none_or(|r| current.reason.as_deref() == Some(r))
+        };
         write_tx!(conn, |c| {
             let current = c.load_job(job_id)?;
+            // A repeated final report (its first answer was lost) is answered as the first
+            // one was: the job already ended so, and nothing changes.
+            if repeated(&current) {
+                return Ok(current);
+            }
             current
                 .status
                 .transition(to, reason.as_deref())
@@ -224,6 +236,13 @@ impl Store {
             ))
             .execute(c)?;
             if changed != 1 {
+                // On PostgreSQL a concurrent report may have committed between the read
+                // and the update. If it ended the job exactly as this one asks, this is
+                // the repeated report and is answered as such; anything else conflicts.
+                let now_current = c.load_job(job_id)?;
+                if repeated(&now_current) {
+                    return Ok(now_current);
+                }
                 return Err(DbError::Conflict { job_id });
             }
             c.record_event(job_id, now, Some(current.status), to, reason.as_deref())?;
@@ -231,10 +250,40 @@ impl Store {
         })
     }
 
+    /// Adds `note` to a job's timeline without changing its status (an event from its
+    /// status to the same), such as what teuthology reported about it.
+    pub fn note_job(&self, job_id: JobId, note: &str, now: UnixMillis) -> Result<Job, DbError> {
+        let note = check_text("note", note)?;
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let current = c.load_job(job_id)?;
+            c.record_event(
+                job_id,
+                now,
+                Some(current.status),
+                current.status,
+                Some(&note),
+            )?;
+            Ok(current)
+        })
+    }
+
     /// Records a supervisor heartbeat and returns the job's status. A running job takes
     /// one, and so does an ended one: its supervisor keeps beating while it archives and
     /// gives the nodes back, which keeps the release from being claimed twice.
     pub fn heartbeat(&self, job_id: JobId, now: UnixMillis) -> Result<JobStatus, DbError> {
+        self.heartbeat_with(job_id, || now)
+    }
+
+    /// Like [`Store::heartbeat`], reading the clock only once a connection is in hand: a
+    /// heartbeat that waited out a database outage is recorded as of when it landed,
+    /// not as of when it was sent.
+    pub fn heartbeat_with(
+        &self,
+        job_id: JobId,
+        clock: impl FnOnce() -> UnixMillis,
+    ) -> Result<JobStatus, DbError> {
         let alive = [
             JobStatus::Running.as_str(),
             JobStatus::Pass.as_str(),
@@ -243,6 +292,7 @@ impl Store {
             JobStatus::Killed.as_str(),
         ];
         let mut conn = self.conn()?;
+        let now = clock();
         with_conn!(&mut *conn, |c| {
             diesel::update(
                 jobs::table

@@ -10,16 +10,23 @@
 //! [`nodes`]: every lock is one conditional UPDATE inside a write transaction, never a read
 //! followed by a write.
 
+pub mod autosuites;
 pub mod connection;
 pub mod dispatch;
 pub mod error;
+pub mod gauges;
 pub mod jobs;
+pub mod lock_history;
 pub mod nodes;
+pub mod presets;
 pub mod runs;
 pub mod schema;
+pub mod strikes;
+pub mod tokens;
 
 pub use connection::{Backend, DatabaseTarget, DbConnection, Store};
 pub use dispatch::{Killed, LeaseRequest, PendingRelease, PlanData, ReapReport};
 pub use error::{DbError, LockError};
 pub use nodes::{NewNode, NodeChanges, NodeFilter, UnlockOutcome};
 pub use runs::{NewJob, RunFilter};
+pub use strikes::PrepareFailed;

@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
-use cuttle_core::node::{UnlockRefused, check_unlock};
+use cuttle_core::audit::LockAction;
+use cuttle_core::node::{HoldingJob, UnlockRefused, Unlocker, check_unlock};
 use cuttle_core::{JobId, LockRequest, MachineType, Node, NodeLock, NodeName, Owner, UnixMillis};
 
-use crate::schema::{jobs, nodes};
+use crate::lock_history::{Changed, LockHistoryTx};
+use crate::schema::{jobs, nodes, runs};
 use crate::{DbConnection, DbError, LockError, Store, with_conn, write_tx};
 
 #[derive(Debug, Queryable, Selectable)]
@@ -31,6 +33,7 @@ struct NodeRow {
     os_version: String,
     created_at: i64,
     updated_at: i64,
+    ssh_key: String,
 }
 
 impl NodeRow {
@@ -53,6 +56,7 @@ impl NodeRow {
             description: self.description,
             os_type: self.os_type,
             os_version: self.os_version,
+            ssh_key: self.ssh_key,
             created_at: UnixMillis(self.created_at),
             updated_at: UnixMillis(self.updated_at),
         })
@@ -71,6 +75,8 @@ pub struct NewNode {
     pub description: String,
     pub os_type: String,
     pub os_version: String,
+    /// `KEYTYPE BASE64` (checked with `cuttle_core::node::check_ssh_key`), or empty.
+    pub ssh_key: String,
 }
 
 /// Descriptive changes to a node; `None` leaves a field as it is.
@@ -80,6 +86,7 @@ pub struct NodeChanges {
     pub description: Option<String>,
     pub os_type: Option<String>,
     pub os_version: Option<String>,
+    pub ssh_key: Option<String>,
 }
 
 /// The columns an update writes; `None` fields are left out of the UPDATE.
@@ -90,6 +97,7 @@ struct NodeChangeset<'a> {
     description: Option<&'a str>,
     os_type: Option<&'a str>,
     os_version: Option<&'a str>,
+    ssh_key: Option<&'a str>,
     updated_at: i64,
 }
 
@@ -167,6 +175,7 @@ impl Store {
                 nodes::description.eq(&node.description),
                 nodes::os_type.eq(&node.os_type),
                 nodes::os_version.eq(&node.os_version),
+                nodes::ssh_key.eq(&node.ssh_key),
                 nodes::created_at.eq(now.0),
                 nodes::updated_at.eq(now.0),
             ))
@@ -205,6 +214,7 @@ impl Store {
             description: changes.description.as_deref(),
             os_type: changes.os_type.as_deref(),
             os_version: changes.os_version.as_deref(),
+            ssh_key: changes.ssh_key.as_deref(),
             updated_at: now.0,
         };
         let mut conn = self.conn()?;
@@ -260,6 +270,12 @@ impl Store {
         let mut conn = self.conn()?;
         let rows: Vec<NodeRow> = with_conn!(&mut *conn, |c| {
             let target = nodes::table.filter(nodes::name.eq(name.as_str()));
+            // A node put back in service starts with a clean record of prepares.
+            if up {
+                diesel::update(target)
+                    .set(nodes::prepare_strikes.eq(0))
+                    .execute(c)?;
+            }
             match reason {
                 Some(reason) => diesel::update(target)
                     .set((
@@ -307,6 +323,19 @@ impl Store {
         into_nodes(rows)
     }
 
+    /// How many nodes the machine type has in all (up or down) and how many are up.
+    pub fn node_counts(&self, machine_type: &MachineType) -> Result<(u32, u32), DbError> {
+        let mut conn = self.conn()?;
+        let (total, up): (i64, i64) = with_conn!(&mut *conn, |c| {
+            let of_type = nodes::table.filter(nodes::machine_type.eq(machine_type.as_str()));
+            let total: i64 = of_type.count().get_result(c)?;
+            let up: i64 = of_type.filter(nodes::up.eq(true)).count().get_result(c)?;
+            Ok::<_, diesel::result::Error>((total, up))
+        })?;
+        let as_u32 = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok((as_u32(total), as_u32(up)))
+    }
+
     /// How many nodes (up or down, locked or not) the machine type has; 0 if none.
     pub fn count_nodes_of_type(&self, machine_type: &MachineType) -> Result<u32, DbError> {
         let mut conn = self.conn()?;
@@ -352,6 +381,13 @@ impl Store {
         let conn: &mut DbConnection = &mut conn;
         let locked: Vec<NodeRow> = write_tx!(conn, |c| {
             c.check_job_exists(request.job_id)?;
+            // Idempotent per job: a retry after a lost reply gets the same nodes back
+            // instead of a second set.
+            if let Some(job_id) = request.job_id
+                && let Some(held) = c.nodes_held_by_job(job_id, request.count.get())?
+            {
+                return Ok(held);
+            }
             let names: Vec<LockedName> = diesel::sql_query(c.lock_n_sql())
                 .bind::<Text, _>(request.owner.as_str())
                 .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
@@ -359,7 +395,14 @@ impl Store {
                 .bind::<Text, _>(request.machine_type.as_str())
                 .bind::<BigInt, _>(wanted)
                 .load(c)?;
-            c.finish_lock(request, names)
+            let rows = c.finish_lock(request, names)?;
+            c.record_lock_events(
+                LockAction::Lock,
+                &changed(&rows),
+                &lock_by(request.job_id),
+                now,
+            )?;
+            Ok(rows)
         })?;
         into_nodes(locked)
     }
@@ -377,6 +420,20 @@ impl Store {
         let conn: &mut DbConnection = &mut conn;
         let rows: Vec<NodeRow> = write_tx!(conn, |c| {
             c.check_job_exists(job_id)?;
+            if let Some(job_id) = job_id {
+                let count = u32::try_from(wanted.len()).unwrap_or(u32::MAX);
+                if let Some(held) = c.nodes_held_by_job(job_id, count)? {
+                    if held.iter().all(|row| wanted.contains(&row.name.as_str())) {
+                        return Ok(held);
+                    }
+                    return Err(LockError::JobHoldsOthers {
+                        job_id,
+                        requested: count,
+                        held: held.into_iter().map(|row| row.name).collect(),
+                    }
+                    .into());
+                }
+            }
             let locked: Vec<NodeRow> = diesel::update(
                 nodes::table
                     .filter(nodes::name.eq_any(&wanted))
@@ -392,6 +449,7 @@ impl Store {
             .returning(NodeRow::as_returning())
             .get_results(c)?;
             if locked.len() == wanted.len() {
+                c.record_lock_events(LockAction::Lock, &changed(&locked), &lock_by(job_id), now)?;
                 return Ok(locked);
             }
             // Explain the shortfall; the transaction rolls back, so nothing stays locked.
@@ -424,17 +482,29 @@ impl Store {
         into_nodes(rows)
     }
 
-    /// Unlocks nodes held by `owner` (any holder when `is_admin`). Already-free nodes are
-    /// reported, not refused, so a retried unlock succeeds. If any node is held by someone
-    /// else and the caller is not an admin, nothing is unlocked.
+    /// Unlocks nodes as `unlocker` may (see `cuttle_core::node::check_unlock`: a job's
+    /// nodes only by that job's release once it ended, hand locks by their holder or an
+    /// admin). Already-free nodes are reported, not refused, so a retried unlock succeeds.
+    /// If any node may not be unlocked, nothing is.
+    ///
+    /// `release_grace_ms`: an ended job whose supervisor heartbeat within it is still
+    /// releasing its nodes, and people may not unlock them meanwhile.
     pub fn unlock_nodes(
         &self,
         names: &[NodeName],
-        owner: &Owner,
-        is_admin: bool,
+        unlocker: &Unlocker,
+        release_grace_ms: i64,
         now: UnixMillis,
     ) -> Result<UnlockOutcome, DbError> {
         let wanted: Vec<&str> = names.iter().map(NodeName::as_str).collect();
+        let by = match unlocker {
+            Unlocker::Person {
+                owner,
+                is_admin: true,
+            } => format!("{owner} (admin)"),
+            Unlocker::Person { owner, .. } => owner.to_string(),
+            Unlocker::JobRelease { job_id } => format!("release of job {job_id}"),
+        };
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
@@ -453,42 +523,85 @@ impl Store {
                     name: unknown.join(", "),
                 });
             }
+            let job_ids: Vec<i64> = rows.iter().filter_map(|row| row.locked_job_id).collect();
+            let holding = c.holding_jobs(&job_ids, now.0 - release_grace_ms)?;
             let nodes_now = into_nodes(rows)?;
             let refused: Vec<UnlockRefused> = nodes_now
                 .iter()
-                .filter_map(|node| check_unlock(node, owner, is_admin).err())
+                .filter_map(|node| {
+                    let job = node
+                        .lock
+                        .as_ref()
+                        .and_then(|lock| lock.job_id)
+                        .and_then(|id| holding.get(&id));
+                    check_unlock(node, unlocker, job).err()
+                })
                 .collect();
             if !refused.is_empty() {
                 return Err(DbError::UnlockRefused { refused });
             }
             let mut outcome = UnlockOutcome::default();
+            let mut released = Vec::new();
             for node in nodes_now {
                 let Some(lock) = node.lock else {
                     outcome.already_unlocked.push(node.name);
                     continue;
                 };
-                // Conditional on the holder we just checked: if the lock changed hands in
-                // between, this touches nothing and the node is reported as not ours.
-                let changed = diesel::update(
-                    nodes::table
-                        .filter(nodes::name.eq(node.name.as_str()))
-                        .filter(nodes::locked_by.eq(lock.owner.as_str())),
-                )
-                .set((
+                // Conditional on the lock we just checked (holder and job): if it changed
+                // hands in between, this touches nothing and the node is reported as not
+                // ours.
+                let target = nodes::table
+                    .filter(nodes::name.eq(node.name.as_str()))
+                    .filter(nodes::locked_by.eq(lock.owner.as_str()));
+                let cleared = (
                     nodes::locked_by.eq(None::<String>),
                     nodes::locked_job_id.eq(None::<i64>),
                     nodes::locked_since.eq(None::<i64>),
                     nodes::updated_at.eq(now.0),
-                ))
-                .execute(c)?;
+                );
+                let changed = match lock.job_id {
+                    Some(job_id) => {
+                        diesel::update(target.filter(nodes::locked_job_id.eq(job_id.0)))
+                            .set(cleared)
+                            .execute(c)?
+                    }
+                    None => diesel::update(target.filter(nodes::locked_job_id.is_null()))
+                        .set(cleared)
+                        .execute(c)?,
+                };
                 if changed == 1 {
+                    released.push(Changed {
+                        name: node.name.to_string(),
+                        holder: lock.owner.to_string(),
+                        job_id: lock.job_id.map(|id| id.0),
+                    });
                     outcome.unlocked.push(node.name);
                 } else {
                     outcome.already_unlocked.push(node.name);
                 }
             }
+            c.record_lock_events(LockAction::Unlock, &released, &by, now)?;
             Ok(outcome)
         })
+    }
+}
+
+/// The history rows for nodes just locked (as the UPDATE returned them).
+fn changed(rows: &[NodeRow]) -> Vec<Changed> {
+    rows.iter()
+        .map(|row| Changed {
+            name: row.name.clone(),
+            holder: row.locked_by.clone().unwrap_or_default(),
+            job_id: row.locked_job_id,
+        })
+        .collect()
+}
+
+/// Who took a lock, as the history records it.
+fn lock_by(job_id: Option<JobId>) -> String {
+    match job_id {
+        Some(job_id) => format!("dispatch of job {job_id}"),
+        None => "lock by hand".to_owned(),
     }
 }
 
@@ -509,6 +622,20 @@ trait NodeTx {
     fn find_node(&mut self, name: &NodeName) -> Result<NodeRow, DbError>;
     /// Fails with `UnknownJob` when a lock names a job the database does not know.
     fn check_job_exists(&mut self, job_id: Option<JobId>) -> Result<(), DbError>;
+    /// The nodes a job holds already: `None` if none; them if there are `count`; an error
+    /// if it holds a different number (a lock is never topped up).
+    fn nodes_held_by_job(
+        &mut self,
+        job_id: JobId,
+        count: u32,
+    ) -> Result<Option<Vec<NodeRow>>, DbError>;
+    /// Each of these jobs' run name, whether it has ended, and whether it is being
+    /// released (ended, with a heartbeat at or after `fresh_since`).
+    fn holding_jobs(
+        &mut self,
+        job_ids: &[i64],
+        fresh_since: i64,
+    ) -> Result<HashMap<JobId, HoldingJob>, DbError>;
     /// Checks the lock statement locked exactly what was asked; if not, explains why (the
     /// caller's transaction then rolls back, releasing the partial lock).
     fn finish_lock(
@@ -543,6 +670,52 @@ crate::impl_for_both_backends! { NodeTx {
             return Err(LockError::JobEnded { job_id, status }.into());
         }
         Ok(())
+    }
+
+    fn nodes_held_by_job(&mut self, job_id: JobId, count: u32) -> Result<Option<Vec<NodeRow>>, DbError> {
+        let held: Vec<NodeRow> = nodes::table
+            .filter(nodes::locked_job_id.eq(job_id.0))
+            .select(NodeRow::as_select())
+            .order(nodes::name)
+            .load(self)?;
+        if held.is_empty() {
+            return Ok(None);
+        }
+        if held.len() != count as usize {
+            return Err(LockError::JobHoldsOthers {
+                job_id,
+                requested: count,
+                held: held.into_iter().map(|row| row.name).collect(),
+            }
+            .into());
+        }
+        Ok(Some(held))
+    }
+
+    fn holding_jobs(&mut self, job_ids: &[i64], fresh_since: i64) -> Result<HashMap<JobId, HoldingJob>, DbError> {
+        if job_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(i64, String, String, Option<i64>)> = jobs::table
+            .inner_join(runs::table)
+            .filter(jobs::id.eq_any(job_ids))
+            .select((jobs::id, jobs::status, runs::name, jobs::heartbeat_at))
+            .load(self)?;
+        rows.into_iter()
+            .map(|(id, status, run, heartbeat_at)| {
+                let status = crate::jobs::parse_status(&status).map_err(DbError::Corrupt)?;
+                let ended = status.is_terminal();
+                Ok((
+                    JobId(id),
+                    HoldingJob {
+                        job_id: JobId(id),
+                        run,
+                        ended,
+                        releasing: ended && heartbeat_at.is_some_and(|at| at >= fresh_since),
+                    },
+                ))
+            })
+            .collect()
     }
 
     fn finish_lock(&mut self, request: &LockRequest, names: Vec<LockedName>) -> Result<Vec<NodeRow>, DbError> {

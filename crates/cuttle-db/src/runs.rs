@@ -2,13 +2,14 @@
 
 use diesel::prelude::*;
 
+use cuttle_core::suite::SuitePins;
 use cuttle_core::{
     InvalidInput, Job, JobId, JobSpec, JobStatus, MachineType, Owner, Run, RunName, RunSpec,
     RunStatus, RunSummary, RunWithJobs, UnixMillis,
 };
 
 use crate::jobs::{JobTx, parse_status};
-use crate::schema::{jobs, runs};
+use crate::schema::{jobs, run_suites, runs};
 use crate::{DbConnection, DbError, Store, with_conn, write_tx};
 
 #[derive(Debug, Queryable, Selectable)]
@@ -39,6 +40,39 @@ impl RunRow {
         };
         let machine_type = MachineType::parse(&self.machine_type).map_err(corrupt)?;
         Ok((self.id, run, machine_type))
+    }
+}
+
+/// A run's pins as stored in `run_suites`.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = run_suites)]
+struct PinsRow {
+    suite_repo: String,
+    suite_branch: String,
+    suite_sha1: String,
+    teuthology_branch: String,
+    teuthology_sha1: String,
+    seed: i64,
+    subset: Option<String>,
+    email: Option<String>,
+    results_timeout_s: Option<i64>,
+    rerun_of: Option<String>,
+}
+
+impl PinsRow {
+    fn into_pins(self) -> SuitePins {
+        SuitePins {
+            suite_repo: self.suite_repo,
+            suite_branch: self.suite_branch,
+            suite_sha1: self.suite_sha1,
+            teuthology_branch: self.teuthology_branch,
+            teuthology_sha1: self.teuthology_sha1,
+            seed: u64::try_from(self.seed).unwrap_or_default(),
+            subset: self.subset,
+            email: self.email,
+            results_timeout_s: self.results_timeout_s.and_then(|s| u64::try_from(s).ok()),
+            rerun_of: self.rerun_of,
+        }
     }
 }
 
@@ -86,6 +120,19 @@ impl Store {
         spec: &RunSpec,
         jobs_to_create: &[NewJob],
         now: UnixMillis,
+        render: impl FnMut(JobId, &JobSpec) -> Result<String, InvalidInput>,
+    ) -> Result<RunWithJobs, DbError> {
+        self.create_pinned_run(spec, None, jobs_to_create, now, render)
+    }
+
+    /// [`Store::create_run`] for a run scheduled from a suite: its pins are recorded in
+    /// the same transaction as the run and its jobs.
+    pub fn create_pinned_run(
+        &self,
+        spec: &RunSpec,
+        pins: Option<&SuitePins>,
+        jobs_to_create: &[NewJob],
+        now: UnixMillis,
         mut render: impl FnMut(JobId, &JobSpec) -> Result<String, InvalidInput>,
     ) -> Result<RunWithJobs, DbError> {
         let first = jobs_to_create
@@ -117,6 +164,25 @@ impl Store {
                     },
                     other => DbError::Query(other),
                 })?;
+            if let Some(pins) = pins {
+                diesel::insert_into(run_suites::table)
+                    .values((
+                        run_suites::run_id.eq(run_id),
+                        run_suites::suite_repo.eq(&pins.suite_repo),
+                        run_suites::suite_branch.eq(&pins.suite_branch),
+                        run_suites::suite_sha1.eq(&pins.suite_sha1),
+                        run_suites::teuthology_branch.eq(&pins.teuthology_branch),
+                        run_suites::teuthology_sha1.eq(&pins.teuthology_sha1),
+                        run_suites::seed.eq(i64::try_from(pins.seed).unwrap_or(i64::MAX)),
+                        run_suites::subset.eq(pins.subset.as_deref()),
+                        run_suites::email.eq(pins.email.as_deref()),
+                        run_suites::results_timeout_s.eq(pins
+                            .results_timeout_s
+                            .map(|s| i64::try_from(s).unwrap_or(i64::MAX))),
+                        run_suites::rerun_of.eq(pins.rerun_of.as_deref()),
+                    ))
+                    .execute(c)?;
+            }
             for job in jobs_to_create {
                 let job_id: i64 = diesel::insert_into(jobs::table)
                     .values((
@@ -157,6 +223,73 @@ impl Store {
                 },
                 jobs,
             })
+        })
+    }
+
+    /// What a run scheduled from a suite is pinned to; `None` for a hand-made run.
+    pub fn suite_pins(&self, name: &RunName) -> Result<Option<SuitePins>, DbError> {
+        let mut conn = self.conn()?;
+        let row: Option<PinsRow> = with_conn!(&mut *conn, |c| {
+            run_suites::table
+                .inner_join(runs::table)
+                .filter(runs::name.eq(name.as_str()))
+                .select(PinsRow::as_select())
+                .first(c)
+                .optional()
+        })?;
+        Ok(row.map(PinsRow::into_pins))
+    }
+
+    /// Suite runs whose report is not written yet: name, pins, when created, and how many
+    /// of their jobs have not ended. Two queries, however many runs.
+    pub fn unreported_suite_runs(
+        &self,
+    ) -> Result<Vec<(RunName, SuitePins, UnixMillis, u32)>, DbError> {
+        let mut conn = self.conn()?;
+        let (rows, counts) = with_conn!(&mut *conn, |c| {
+            let rows: Vec<(i64, String, i64, PinsRow)> = run_suites::table
+                .inner_join(runs::table)
+                .filter(run_suites::summary_at.is_null())
+                .select((runs::id, runs::name, runs::created_at, PinsRow::as_select()))
+                .load(c)?;
+            let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+            c.status_counts(&ids).map(|counts| (rows, counts))
+        })?;
+        let mut found = Vec::with_capacity(rows.len());
+        for (run_id, name, created_at, pins) in rows {
+            let name =
+                RunName::parse(&name).map_err(|e| DbError::Corrupt(format!("run {name}: {e}")))?;
+            let living = counts
+                .iter()
+                .filter(|(id, status, _)| *id == run_id && !status.is_terminal())
+                .map(|(_, _, n)| n)
+                .sum();
+            found.push((name, pins.into_pins(), UnixMillis(created_at), living));
+        }
+        Ok(found)
+    }
+
+    /// Claims the writing of a suite run's report: true for exactly one caller.
+    pub fn claim_run_report(&self, name: &RunName, now: UnixMillis) -> Result<bool, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| {
+            let run_id: Option<i64> = runs::table
+                .filter(runs::name.eq(name.as_str()))
+                .select(runs::id)
+                .first(c)
+                .optional()?;
+            let Some(run_id) = run_id else {
+                return Ok(false);
+            };
+            let changed = diesel::update(
+                run_suites::table
+                    .filter(run_suites::run_id.eq(run_id))
+                    .filter(run_suites::summary_at.is_null()),
+            )
+            .set(run_suites::summary_at.eq(now.0))
+            .execute(c)?;
+            Ok(changed == 1)
         })
     }
 

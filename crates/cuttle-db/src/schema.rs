@@ -40,6 +40,7 @@ diesel::table! {
         supervisor_host -> Nullable<Text>,
         started_at -> Nullable<BigInt>,
         queue_priority -> Nullable<Integer>,
+        prepare_retries -> Integer,
     }
 }
 
@@ -68,6 +69,33 @@ diesel::table! {
         os_version -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        prepare_strikes -> Integer,
+        ssh_key -> Text,
+    }
+}
+
+diesel::table! {
+    lock_events (id) {
+        id -> BigInt,
+        node -> Text,
+        action -> Text,
+        holder -> Text,
+        job_id -> Nullable<BigInt>,
+        by_whom -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    tokens (id) {
+        id -> BigInt,
+        user_name -> Text,
+        role -> Text,
+        digest -> Text,
+        prefix -> Text,
+        created_at -> BigInt,
+        created_by -> Text,
+        revoked_at -> Nullable<BigInt>,
     }
 }
 
@@ -86,6 +114,79 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    run_suites (run_id) {
+        run_id -> BigInt,
+        suite_repo -> Text,
+        suite_branch -> Text,
+        suite_sha1 -> Text,
+        teuthology_branch -> Text,
+        teuthology_sha1 -> Text,
+        seed -> BigInt,
+        subset -> Nullable<Text>,
+        email -> Nullable<Text>,
+        results_timeout_s -> Nullable<BigInt>,
+        rerun_of -> Nullable<Text>,
+        summary_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    presets (id) {
+        id -> BigInt,
+        owner -> Text,
+        name -> Text,
+        args -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    autosuites (id) {
+        id -> BigInt,
+        owner -> Text,
+        role -> Text,
+        state -> Text,
+        branch -> Text,
+        sha1 -> Text,
+        distro -> Text,
+        distro_version -> Text,
+        flavor -> Text,
+        args -> Text,
+        run_name -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        build_url -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    autosuite_events (id) {
+        id -> BigInt,
+        autosuite_id -> BigInt,
+        at -> BigInt,
+        from_state -> Nullable<Text>,
+        to_state -> Text,
+        reason -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(jobs -> runs (run_id));
+diesel::joinable!(autosuite_events -> autosuites (autosuite_id));
+diesel::joinable!(run_suites -> runs (run_id));
 diesel::joinable!(job_events -> jobs (job_id));
-diesel::allow_tables_to_appear_in_same_query!(runs, jobs, job_events, nodes, tubes);
+diesel::allow_tables_to_appear_in_same_query!(
+    runs,
+    jobs,
+    job_events,
+    nodes,
+    tubes,
+    lock_events,
+    tokens,
+    run_suites,
+    presets,
+    autosuites,
+    autosuite_events
+);

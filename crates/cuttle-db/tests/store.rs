@@ -8,7 +8,9 @@ use cuttle_core::{
     InvalidInput, JobId, JobSpec, JobStatus, LockRequest, MachineType, NodeCount, NodeName, Owner,
     Priority, RunName, RunSpec, RunStatus, UnixMillis,
 };
-use cuttle_db::{DatabaseTarget, DbError, LockError, NewNode, NodeFilter, RunFilter, Store};
+use cuttle_db::{
+    DatabaseTarget, DbError, LockError, NewNode, NodeChanges, NodeFilter, RunFilter, Store,
+};
 use cuttle_testkit::{PostgresDatabase, SqliteFile};
 
 /// Keeps the database alive as long as the store that uses it.
@@ -51,8 +53,18 @@ macro_rules! on_both_backends {
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
 
+/// The supervisor grace unlocks are judged with.
+const GRACE_MS: i64 = 60_000;
+
 fn smithi() -> MachineType {
     MachineType::parse("smithi").unwrap()
+}
+
+fn person(name: &str, is_admin: bool) -> cuttle_core::node::Unlocker {
+    cuttle_core::node::Unlocker::Person {
+        owner: owner(name),
+        is_admin,
+    }
 }
 
 fn owner(name: &str) -> Owner {
@@ -71,6 +83,7 @@ fn add_nodes(store: &Store, machine_type: &str, count: usize) -> Vec<NodeName> {
                         description: String::new(),
                         os_type: "ubuntu".into(),
                         os_version: "22.04".into(),
+                        ssh_key: String::new(),
                     },
                     T0,
                 )
@@ -87,6 +100,16 @@ fn lock_request(count: u32, who: &str) -> LockRequest {
         owner: owner(who),
         job_id: None,
     }
+}
+
+/// Locks as `request` asks and returns the locked nodes' names.
+fn locked_names(store: &Store, request: &LockRequest) -> Vec<NodeName> {
+    store
+        .lock_nodes(request, T0)
+        .unwrap()
+        .into_iter()
+        .map(|node| node.name)
+        .collect()
 }
 
 fn job_spec() -> JobSpec {
@@ -220,7 +243,7 @@ on_both_backends! {
     fn only_the_holder_or_an_admin_unlocks_and_unlock_is_idempotent(store: &Store) {
         let names = add_nodes(store, "smithi", 2);
         store.lock_named_nodes(&names, &owner("alice"), None, T0).unwrap();
-        let error = store.unlock_nodes(&names, &owner("bob"), false, T0).unwrap_err();
+        let error = store.unlock_nodes(&names, &person("bob", false), GRACE_MS, T0).unwrap_err();
         assert!(error.to_string().contains("locked by alice, not by bob"), "{error}");
         assert_eq!(free_count(store), 0, "a refused unlock unlocks nothing");
         let move_it = cuttle_db::NodeChanges {
@@ -229,14 +252,14 @@ on_both_backends! {
         };
         let error = store.update_node(&names[0], &move_it, T0).unwrap_err();
         assert!(matches!(error, DbError::NodeLocked { .. }), "{error}");
-        let outcome = store.unlock_nodes(&names[..1], &owner("alice"), false, T0).unwrap();
+        let outcome = store.unlock_nodes(&names[..1], &person("alice", false), GRACE_MS, T0).unwrap();
         assert_eq!(outcome.unlocked, names[..1]);
-        let again = store.unlock_nodes(&names[..1], &owner("alice"), false, T0).unwrap();
+        let again = store.unlock_nodes(&names[..1], &person("alice", false), GRACE_MS, T0).unwrap();
         assert_eq!(again.already_unlocked, names[..1]);
-        let admin = store.unlock_nodes(&names[1..], &owner("root"), true, T0).unwrap();
+        let admin = store.unlock_nodes(&names[1..], &person("root", true), GRACE_MS, T0).unwrap();
         assert_eq!(admin.unlocked, names[1..]);
         let ghost = NodeName::parse("ghost01").unwrap();
-        let error = store.unlock_nodes(&[ghost], &owner("alice"), false, T0).unwrap_err();
+        let error = store.unlock_nodes(&[ghost], &person("alice", false), GRACE_MS, T0).unwrap_err();
         assert!(matches!(error, DbError::NotFound { .. }), "{error}");
     }
 
@@ -253,6 +276,108 @@ on_both_backends! {
         request.job_id = Some(JobId(999_999));
         let error = store.lock_nodes(&request, T0).unwrap_err();
         assert!(matches!(error, DbError::Lock(LockError::UnknownJob { .. })), "{error}");
+    }
+
+    fn a_jobs_nodes_are_freed_only_by_its_release_after_it_ended(store: &Store) {
+        add_nodes(store, "smithi", 3);
+        let job_ids = create_run(store, "run-a", "alice", 1);
+        let mut request = lock_request(2, "alice");
+        request.job_id = Some(job_ids[0]);
+        let names = locked_names(store, &request);
+        // A retried lock (a lost reply) gets the same nodes, not a second set.
+        let again = locked_names(store, &request);
+        assert_eq!(again, names);
+        assert_eq!(free_count(store), 1);
+        request.count = NodeCount::new(1).unwrap();
+        let error = store.lock_nodes(&request, T0).unwrap_err();
+        assert!(matches!(error, DbError::Lock(LockError::JobHoldsOthers { .. })), "{error}");
+        // While the job lives nobody unlocks its nodes: not its owner, not an admin, not
+        // its own release (it reports first), not another job's release.
+        for unlocker in [
+            person("alice", false),
+            person("root", true),
+            cuttle_core::node::Unlocker::JobRelease { job_id: job_ids[0] },
+            cuttle_core::node::Unlocker::JobRelease { job_id: JobId(job_ids[0].0 + 1) },
+        ] {
+            let error = store.unlock_nodes(&names, &unlocker, GRACE_MS, T0).unwrap_err();
+            assert!(matches!(error, DbError::UnlockRefused { .. }), "{error}");
+        }
+        assert_eq!(free_count(store), 1);
+        store
+            .kill(&RunName::parse("run-a").unwrap(), None, "test", T0)
+            .unwrap();
+        let release = cuttle_core::node::Unlocker::JobRelease { job_id: job_ids[0] };
+        let outcome = store.unlock_nodes(&names, &release, GRACE_MS, T0).unwrap();
+        assert_eq!(outcome.unlocked, names);
+        let report = store.audit_locks().unwrap();
+        assert!(report.clean(), "{:?}", report.violations);
+        assert_eq!((report.events, report.held_now), (4, 0));
+        let history = store.lock_history(Some(&names[0]), 10).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].by, format!("release of job {}", job_ids[0]));
+    }
+
+    fn a_nodes_ssh_key_is_kept_changed_and_cleared(store: &Store) {
+        add_nodes(store, "smithi", 1);
+        let name = NodeName::parse("smithi001").unwrap();
+        assert_eq!(store.get_node(&name).unwrap().ssh_key, "");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        let set = NodeChanges { ssh_key: Some(key.into()), ..NodeChanges::default() };
+        assert_eq!(store.update_node(&name, &set, T0).unwrap().ssh_key, key);
+        // Other changes leave it alone; an empty one clears it.
+        let other = NodeChanges { description: Some("rack 3".into()), ..NodeChanges::default() };
+        assert_eq!(store.update_node(&name, &other, T0).unwrap().ssh_key, key);
+        let clear = NodeChanges { ssh_key: Some(String::new()), ..NodeChanges::default() };
+        assert_eq!(store.update_node(&name, &clear, T0).unwrap().ssh_key, "");
+    }
+
+    fn the_planner_counts_only_the_nodes_an_ended_job_still_holds(store: &Store) {
+        add_nodes(store, "smithi", 4);
+        let job_ids = create_run(store, "run-p", "alice", 1);
+        let mut request = lock_request(2, "alice");
+        request.job_id = Some(job_ids[0]);
+        let names = locked_names(store, &request);
+        store.update_job_status(job_ids[0], JobStatus::Running, None, T0).unwrap();
+        let data = store.plan_data(&smithi(), &[]).unwrap();
+        assert_eq!((data.free_nodes, data.running.len()), (2, 1));
+        assert!(data.releasing_nodes.is_empty(), "{:?}", data.releasing_nodes);
+        store.kill(&RunName::parse("run-p").unwrap(), None, "test", T0).unwrap();
+        // Its release gives one node back, then the other: at no point may free nodes
+        // plus what the job still holds exceed the four that exist.
+        let release = cuttle_core::node::Unlocker::JobRelease { job_id: job_ids[0] };
+        store.unlock_nodes(&names[..1], &release, GRACE_MS, T0).unwrap();
+        let data = store.plan_data(&smithi(), &[]).unwrap();
+        assert_eq!(data.free_nodes, 3);
+        assert_eq!(data.running.len(), 1);
+        assert_eq!(data.releasing_nodes.get(&job_ids[0]), Some(&1));
+        store.unlock_nodes(&names[1..], &release, GRACE_MS, T0).unwrap();
+        let data = store.plan_data(&smithi(), &[]).unwrap();
+        assert_eq!((data.free_nodes, data.running.len()), (4, 0));
+    }
+
+    fn nobody_unlocks_an_ended_jobs_node_while_its_release_runs(store: &Store) {
+        add_nodes(store, "smithi", 1);
+        let job_ids = create_run(store, "run-r", "alice", 1);
+        let mut request = lock_request(1, "alice");
+        request.job_id = Some(job_ids[0]);
+        let names = locked_names(store, &request);
+        store.update_job_status(job_ids[0], JobStatus::Running, None, T0).unwrap();
+        store.kill(&RunName::parse("run-r").unwrap(), None, "test", T0).unwrap();
+        // Its supervisor heartbeats while it nukes and unlocks.
+        store.heartbeat(job_ids[0], UnixMillis(T0.0 + 1_000)).unwrap();
+        let soon = UnixMillis(T0.0 + 2_000);
+        let error = store
+            .unlock_nodes(&names, &person("root", true), GRACE_MS, soon)
+            .unwrap_err();
+        assert!(error.to_string().contains("is being given back by the release"), "{error}");
+        // Silent for the grace: the release is stuck, and an admin may clear the lock.
+        let later = UnixMillis(T0.0 + 1_000 + GRACE_MS + 1);
+        let outcome = store
+            .unlock_nodes(&names, &person("root", true), GRACE_MS, later)
+            .unwrap();
+        assert_eq!(outcome.unlocked, names);
+        let report = store.audit_locks().unwrap();
+        assert!(report.clean(), "{:?}", report.violations);
     }
 
     fn concurrent_lockers_never_share_a_node(store: &Store) {
@@ -293,7 +418,7 @@ on_both_backends! {
                                         map.remove(name.as_str());
                                     }
                                 }
-                                store.unlock_nodes(&names, &owner(&who), false, T0).unwrap();
+                                store.unlock_nodes(&names, &person(&who, false), GRACE_MS, T0).unwrap();
                             }
                             Err(DbError::Lock(LockError::NotEnoughFree { .. })) => {}
                             Err(other) => violations.lock().unwrap().push(format!("unexpected error: {other}")),
@@ -307,6 +432,9 @@ on_both_backends! {
         assert_eq!(*violations.lock().unwrap(), Vec::<String>::new());
         assert!(granted > 0, "no locker ever got nodes");
         assert_eq!(free_count(store), 20, "every node must be free at the end");
+        let report = store.audit_locks().unwrap();
+        assert!(report.clean(), "{:?}", report.violations);
+        assert!(report.events >= granted * 2, "{} events for {granted} locks", report.events);
     }
 
     fn a_refused_render_writes_nothing(store: &Store) {
@@ -393,23 +521,113 @@ on_both_backends! {
         assert!(matches!(error, DbError::NotFound { what: "job", .. }), "{error}");
     }
 
+    fn presets_are_saved_per_owner_edited_listed_and_deleted(store: &Store) {
+        use cuttle_core::suite::RawSuiteArgs;
+        use cuttle_core::PresetName;
+        let alice = Owner::parse("alice").unwrap();
+        let bob = Owner::parse("bob").unwrap();
+        let name = PresetName::parse("rados-nightly").unwrap();
+        let args = RawSuiteArgs { suite: "rados".into(), priority: Some(100), filter_in: vec!["bluestore".into()], ..RawSuiteArgs::default() };
+        let saved = store.save_preset(&alice, &name, &args, false, T0).unwrap();
+        assert_eq!(saved.args, args);
+        // Names are per owner: bob may use the same one; alice may not twice.
+        store.save_preset(&bob, &name, &RawSuiteArgs { suite: "fs".into(), ..RawSuiteArgs::default() }, false, T0).unwrap();
+        let error = store.save_preset(&alice, &name, &args, false, T0).unwrap_err();
+        assert!(matches!(error, DbError::AlreadyExists { .. }), "{error}");
+        let edited = RawSuiteArgs { priority: Some(200), ..args.clone() };
+        let after = store.save_preset(&alice, &name, &edited, true, UnixMillis(T0.0 + 5)).unwrap();
+        assert_eq!((after.args.priority, after.created_at, after.updated_at), (Some(200), T0, UnixMillis(T0.0 + 5)));
+        let missing = PresetName::parse("nope").unwrap();
+        assert!(matches!(store.save_preset(&alice, &missing, &args, true, T0).unwrap_err(), DbError::NotFound { .. }));
+        assert_eq!(store.get_preset(&bob, &name).unwrap().args.suite, "fs");
+        assert_eq!(store.list_presets(Some(&alice)).unwrap().len(), 1);
+        assert_eq!(store.list_presets(None).unwrap().len(), 2);
+        store.delete_preset(&alice, &name).unwrap();
+        assert!(matches!(store.delete_preset(&alice, &name).unwrap_err(), DbError::NotFound { .. }));
+        assert!(matches!(store.get_preset(&alice, &name).unwrap_err(), DbError::NotFound { .. }));
+        assert_eq!(store.list_presets(None).unwrap().len(), 1);
+    }
+
+    fn an_autosuite_fires_exactly_once_and_keeps_its_timeline(store: &Store) {
+        use cuttle_core::autosuite::{AutoSuiteState, WantedBuild};
+        use cuttle_core::suite::RawSuiteArgs;
+        let alice = Owner::parse("alice").unwrap();
+        let build = WantedBuild { branch: "wip-x".into(), distro: "ubuntu".into(), ..WantedBuild::default() };
+        let args = RawSuiteArgs { suite: "rados".into(), ..RawSuiteArgs::default() };
+        let dev = cuttle_core::auth::Role::Developer;
+        let first = store.add_autosuite(&alice, dev, &build, &args, T0).unwrap();
+        let other = store.add_autosuite(&alice, dev, &WantedBuild { branch: "wip-y".into(), ..build.clone() }, &args, T0).unwrap();
+        assert_eq!((first.state, first.args.suite.as_str()), (AutoSuiteState::WaitingForBuild, "rados"));
+        assert_eq!(store.waiting_autosuites(Some("wip-x")).unwrap().len(), 1);
+        // A webhook, a repeat of it and a poll race: one claim wins.
+        let wins: usize = (0..6)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || store.claim_autosuite(first.id, "build ready", "alice-1", "", T0).unwrap())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| usize::from(t.join().unwrap()))
+            .sum();
+        assert_eq!(wins, 1);
+        // A firing that failed gives the claim back; the next one schedules it.
+        assert!(store.autosuite_unclaimed(first.id, "beanstalkd was down", T0).unwrap());
+        // While it waits its owner may change it; not once it fired.
+        let edited = RawSuiteArgs { suite: "rados/thrash".into(), ..args.clone() };
+        let changed = store.edit_autosuite(first.id, &build, &edited, "alice", T0).unwrap();
+        assert_eq!(changed.args.suite, "rados/thrash");
+        let sha1 = "a".repeat(40);
+        assert!(store.claim_autosuite(first.id, "poll: build ready", "alice-autosuite-1", &sha1, T0).unwrap());
+        let (firing, _) = store.get_autosuite(first.id).unwrap();
+        assert_eq!((firing.run_name.as_deref(), firing.args.ceph_sha1.as_str()), (Some("alice-autosuite-1"), sha1.as_str()));
+        assert!(matches!(store.edit_autosuite(first.id, &build, &args, "alice", T0), Err(DbError::AutoSuiteNotWaiting { .. })));
+        assert!(matches!(store.delete_autosuite(first.id), Err(DbError::AutoSuiteNotWaiting { .. })));
+        assert!(store.autosuite_scheduled(first.id, "alice-autosuite-1", T0).unwrap());
+        assert!(!store.autosuite_scheduled(first.id, "again", T0).unwrap(), "scheduled once");
+        assert!(!store.claim_autosuite(first.id, "late webhook", "x", "", T0).unwrap());
+        let (done, events) = store.get_autosuite(first.id).unwrap();
+        assert_eq!(done.run_name.as_deref(), Some("alice-autosuite-1"));
+        let path: Vec<AutoSuiteState> = events.iter().map(|e| e.to).collect();
+        use AutoSuiteState::*;
+        assert_eq!(path, [WaitingForBuild, Scheduling, WaitingForBuild, WaitingForBuild, Scheduling, Scheduled]);
+        // A failed build ends the other one, with its URL; it never fires.
+        assert!(store.end_autosuite(other.id, BuildFailed, "build failed", Some("https://jenkins/9"), T0).unwrap());
+        assert!(!store.claim_autosuite(other.id, "webhook", "x", "", T0).unwrap());
+        let (failed, _) = store.get_autosuite(other.id).unwrap();
+        assert_eq!((failed.state, failed.build_url.as_deref()), (BuildFailed, Some("https://jenkins/9")));
+        assert!(store.waiting_autosuites(None).unwrap().is_empty());
+        assert!(store.scheduling_autosuites().unwrap().is_empty());
+        assert_eq!(store.list_autosuites(Some(&alice)).unwrap().len(), 2);
+        // A firing that cannot succeed ends it; an ended one may be deleted.
+        let third = store.add_autosuite(&alice, dev, &build, &args, T0).unwrap();
+        assert!(store.claim_autosuite(third.id, "webhook", "alice-3", "", T0).unwrap());
+        assert!(store.autosuite_failed(third.id, "no job left after filters", T0).unwrap());
+        assert_eq!(store.get_autosuite(third.id).unwrap().0.state, Failed);
+        store.delete_autosuite(third.id).unwrap();
+        assert!(matches!(store.get_autosuite(third.id), Err(DbError::NotFound { .. })));
+    }
+
     fn concurrent_terminal_updates_end_a_job_exactly_once(store: &Store) {
         let ids = create_run(store, "run-a", "alice", 1);
         store.update_job_status(ids[0], JobStatus::Running, None, T0).unwrap();
-        let outcomes: Vec<bool> = [JobStatus::Pass, JobStatus::Fail, JobStatus::Killed, JobStatus::Pass]
+        let outcomes: Vec<(JobStatus, bool)> = [JobStatus::Pass, JobStatus::Fail, JobStatus::Killed, JobStatus::Pass]
             .into_iter()
             .map(|to| {
                 let store = store.clone();
                 let id = ids[0];
-                std::thread::spawn(move || store.update_job_status(id, to, None, T0).is_ok())
+                std::thread::spawn(move || (to, store.update_job_status(id, to, None, T0).is_ok()))
             })
             .collect::<Vec<_>>()
             .into_iter()
             .map(|t| t.join().unwrap())
             .collect();
-        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{outcomes:?}");
-        let (_, events) = store.get_job(ids[0]).unwrap();
+        let (job, events) = store.get_job(ids[0]).unwrap();
         assert_eq!(events.iter().filter(|e| e.to.is_terminal()).count(), 1);
+        // Only reports of the status that won are answered OK (a repeated report is
+        // idempotent); every other one is refused.
+        for (to, ok) in &outcomes {
+            assert_eq!(*ok, *to == job.status, "{outcomes:?} ended {}", job.status);
+        }
     }
 }
 
@@ -422,6 +640,7 @@ fn add_nodes_again(store: &Store) -> DbError {
                 description: String::new(),
                 os_type: String::new(),
                 os_version: String::new(),
+                ssh_key: String::new(),
             },
             T0,
         )
@@ -527,19 +746,31 @@ on_both_backends! {
         assert!(holds(&store.acquire_lease(&lease(winner), later).unwrap(), winner, later));
     }
 
+    fn an_expired_job_ends_dead_with_its_reason_instead_of_starting(store: &Store) {
+        add_nodes(store, "smithi", 2);
+        let jobs = create_run(store, "stale", "alice", 1);
+        store.set_beanstalk_ids(&[(jobs[0], 10)]).unwrap();
+        store.acquire_lease(&lease("d1"), T0).unwrap();
+        let why = "expired: its expire time 2026-11-01_00:00:00 passed before it could start";
+        let (claim, job) = store.claim_job(jobs[0], &smithi(), 10, "d1", Some(why.into()), T0).unwrap();
+        assert_eq!(claim, cuttle_core::dispatch::Claim::Expired { reason: why.into() });
+        assert_eq!((job.status, job.reason.as_deref()), (JobStatus::Dead, Some(why)));
+        assert_eq!(free_count(store), 2, "an expired job takes no node");
+    }
+
     fn a_claimed_job_runs_once_and_a_lost_dispatchers_claim_is_undone(store: &Store) {
         add_nodes(store, "smithi", 4);
         let jobs = create_run(store, "claims", "alice", 2);
         store.set_beanstalk_ids(&[(jobs[0], 10), (jobs[1], 11)]).unwrap();
         // Only the lease holder may claim.
-        let error = store.claim_job(jobs[0], &smithi(), 10, "d1", T0).unwrap_err();
+        let error = store.claim_job(jobs[0], &smithi(), 10, "d1", None, T0).unwrap_err();
         assert!(matches!(error, DbError::NotLeaseHolder { .. }), "{error}");
         store.acquire_lease(&lease("d1"), T0).unwrap();
-        let (claim, job) = store.claim_job(jobs[0], &smithi(), 10, "d1", T0).unwrap();
+        let (claim, job) = store.claim_job(jobs[0], &smithi(), 10, "d1", None, T0).unwrap();
         assert_eq!(claim, cuttle_core::dispatch::Claim::Start);
         assert_eq!(job.status, JobStatus::Waiting);
         // A stale copy of the same job is discarded.
-        let (claim, _) = store.claim_job(jobs[0], &smithi(), 99, "d1", T0).unwrap();
+        let (claim, _) = store.claim_job(jobs[0], &smithi(), 99, "d1", None, T0).unwrap();
         assert!(matches!(claim, cuttle_core::dispatch::Claim::Discard { .. }), "{claim:?}");
         let mut request = lock_request(2, "alice");
         request.job_id = Some(jobs[0]);
@@ -551,7 +782,7 @@ on_both_backends! {
         // Recording twice, or by another dispatcher, is refused.
         assert!(matches!(store.record_dispatch(jobs[0], "d1", &supervisor, T0), Err(DbError::NotClaimed { .. })));
         // The second job is claimed and given nodes, then its dispatcher dies.
-        let (claim, _) = store.claim_job(jobs[1], &smithi(), 11, "d1", T0).unwrap();
+        let (claim, _) = store.claim_job(jobs[1], &smithi(), 11, "d1", None, T0).unwrap();
         assert_eq!(claim, cuttle_core::dispatch::Claim::Start);
         request.job_id = Some(jobs[1]);
         store.lock_nodes(&request, T0).unwrap();
@@ -593,7 +824,7 @@ on_both_backends! {
         let error = store.lock_nodes(&request, T0).unwrap_err();
         assert!(matches!(error, DbError::Lock(LockError::JobEnded { .. })), "{error}");
         let error = store
-            .set_priority(jobs[1], Priority::new(5).unwrap(), &owner("alice"), T0)
+            .set_priority(jobs[1], Priority::new(5).unwrap(), "alice", T0)
             .unwrap_err();
         assert!(error.to_string().contains("only a queued or waiting job"), "{error}");
     }

@@ -17,9 +17,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cuttle_proto::bearer::{Authed, Bearer};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use cuttle_policy::{
@@ -35,7 +35,7 @@ use cuttle_proto::v1::{
 };
 use cuttle_queue::{QueueClient, Reserved};
 
-pub use settings::{Cli, FileConfig, Settings};
+pub use settings::{Cli, CrashPoint, FileConfig, Settings};
 
 /// How long one reserve waits for a job before the loop checks its lease and pause.
 const RESERVE_WAIT: Duration = Duration::from_secs(1);
@@ -59,15 +59,15 @@ pub struct Dispatcher {
     holder: String,
     host: String,
     lab_json: String,
-    dispatch: DispatchServiceClient<Channel>,
-    nodes: NodeServiceClient<Channel>,
+    dispatch: DispatchServiceClient<Authed>,
+    nodes: NodeServiceClient<Authed>,
     queue: QueueClient,
     /// When the lease was last confirmed, and whether the tube is paused.
     lease_confirmed: Option<Instant>,
     paused: bool,
     last_release_scan: Option<Instant>,
     dispatched: u64,
-    runs: RunServiceClient<Channel>,
+    runs: RunServiceClient<Authed>,
     /// The policy and window size cuttle-api sent with the lease.
     policy: PolicyConfig,
     window_size: usize,
@@ -106,18 +106,19 @@ fn queued_job(held: &Held, _now: i64) -> QueuedJob {
     }
 }
 
-/// This host's name, for the records an operator reads.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
+pub use cuttle_runtime::host_name;
 
 impl Dispatcher {
     pub fn new(settings: Settings) -> anyhow::Result<Dispatcher> {
-        let channel = Endpoint::from_shared(settings.api.clone())
+        let ca_pem = settings
+            .tls_ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read tls_ca_file {}", path.display()))
+            })
+            .transpose()?;
+        let channel = cuttle_proto::endpoint::endpoint(&settings.api, ca_pem.as_deref())
             .with_context(|| format!("invalid --api {}", settings.api))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
@@ -129,15 +130,21 @@ impl Dispatcher {
             rand::random::<u32>()
         );
         let lab_json = serde_json::to_string(&settings.lab).context("cannot encode [lab]")?;
+        let bearer = Bearer::for_token(settings.token.as_ref()).context("invalid token")?;
+        if settings.token.is_none() {
+            tracing::warn!(
+                "no service token (token_file or CUTTLE_TOKEN): cuttle-api will refuse this dispatcher"
+            );
+        }
         Ok(Dispatcher {
             queue: QueueClient::new(&settings.beanstalk),
             settings,
             holder,
             host,
             lab_json,
-            dispatch: DispatchServiceClient::new(channel.clone()),
-            runs: RunServiceClient::new(channel.clone()),
-            nodes: NodeServiceClient::new(channel),
+            dispatch: DispatchServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            runs: RunServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            nodes: NodeServiceClient::with_interceptor(channel, bearer),
             policy: PolicyConfig::default(),
             window_size: cuttle_policy::DEFAULT_WINDOW,
             window: Vec::new(),
@@ -243,6 +250,17 @@ impl Dispatcher {
                         );
                         announced = true;
                     }
+                }
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::Unauthenticated | Code::PermissionDenied
+                    ) =>
+                {
+                    tracing::error!(
+                        detail = status.message(),
+                        "cuttle-api refuses this dispatcher's token; give it a service token (token_file or CUTTLE_TOKEN); retrying"
+                    );
                 }
                 Err(status) => {
                     tracing::warn!(detail = status.message(), api = %self.settings.api, "cannot reach cuttle-api for the lease; retrying");
@@ -461,6 +479,25 @@ impl Dispatcher {
                     .ok()
                     .and_then(|stats| stats.get("pri").and_then(|p| p.parse().ok()))
                     .unwrap_or(job.priority);
+                // The window never holds one job twice: a second copy (put again after
+                // beanstalkd lost the first) replaces the one held, which goes back to
+                // beanstalkd if our connection still holds it (a later claim discards it;
+                // beanstalkd refuses to release an id this connection does not hold).
+                if let Some(index) = self.window_index(job.id as u64) {
+                    let older = self.window.swap_remove(index);
+                    tracing::info!(
+                        job_id = job.id,
+                        held = older.beanstalk_id,
+                        newer = beanstalk_id,
+                        "a second copy of a job in the window; keeping the newer"
+                    );
+                    self.hand_back(
+                        older.beanstalk_id,
+                        Some(older.queue_priority),
+                        Duration::ZERO,
+                    )
+                    .await;
+                }
                 self.window.push(Held {
                     beanstalk_id,
                     body: reserved_body,
@@ -468,6 +505,7 @@ impl Dispatcher {
                     queue_priority,
                     touched: Instant::now(),
                 });
+                self.crash_if(CrashPoint::AfterClaim);
                 Ok(true)
             }
         }
@@ -634,6 +672,7 @@ impl Dispatcher {
                 count: job.n_nodes,
                 owner: job.owner.clone(),
                 job_id: Some(job.id),
+                dispatcher: Some(self.holder.clone()),
             })
             .await;
         let nodes: Vec<String> = match locked {
@@ -658,6 +697,7 @@ impl Dispatcher {
                 return false;
             }
         };
+        self.crash_if(CrashPoint::AfterLock);
         let held = self.window.swap_remove(index);
         if let StartReason::Backfill { head, .. } = reason {
             tracing::info!(
@@ -684,6 +724,7 @@ impl Dispatcher {
                 job_id: held.job.id,
                 status: v1::JobStatus::Dead as i32,
                 reason: format!("buried by its dispatcher: {reason}"),
+                ..Default::default()
             })
             .await;
         if let Err(status) = marked {
@@ -788,6 +829,15 @@ impl Dispatcher {
         }
     }
 
+    /// The test-only fault switch: dies on the spot, with no clean-up at all (no lease
+    /// given back, no reservation released), at the configured step.
+    fn crash_if(&self, point: CrashPoint) {
+        if self.settings.crash_at == Some(point) {
+            tracing::error!(?point, "CUTTLE_TEST_CRASH_AT: dying here on purpose");
+            std::process::abort();
+        }
+    }
+
     /// Starts the supervisor, records the dispatch, lets the supervisor go, deletes the
     /// beanstalkd copy; in that order.
     async fn start(&mut self, job: &v1::Job, beanstalk_id: u64, body: &[u8], nodes: &[String]) {
@@ -804,6 +854,7 @@ impl Dispatcher {
             }
         };
         let pid = child.id().unwrap_or(0);
+        self.crash_if(CrashPoint::AfterSpawn);
         let recorded = self
             .dispatch
             .record_dispatch(RecordDispatchRequest {
@@ -816,12 +867,14 @@ impl Dispatcher {
         let mut stdin = child.stdin.take();
         match recorded {
             Ok(_) => {
+                self.crash_if(CrashPoint::AfterRecord);
                 if let Some(stdin) = stdin.as_mut() {
                     // If this fails the supervisor sees end-of-file and checks the record
                     // itself, which now says it runs.
                     let _ = stdin.write_all(b"go\n").await;
                 }
                 drop(stdin);
+                self.crash_if(CrashPoint::BeforeDelete);
                 self.delete_own_copy(beanstalk_id, body).await;
                 self.dispatched += 1;
                 tracing::info!(job_id = job.id, run = %job.run_name, nodes = %nodes.join(","), pid, "job dispatched");
@@ -856,15 +909,33 @@ impl Dispatcher {
         job: &v1::Job,
         release: bool,
     ) -> anyhow::Result<tokio::process::Child> {
-        let archive = self.settings.lab.job_archive(&job.run_name, job.id);
-        std::fs::create_dir_all(&archive)
-            .with_context(|| format!("cannot create the job archive {}", archive.display()))?;
-        let log_path = archive.join("supervisor.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        // A supervisor starts even when its log cannot be written (a full archive disk):
+        // it is the one that ends such a job with the reason and gives its nodes back.
+        let log = self
+            .settings
+            .lab
+            .job_archive(&job.run_name, job.id)
+            .and_then(|archive| {
+                std::fs::create_dir_all(&archive).with_context(|| {
+                    format!("cannot create the job archive {}", archive.display())
+                })?;
+                let log_path = archive.join("supervisor.log");
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .with_context(|| format!("cannot open {}", log_path.display()))
+            });
+        let log = match log {
+            Ok(log) => log,
+            Err(error) => {
+                tracing::error!(job_id = job.id, error = %format!("{error:#}"), "the supervisor's log is discarded");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .context("cannot open /dev/null")?
+            }
+        };
         let mut command = tokio::process::Command::new(&self.settings.supervisor_bin);
         command
             .arg("--job-id")
@@ -888,6 +959,18 @@ impl Dispatcher {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(false);
+        // The supervisor acts with the dispatcher's service token and CA; the environment
+        // (unlike a command line) is private to the process and root. Unset, not empty,
+        // when there is none: an empty value is no value to the supervisor.
+        command
+            .env_remove("CUTTLE_TOKEN")
+            .env_remove("CUTTLE_TLS_CA_FILE");
+        if let Some(token) = &self.settings.token {
+            command.env("CUTTLE_TOKEN", token.expose());
+        }
+        if let Some(ca) = &self.settings.tls_ca_file {
+            command.env("CUTTLE_TLS_CA_FILE", ca);
+        }
         if release {
             command.arg("--release");
         }

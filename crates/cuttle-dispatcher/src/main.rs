@@ -30,6 +30,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let file: FileConfig = cuttle_runtime::config::load_file(cli.config.as_deref())?;
     let cwd = std::env::current_dir()?;
     let settings = Settings::resolve(cli, file, cwd)?;
+    settings.lab.check_runner()?;
     cuttle_runtime::telemetry::init(
         settings.log_format,
         std::env::var("CUTTLE_LOG").ok().as_deref(),

@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use cuttle_api::{RunningApi, Settings};
 use cuttle_core::JobStatus;
 use cuttle_db::DatabaseTarget;
+use cuttle_proto::bearer::{Authed, Bearer};
 use cuttle_proto::convert::status_from_proto;
 use cuttle_proto::v1;
+use cuttle_proto::v1::admin_service_client::AdminServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::queue_service_client::QueueServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_queue::QueueClient;
-use cuttle_runtime::telemetry::LogFormat;
-use cuttle_testkit::{Beanstalkd, PostgresDatabase, SqliteFile};
+use cuttle_testkit::{Beanstalkd, ChaosProxy, PostgresDatabase, SqliteFile, TestCertificates};
 use tonic::transport::Channel;
 
 const TUBE: &str = "smithi";
@@ -45,8 +46,30 @@ impl Database {
 struct LabOptions {
     nodes: usize,
     postgres: bool,
+    /// Reach PostgreSQL through a proxy the test can cut (`Lab::database_proxy`).
+    postgres_through_proxy: bool,
+    /// Serve gRPC over TLS (a test CA's certificate); every client verifies it.
+    tls: bool,
+    /// Run beanstalkd with a binlog (`-b`), so a restart keeps its jobs.
+    beanstalk_binlog: bool,
     nuke_command: Option<String>,
+    prepare_command: Option<String>,
     policy: cuttle_api::settings::PolicySettings,
+    /// Run jobs under this real teuthology instead of the local runner.
+    teuthology: Option<TeuthologySetup>,
+}
+
+/// A teuthology install for the lab's jobs.
+#[derive(Debug, Clone)]
+struct TeuthologySetup {
+    bin: PathBuf,
+    config: PathBuf,
+    /// Where teuthology's config says Shaman is.
+    shaman_host: String,
+    /// Extra `[lab]` lines (the checkouts runs are pinned to).
+    lab_lines: String,
+    /// Extra lines of teuthology's own config.
+    config_lines: String,
 }
 
 impl Default for LabOptions {
@@ -54,8 +77,13 @@ impl Default for LabOptions {
         LabOptions {
             nodes: 4,
             postgres: false,
+            postgres_through_proxy: false,
+            tls: false,
+            beanstalk_binlog: false,
             nuke_command: None,
+            prepare_command: None,
             policy: Default::default(),
+            teuthology: None,
         }
     }
 }
@@ -63,8 +91,13 @@ impl Default for LabOptions {
 struct Lab {
     dir: tempfile::TempDir,
     api: RunningApi,
+    /// What the API was started with, to start it again on the same port.
+    settings: Settings,
     beanstalkd: Beanstalkd,
     _database: Database,
+    database_proxy: Option<ChaosProxy>,
+    /// The test CA and the server's certificate, when the lab serves TLS.
+    tls: Option<TestCertificates>,
     config: PathBuf,
     dispatchers: Vec<Child>,
     runtime: tokio::runtime::Runtime,
@@ -78,46 +111,103 @@ impl Lab {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let beanstalkd = Beanstalkd::start();
+        let beanstalkd = if options.beanstalk_binlog {
+            let binlog = dir.path().join("binlog");
+            std::fs::create_dir_all(&binlog).unwrap();
+            Beanstalkd::start_with_args(&["-b", binlog.to_str().unwrap()])
+        } else {
+            Beanstalkd::start()
+        };
         let database = if options.postgres {
             Database::Postgres(PostgresDatabase::create())
         } else {
             Database::Sqlite(SqliteFile::create())
         };
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            db: DatabaseTarget::parse(&database.url()).unwrap(),
-            beanstalk: beanstalkd.addr().to_string(),
-            data_dir: dir.path().to_owned(),
-            log_format: LogFormat::Text,
-            admin_token_file: dir.path().join("admin.token"),
-            max_db_connections: 8,
+        let database_proxy = options.postgres_through_proxy.then(|| {
+            let url = database.url();
+            let host_port = url
+                .split_once('@')
+                .and_then(|(_, rest)| rest.split('/').next())
+                .unwrap();
+            let target = std::net::ToSocketAddrs::to_socket_addrs(host_port)
+                .unwrap()
+                .next()
+                .unwrap();
+            ChaosProxy::start(target)
+        });
+        let db_url = match &database_proxy {
+            Some(proxy) => proxy.url_for(&database.url()),
+            None => database.url(),
+        };
+        let tls = options.tls.then(|| TestCertificates::create(dir.path()));
+        let mut settings = Settings {
+            tls: tls.as_ref().map(|certs| cuttle_api::settings::TlsFiles {
+                cert: certs.cert.clone(),
+                key: certs.key.clone(),
+            }),
             job_ttr: Duration::from_secs(10),
             enqueue_retry: Duration::from_secs(1),
             supervisor_grace: Duration::from_secs(2),
             reap_interval: Duration::from_secs(1),
             policy: options.policy,
+            ..Settings::local(
+                DatabaseTarget::parse(&db_url).unwrap(),
+                beanstalkd.addr().to_string(),
+                dir.path().to_owned(),
+            )
         };
+        if options.teuthology.is_some() {
+            // teuthology reads the nodes through the paddles API on the HTTP listener.
+            settings.builds.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         let api = runtime
             .block_on(cuttle_api::spawn(
-                settings,
+                settings.clone(),
                 cuttle_api::CancellationToken::new(),
             ))
             .unwrap();
+
         let config = dir.path().join("dispatcher.toml");
+        // teuthology gets time to tear a job down after SIGINT; the local runner needs none.
+        let kill_grace_ms = if options.teuthology.is_some() {
+            20_000
+        } else {
+            500
+        };
         let mut text = format!(
-            "lease_ttl_ms = 2000\nrelease_interval_ms = 500\n[lab]\narchive_dir = {:?}\nheartbeat_interval_ms = 300\nkill_grace_ms = 500\ncommand_timeout_s = 10\n",
+            "lease_ttl_ms = 2000\nrelease_interval_ms = 500\n[lab]\narchive_dir = {:?}\nheartbeat_interval_ms = 300\nkill_grace_ms = {kill_grace_ms}\ncommand_timeout_s = 10\n",
             dir.path().join("archive")
         );
+        match &options.teuthology {
+            // Jobs run under the real teuthology (the dispatcher's default runner).
+            Some(teuthology) => text.push_str(&format!(
+                "teuthology_bin = {:?}\nteuthology_config = {:?}\n{}",
+                teuthology.bin, teuthology.config, teuthology.lab_lines
+            )),
+            // A local lab simulates its jobs.
+            None => text.push_str(&format!(
+                "runner_command = {:?}\n",
+                cuttle_runtime::lab::LOCAL_RUNNER
+            )),
+        }
         if let Some(nuke) = &options.nuke_command {
             text.push_str(&format!("nuke_command = {nuke:?}\n"));
+        }
+        if let Some(prepare) = &options.prepare_command {
+            text.push_str(&format!("prepare_command = {prepare:?}\n"));
         }
         std::fs::write(&config, text).unwrap();
         let lab = Lab {
             dir,
+            settings: Settings {
+                listen: api.addr,
+                ..settings
+            },
             api,
             beanstalkd,
             _database: database,
+            database_proxy,
+            tls,
             config,
             dispatchers: Vec::new(),
             runtime,
@@ -131,30 +221,101 @@ impl Lab {
                 }))
                 .unwrap();
         }
+        if let Some(teuthology) = &options.teuthology {
+            // teuthology reports to cuttle-api's paddles API with a service token.
+            let reports = lab.token("teuthology-reports", "service");
+            let http = lab.api.http_addr.unwrap();
+            std::fs::write(
+                &teuthology.config,
+                format!(
+                    "lock_server: http://{http}/paddles\nresults_server: http://teuthology:{reports}@{http}/paddles\nqueue_host: ''\nlab_domain: ''\nshaman_host: {}\narchive_base: {:?}\n{}",
+                    teuthology.shaman_host,
+                    lab.dir.path().join("teuthology-archive"),
+                    teuthology.config_lines,
+                ),
+            )
+            .unwrap();
+        }
         lab
     }
 
+    /// The URL clients dial: `https://localhost:PORT` when the lab serves TLS.
+    fn api_url(&self) -> String {
+        match &self.tls {
+            Some(_) => format!("https://localhost:{}", self.api.addr.port()),
+            None => self.api.url(),
+        }
+    }
+
     fn channel(&self) -> Channel {
-        let url = self.api.url();
-        self.runtime.block_on(async move {
-            tonic::transport::Endpoint::from_shared(url)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap()
-        })
+        let ca = self
+            .tls
+            .as_ref()
+            .map(|certs| std::fs::read(&certs.ca).unwrap());
+        let endpoint = cuttle_proto::endpoint::endpoint(&self.api_url(), ca.as_deref()).unwrap();
+        self.runtime
+            .block_on(async move { endpoint.connect().await.unwrap() })
     }
 
-    fn runs(&self) -> RunServiceClient<Channel> {
-        RunServiceClient::new(self.channel())
+    /// The bootstrap admin token cuttle-api wrote on its first start.
+    fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
-    fn nodes(&self) -> NodeServiceClient<Channel> {
-        NodeServiceClient::new(self.channel())
+    /// The tests act as the lab's admin unless they say otherwise.
+    fn admin(&self) -> Bearer {
+        Bearer::new(Some(&self.admin_token())).unwrap()
     }
 
-    fn queues(&self) -> QueueServiceClient<Channel> {
-        QueueServiceClient::new(self.channel())
+    fn runs(&self) -> RunServiceClient<Authed> {
+        RunServiceClient::with_interceptor(self.channel(), self.admin())
+    }
+
+    fn nodes(&self) -> NodeServiceClient<Authed> {
+        NodeServiceClient::with_interceptor(self.channel(), self.admin())
+    }
+
+    fn queues(&self) -> QueueServiceClient<Authed> {
+        QueueServiceClient::with_interceptor(self.channel(), self.admin())
+    }
+
+    /// A new token's secret for `user` with `role`, made by the admin.
+    fn token(&self, user: &str, role: &str) -> String {
+        self.runtime
+            .block_on(
+                AdminServiceClient::with_interceptor(self.channel(), self.admin()).create_token(
+                    v1::CreateTokenRequest {
+                        user: user.into(),
+                        role: role.into(),
+                    },
+                ),
+            )
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    /// Records `key` as the ssh host key of every node.
+    fn give_host_keys(&self, key: &str) {
+        let mut nodes = self.nodes();
+        let listed = self
+            .runtime
+            .block_on(nodes.list_nodes(v1::ListNodesRequest::default()))
+            .unwrap()
+            .into_inner()
+            .nodes;
+        for node in listed {
+            self.runtime
+                .block_on(nodes.update_node(v1::UpdateNodeRequest {
+                    name: node.name,
+                    ssh_key: Some(key.into()),
+                    ..Default::default()
+                }))
+                .unwrap();
+        }
     }
 
     fn archive(&self) -> PathBuf {
@@ -163,16 +324,27 @@ impl Lab {
 
     /// Starts a real dispatcher for the tube; its log goes to `dispatcher-N.log`.
     fn dispatcher(&mut self, exit_on_empty: bool) -> usize {
+        self.dispatcher_with(exit_on_empty, &[])
+    }
+
+    /// Like [`Lab::dispatcher`], with extra environment (a fault switch).
+    fn dispatcher_with(&mut self, exit_on_empty: bool, env: &[(&str, &str)]) -> usize {
         let index = self.dispatchers.len();
         let log =
             std::fs::File::create(self.dir.path().join(format!("dispatcher-{index}.log"))).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_cuttle-dispatcher"));
         command
-            .args(["--machine-type", TUBE, "--api", &self.api.url()])
+            .args(["--machine-type", TUBE, "--api", &self.api_url()])
             .arg("--beanstalk")
             .arg(self.beanstalkd.addr().to_string())
             .arg("--config")
             .arg(&self.config)
+            .env_remove("CUTTLE_TLS_CA_FILE")
+            // Dispatchers run as a service, with a token of their own.
+            .env(
+                "CUTTLE_TOKEN",
+                self.token(&format!("dispatcher-{index}"), "service"),
+            )
             .env_remove("CUTTLE_LAB_JSON")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -180,6 +352,11 @@ impl Lab {
         if exit_on_empty {
             command.arg("--exit-on-empty-queue");
         }
+        if let Some(certs) = &self.tls {
+            command.arg("--tls-ca-file").arg(&certs.ca);
+        }
+        command.env_remove("CUTTLE_TEST_CRASH_AT");
+        command.envs(env.iter().copied());
         let supervisor =
             Path::new(env!("CARGO_BIN_EXE_cuttle-dispatcher")).with_file_name("cuttle-supervisor");
         assert!(
@@ -337,6 +514,50 @@ impl Lab {
         }
     }
 
+    /// Stops cuttle-api (as SIGTERM would) and starts it again on the same port and
+    /// database, as a restart of the service does.
+    fn restart_api(&mut self) {
+        self.api.stop();
+        let addr = self.api.addr;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let fresh = loop {
+            match self.runtime.block_on(cuttle_api::spawn(
+                self.settings.clone(),
+                cuttle_api::CancellationToken::new(),
+            )) {
+                Ok(api) => break api,
+                // The old server may still hold the port for a moment.
+                Err(error) if Instant::now() < deadline => {
+                    let _ = error;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => panic!("cuttle-api did not start again on {addr}: {error:#}"),
+            }
+        };
+        let old = std::mem::replace(&mut self.api, fresh);
+        drop(old);
+    }
+
+    /// Waits (up to 30 s) until the first job of `run` runs, and returns it.
+    fn first_job_running(&self, run: &str) -> v1::Job {
+        self.wait_for("the job to run", Duration::from_secs(30), |lab| {
+            status(&lab.run_jobs(run)[0]) == JobStatus::Running
+        });
+        self.run_jobs(run).remove(0)
+    }
+
+    /// The lock history audit (invariant 1 over all time) must be clean.
+    fn assert_audit_clean(&self) {
+        let channel = self.channel();
+        let report = self
+            .runtime
+            .block_on(AdminServiceClient::new(channel).audit_locks(v1::AuditLocksRequest {}))
+            .unwrap()
+            .into_inner();
+        assert!(report.violations.is_empty(), "{:?}", report.violations);
+        assert!(report.events > 0, "the history recorded nothing");
+    }
+
     fn all_ended(&self, run: &str) -> bool {
         self.run_jobs(run)
             .iter()
@@ -351,6 +572,25 @@ impl Drop for Lab {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether `pid` is a live process (a zombie, exited but not yet reaped, is not).
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat[stat.rfind(')').map_or(0, |at| at + 1)..]
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// How many times job `job_id`'s timeline reaches a terminal status (exactly once, for
+/// every job that ended).
+fn times_ended(lab: &Lab, job_id: i64) -> usize {
+    lab.job(job_id)
+        .events
+        .iter()
+        .filter(|event| status_from_proto(event.to).is_some_and(JobStatus::is_terminal))
+        .count()
 }
 
 fn status(job: &v1::Job) -> JobStatus {
@@ -432,6 +672,45 @@ fn a_run_ends_as_its_configs_ask_sqlite() {
     a_run_ends_as_its_configs_ask(LabOptions::default());
 }
 
+/// Over TLS: cuttle-api serves a test CA's certificate, and the dispatcher, its
+/// supervisors and the test's own clients all verify it; a plain connection gets nothing.
+#[test]
+fn a_run_over_tls_ends_as_its_configs_ask() {
+    let lab_options = LabOptions {
+        tls: true,
+        ..LabOptions::default()
+    };
+    a_run_ends_as_its_configs_ask(lab_options);
+}
+
+#[test]
+fn plain_grpc_gets_nothing_from_a_tls_listener() {
+    let lab = Lab::start(LabOptions {
+        tls: true,
+        ..LabOptions::default()
+    });
+    let plain = format!("http://127.0.0.1:{}", lab.api.addr.port());
+    let answered = lab.runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(plain)
+            .unwrap()
+            .connect()
+            .await;
+        match channel {
+            Ok(channel) => RunServiceClient::new(channel)
+                .list_runs(v1::ListRunsRequest::default())
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    });
+    assert!(
+        !answered,
+        "a plain client must not be answered by a TLS listener"
+    );
+    // The test's own clients (TLS) are.
+    assert_eq!(lab.all_nodes().len(), 4);
+}
+
 #[test]
 fn a_run_ends_as_its_configs_ask_postgres() {
     a_run_ends_as_its_configs_ask(LabOptions {
@@ -475,12 +754,7 @@ fn killing_the_dispatcher_mid_run_loses_nothing() {
             .collect::<Vec<_>>()
     );
     for job in &jobs {
-        let ends = lab
-            .job(job.id)
-            .events
-            .iter()
-            .filter(|event| status_from_proto(event.to).is_some_and(JobStatus::is_terminal))
-            .count();
+        let ends = times_ended(&lab, job.id);
         assert_eq!(ends, 1, "job {} ended {ends} times", job.id);
     }
     lab.wait_for(
@@ -496,6 +770,7 @@ fn killing_the_dispatcher_mid_run_loses_nothing() {
     ] {
         assert_eq!(stats[key], "0", "{key}: {stats:?}");
     }
+    lab.assert_audit_clean();
 }
 
 /// `kill -9` of a supervisor: its job turns dead ("supervisor lost") within the heartbeat
@@ -508,10 +783,7 @@ fn a_lost_supervisor_is_reaped_and_its_nodes_come_back() {
     });
     lab.schedule("lost", "runtime: 60\nstatus: pass\n", 1, 2, None);
     lab.dispatcher(false);
-    lab.wait_for("the job to run", Duration::from_secs(30), |lab| {
-        status(&lab.run_jobs("lost")[0]) == JobStatus::Running
-    });
-    let job = lab.run_jobs("lost").remove(0);
+    let job = lab.first_job_running("lost");
     assert_eq!(job.nodes.len(), 2);
     assert!(job.supervisor_pid > 0);
     let record = lab
@@ -530,13 +802,7 @@ fn a_lost_supervisor_is_reaped_and_its_nodes_come_back() {
         .unwrap()
         .parse()
         .unwrap();
-    let alive = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat[stat.rfind(')').unwrap() + 1..]
-                .trim_start()
-                .starts_with('Z')
-        })
-    };
+    let alive = process_running;
     assert!(alive(runner_pid));
     Lab::kill_9(job.supervisor_pid);
     let killed_at = Instant::now();
@@ -632,13 +898,26 @@ tasks:
 - install: null
 tube: smithi
 ";
+    // The review's poison pill: 54 KB that a YAML library expanding aliases turns into
+    // 120 million nodes (it grew cuttle-api past 1.8 GB and killed it).
+    let alias_bomb = format!(
+        "name: bomb\nmachine_type: smithi\na: &a [{}]\nb: [{}]\n",
+        vec!["1"; 15_000].join(","),
+        vec!["*a"; 8_000].join(",")
+    );
     lab.schedule("good-before", "runtime: 0\n", 3, 1, None);
     for body in [
+        alias_bomb.as_str(),
+        "name: '..'\nmachine_type: smithi\n",
         "{not: [yaml",
         "just some words",
         "tasks: []\n",
         "cuttle_job_id: '999999'\njob_id: '999999'\nname: gone\nmachine_type: smithi\n",
         "job_id: '424242'\nname: ghost-run\nmachine_type: smithi\n",
+        // teuthology's multi tube: several machine types.
+        "name: multi-run\nmachine_type: smithi,mira\nruntime: 0\n",
+        // Past its expire time (teuthology-suite --expire) before it could start.
+        "name: stale-run\nowner: scheduled_teuthology@teuthology\nmachine_type: smithi\nexpire: 2020-01-01_00:00:00\nruntime: 0\n",
         teuthology_body,
     ] {
         lab.runtime
@@ -664,13 +943,29 @@ tube: smithi
     assert_eq!(adopted[0].priority, 100);
     // Unknown keys survive adoption.
     assert!(adopted[0].config_yaml.contains("install: null"));
-    assert_eq!(lab.tube_stats()["current-jobs-buried"], "5");
+    assert_eq!(lab.tube_stats()["current-jobs-buried"], "8");
+    // The expired job ended dead, saying so, and its copy is gone (not buried).
+    lab.wait_for("the expired job", Duration::from_secs(30), |lab| {
+        lab.all_ended("stale-run")
+    });
+    let stale = lab.run_jobs("stale-run").remove(0);
+    assert_eq!(status(&stale), JobStatus::Dead);
+    assert!(
+        stale
+            .reason
+            .starts_with("expired: its expire time 2020-01-01_00:00:00"),
+        "{}",
+        stale.reason
+    );
     let log = lab.dispatcher_log(index);
     for reason in [
+        "alias bomb",
+        "names a directory",
         "not valid YAML",
         "YAML mapping",
         "no name and machine_type",
         "cuttle-api does not know",
+        "several machine types",
     ] {
         assert!(log.contains(reason), "no burial for {reason:?} in:\n{log}");
     }
@@ -721,6 +1016,64 @@ fn kill_stops_running_jobs_and_gives_the_nodes_back() {
         let stats = lab.tube_stats();
         stats["current-jobs-ready"] == "0" && stats["current-jobs-reserved"] == "0"
     });
+    lab.assert_audit_clean();
+}
+
+/// A running job's nodes are bound to it: neither its owner nor an admin can unlock them
+/// by hand (the review's reproduction gave the node to a second job this way), and no
+/// node is ever in two jobs at once.
+#[test]
+fn nobody_unlocks_a_running_jobs_node() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 3,
+        ..LabOptions::default()
+    });
+    lab.schedule("held", "runtime: 4\n", 1, 2, None);
+    lab.dispatcher(false);
+    let job = lab.first_job_running("held");
+    // The job's owner, then the admin.
+    let alice = Bearer::new(Some(&lab.token("alice", "developer"))).unwrap();
+    for who in [alice, lab.admin()] {
+        let request = v1::UnlockNodesRequest {
+            names: job.nodes.clone(),
+            owner: "alice".into(),
+            job_id: None,
+        };
+        let refused = lab
+            .runtime
+            .block_on(NodeServiceClient::with_interceptor(lab.channel(), who).unlock_nodes(request))
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(
+            refused.message().contains("cuttle kill held --job"),
+            "{}",
+            refused.message()
+        );
+    }
+    // Nor can the job's own release before the job has ended.
+    let refused = lab
+        .runtime
+        .block_on(lab.nodes().unlock_nodes(v1::UnlockNodesRequest {
+            names: job.nodes.clone(),
+            owner: String::new(),
+            job_id: Some(job.id),
+        }))
+        .unwrap_err();
+    assert!(
+        refused.message().contains("has not ended"),
+        "{}",
+        refused.message()
+    );
+    lab.schedule("next", "runtime: 0\n", 1, 2, None);
+    lab.wait_for("both runs", Duration::from_secs(30), |lab| {
+        lab.all_ended("held") && lab.all_ended("next")
+    });
+    assert_eq!(status(&lab.run_jobs("held")[0]), JobStatus::Pass);
+    assert_eq!(status(&lab.run_jobs("next")[0]), JobStatus::Pass);
+    lab.wait_for("every node back", Duration::from_secs(10), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    lab.assert_audit_clean();
 }
 
 /// A paused queue gets no new dispatches; resuming it lets them through.
@@ -766,6 +1119,163 @@ fn a_node_whose_nuke_fails_is_marked_down() {
         n01.description
     );
     assert!(n02.up, "n02 was nuked fine");
+}
+
+/// The review's outage: PostgreSQL unreachable for longer than the supervisor grace
+/// while jobs run. Silence during cuttle-api's own outage is nobody's death: every job
+/// passes, none is reaped, and no node is held twice.
+#[test]
+fn a_database_outage_longer_than_the_grace_kills_no_job() {
+    let mut lab = Lab::start(LabOptions {
+        postgres: true,
+        postgres_through_proxy: true,
+        ..LabOptions::default()
+    });
+    lab.schedule("steady", "runtime: 6\nstatus: pass\n", 4, 1, None);
+    lab.dispatcher(false);
+    lab.wait_for("four jobs to run", Duration::from_secs(30), |lab| {
+        count(&lab.run_jobs("steady"), JobStatus::Running) == 4
+    });
+    let proxy = lab.database_proxy.as_ref().unwrap();
+    proxy.cut();
+    // Twice the grace (2 s) with no database at all.
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.restore();
+    lab.wait_for("the run to end", Duration::from_secs(60), |lab| {
+        lab.all_ended("steady")
+    });
+    let jobs = lab.run_jobs("steady");
+    assert_eq!(
+        count(&jobs, JobStatus::Pass),
+        4,
+        "{:?}",
+        jobs.iter().map(|job| &job.reason).collect::<Vec<_>>()
+    );
+    lab.wait_for("every node back", Duration::from_secs(15), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    lab.assert_audit_clean();
+}
+
+/// A node whose prepare (reimage) always fails: before, picked first by name, it killed 8
+/// of 12 one-node jobs. Now each failure is the node's strike and the job goes back to
+/// the queue; after 3 strikes the node is down, and every job passes on the others.
+#[test]
+fn a_node_that_fails_to_prepare_strikes_out_and_kills_no_job() {
+    let mut lab = Lab::start(LabOptions {
+        prepare_command: Some("sh -c 'test {node} != n01'".into()),
+        ..LabOptions::default()
+    });
+    lab.schedule("twelve", "runtime: 0.2\n", 12, 1, None);
+    lab.dispatcher(false);
+    lab.wait_for("the run to end", Duration::from_secs(90), |lab| {
+        lab.all_ended("twelve")
+    });
+    let jobs = lab.run_jobs("twelve");
+    assert_eq!(
+        count(&jobs, JobStatus::Pass),
+        12,
+        "{:?}",
+        jobs.iter().map(|job| &job.reason).collect::<Vec<_>>()
+    );
+    let n01 = lab
+        .all_nodes()
+        .into_iter()
+        .find(|node| node.name == "n01")
+        .unwrap();
+    assert!(!n01.up, "n01 failed every prepare, so it must be down");
+    assert!(
+        n01.description.contains("failed 3 times in a row"),
+        "{}",
+        n01.description
+    );
+    // The three requeues are in their jobs' timelines, each with its reason.
+    let requeues: usize = jobs
+        .iter()
+        .map(|job| {
+            lab.job(job.id)
+                .events
+                .iter()
+                .filter(|event| event.reason.contains("back in the queue (retry"))
+                .count()
+        })
+        .sum();
+    assert_eq!(requeues, 3);
+    for node in lab.all_nodes().iter().filter(|node| node.name != "n01") {
+        assert!(node.up, "{} prepared fine and must stay up", node.name);
+    }
+    lab.wait_for("every node back", Duration::from_secs(10), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    lab.assert_audit_clean();
+}
+
+fn mark(lab: &Lab, node: &str, up: bool) {
+    lab.runtime
+        .block_on(lab.nodes().mark_node(v1::MarkNodeRequest {
+            name: node.into(),
+            up,
+            reason: if up {
+                String::new()
+            } else {
+                "test: down".into()
+            },
+            job_id: None,
+        }))
+        .unwrap();
+}
+
+/// Down nodes make jobs wait, not die: with 3 of 4 nodes down, 2-node jobs wait (the queue
+/// listing says why) while a 1-node job runs; once the nodes come back, every job passes.
+#[test]
+fn jobs_wait_for_down_nodes_instead_of_dying() {
+    let mut lab = Lab::start(LabOptions::default());
+    for node in ["n02", "n03", "n04"] {
+        mark(&lab, node, false);
+    }
+    lab.schedule("big", "runtime: 0\n", 10, 2, None);
+    lab.schedule("small", "runtime: 0\n", 1, 1, None);
+    lab.dispatcher(false);
+    lab.wait_for("the 1-node job", Duration::from_secs(30), |lab| {
+        lab.all_ended("small")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let big = lab.run_jobs("big");
+    assert!(
+        big.iter().all(|job| !status(job).is_terminal()),
+        "no 2-node job may end while nodes are only down: {:?}",
+        big.iter()
+            .map(|job| (&job.reason, job.status))
+            .collect::<Vec<_>>()
+    );
+    let queue = lab
+        .runtime
+        .block_on(lab.queues().list_queue(v1::ListQueueRequest {
+            machine_type: TUBE.into(),
+            limit: 0,
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(queue.jobs.len(), 10);
+    assert!(
+        queue
+            .jobs
+            .iter()
+            .all(|job| job.waiting_for.contains("needs 2, 1 of 4 are up (3 down)")),
+        "{:?}",
+        queue
+            .jobs
+            .iter()
+            .map(|job| &job.waiting_for)
+            .collect::<Vec<_>>()
+    );
+    for node in ["n02", "n03", "n04"] {
+        mark(&lab, node, true);
+    }
+    lab.wait_for("the 2-node jobs", Duration::from_secs(60), |lab| {
+        lab.all_ended("big")
+    });
+    assert_eq!(count(&lab.run_jobs("big"), JobStatus::Pass), 10);
 }
 
 fn pause(lab: &Lab, paused: bool) {
@@ -822,14 +1332,19 @@ fn reprioritize_shows_in_beanstalkd() {
         None,
         "the old copy is deleted"
     );
-    // Someone else's job needs the admin token.
+    // Someone else's token may not, whatever owner it names.
+    let mallory = Bearer::new(Some(&lab.token("mallory", "developer"))).unwrap();
     let refused = lab
         .runtime
-        .block_on(lab.queues().reprioritize(v1::ReprioritizeRequest {
-            job_id: job.id,
-            priority: 5,
-            owner: "mallory".into(),
-        }))
+        .block_on(
+            QueueServiceClient::with_interceptor(lab.channel(), mallory).reprioritize(
+                v1::ReprioritizeRequest {
+                    job_id: job.id,
+                    priority: 5,
+                    owner: "alice".into(),
+                },
+            ),
+        )
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     let timeline = lab.job(job.id).events;
@@ -901,7 +1416,8 @@ fn the_dispatcher_backfills_without_delaying_the_head() {
     assert!(started("short") < long_started + 8_000);
     assert!(
         started("too-long") >= started("head"),
-        "a job that would delay the head waits for it"
+        "a job that would delay the head waits for it\n{}",
+        lab.dispatcher_log(0)
     );
 }
 
@@ -1070,4 +1586,913 @@ fn a_waiting_job_whose_copy_beanstalkd_lost_runs_from_the_window() {
 #[test]
 fn a_waiting_job_whose_copy_beanstalkd_lost_runs_after_its_dispatcher_died() {
     a_waiting_job_whose_copy_beanstalkd_lost_still_runs(true);
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to a process; false if it is gone.
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Sends `sig` to the supervisor of a running job of `runs` and returns that job,
+/// trying again when the job ended first (jobs here last a fraction of a second).
+///
+/// Only a supervisor that has opened its job's archive (written `config.yaml`) is
+/// signalled: the fault is "a supervisor lost while its job runs". One stopped in the
+/// instant between its dispatch and its first step finds its job already reaped when it
+/// resumes and exits without writing anything, which is right, but is another fault.
+fn signal_a_running_supervisor(lab: &Lab, runs: &[&str], sig: &str, not: &[i64]) -> v1::Job {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // A supervisor that already exited may linger as a zombie, which takes signals.
+    let alive = process_running;
+    let archived = |job: &v1::Job| {
+        lab.archive()
+            .join(&job.run_name)
+            .join(job.id.to_string())
+            .join("config.yaml")
+            .exists()
+    };
+    loop {
+        let running = runs.iter().flat_map(|run| lab.run_jobs(run)).find(|job| {
+            status(job) == JobStatus::Running
+                && job.supervisor_pid > 0
+                && !not.contains(&job.id)
+                && archived(job)
+                && alive(job.supervisor_pid)
+        });
+        if let Some(job) = running
+            && signal(job.supervisor_pid, sig)
+        {
+            // A stopped supervisor cannot report any more: if its job still runs now, it
+            // runs until the reaper ends it. If it reported in between, let it go on.
+            if sig != "-STOP" || status(&lab.job(job.id).job.unwrap()) == JobStatus::Running {
+                return job;
+            }
+            signal(job.supervisor_pid, "-CONT");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no supervisor could be signalled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The fault suite: a few hundred short jobs while each part of the lab fails in turn, for
+/// real. `kill -9` of the dispatcher (twice, at different moments of its loop), `kill -9`
+/// of a supervisor, SIGSTOP of a supervisor past the grace (SIGCONT after its nodes moved
+/// on), a restart of cuttle-api, restarts of beanstalkd with and without its binlog, the database
+/// unreachable for twice the grace (PostgreSQL), a node whose prepare always fails, and a
+/// job no lab can fit. Then: every job ended exactly once; only the two supervisors that
+/// were lost are `dead`, each with its reason; the job that can never fit is buried with
+/// its reason; no node is held by an ended job; the lock-history audit is clean; every job
+/// that ran has its logs in the archive.
+///
+/// `CUTTLE_FAULT_JOBS` sets the number of jobs (default 120; scripts/fault-suite.sh runs
+/// 600 on both backends).
+fn fault_suite(postgres: bool) {
+    let total: usize = std::env::var("CUTTLE_FAULT_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(120)
+        .max(40);
+    let started = Instant::now();
+    let mut lab = Lab::start(LabOptions {
+        nodes: 6,
+        postgres,
+        postgres_through_proxy: postgres,
+        // n06's reimage always fails: it must strike out, and kill no job.
+        prepare_command: Some("sh -c 'test {node} != n06'".into()),
+        beanstalk_binlog: true,
+        ..LabOptions::default()
+    });
+    let runs = ["faults-small", "faults-pairs"];
+    lab.schedule(
+        runs[0],
+        "runtime: 0.2\nstatus: pass\n",
+        total / 2,
+        1,
+        Some(60),
+    );
+    lab.schedule(
+        runs[1],
+        "runtime: 0.4\nstatus: pass\n",
+        total - total / 2,
+        2,
+        Some(60),
+    );
+    // A job no lab can fit, put by teuthology's tools straight onto the tube.
+    let queue = QueueClient::new(&lab.beanstalkd.addr().to_string());
+    let huge = "name: faults-huge\nowner: scheduled_teuthology@teuthology\nmachine_type: smithi\nroles: [[a], [b], [c], [d], [e], [f], [g]]\n";
+    lab.runtime
+        .block_on(queue.put(TUBE, huge.as_bytes().to_vec(), 100, Duration::from_secs(30)))
+        .unwrap();
+    let ended = |lab: &Lab| -> usize {
+        runs.iter()
+            .flat_map(|run| lab.run_jobs(run))
+            .filter(|job| status(job).is_terminal())
+            .count()
+    };
+    let mut faults: Vec<String> = Vec::new();
+    let first = lab.dispatcher(false);
+
+    // 1. kill -9 the dispatcher early, while it fills its window and starts jobs.
+    lab.wait_for("the first jobs", Duration::from_secs(60), |lab| {
+        ended(lab) >= 3
+    });
+    Lab::kill_9(lab.dispatchers[first].id());
+    let _ = lab.dispatchers[first].wait();
+    faults.push(format!("kill -9 dispatcher after {} jobs", ended(&lab)));
+    let second = lab.dispatcher(false);
+
+    // 2. kill -9 a supervisor while its job runs.
+    let victim = signal_a_running_supervisor(&lab, &runs, "-KILL", &[]);
+    faults.push(format!("kill -9 supervisor of job {}", victim.id));
+
+    // 3. SIGSTOP a supervisor past the grace; SIGCONT it once its job was reaped.
+    let frozen = signal_a_running_supervisor(&lab, &runs, "-STOP", &[victim.id]);
+    lab.wait_for(
+        "the frozen supervisor's job to be reaped",
+        Duration::from_secs(30),
+        |lab| status(&lab.job(frozen.id).job.unwrap()) == JobStatus::Dead,
+    );
+    signal(frozen.supervisor_pid, "-CONT");
+    faults.push(format!(
+        "SIGSTOP supervisor of job {} past the grace",
+        frozen.id
+    ));
+
+    // 4. Restart cuttle-api.
+    lab.restart_api();
+    faults.push("restart cuttle-api".into());
+
+    // 5. Restart beanstalkd with its binlog (its reservations come back as ready jobs),
+    // then without it (every copy it held is gone).
+    lab.wait_for("a fifth of the jobs", Duration::from_secs(60), |lab| {
+        ended(lab) >= total / 5
+    });
+    lab.beanstalkd.restart_keeping_binlog();
+    faults.push(format!(
+        "restart beanstalkd with its binlog after {} jobs",
+        ended(&lab)
+    ));
+    lab.wait_for("more jobs", Duration::from_secs(60), |lab| {
+        ended(lab) >= total / 3
+    });
+    lab.beanstalkd.restart();
+    faults.push(format!(
+        "restart beanstalkd without binlog after {} jobs",
+        ended(&lab)
+    ));
+
+    // 6. The database unreachable for twice the grace (PostgreSQL, through the proxy).
+    if let Some(proxy) = &lab.database_proxy {
+        proxy.cut();
+        std::thread::sleep(Duration::from_secs(4));
+        proxy.restore();
+        faults.push("database unreachable for 4 s (grace 2 s)".into());
+    }
+
+    // 7. kill -9 the dispatcher again, later in the run.
+    lab.wait_for("half the jobs", Duration::from_secs(120), |lab| {
+        ended(lab) >= total / 2
+    });
+    Lab::kill_9(lab.dispatchers[second].id());
+    let _ = lab.dispatchers[second].wait();
+    faults.push(format!("kill -9 dispatcher after {} jobs", ended(&lab)));
+    lab.dispatcher(false);
+
+    lab.wait_for("every job to end", Duration::from_secs(600), |lab| {
+        runs.iter().all(|run| lab.all_ended(run))
+    });
+    let jobs: Vec<v1::Job> = runs.iter().flat_map(|run| lab.run_jobs(run)).collect();
+    assert_eq!(jobs.len(), total);
+    let mut problems = Vec::new();
+    let mut requeues = 0;
+    for job in &jobs {
+        let detail = lab.job(job.id);
+        let ends = times_ended(&lab, job.id);
+        if ends != 1 {
+            problems.push(format!("job {} ended {ends} times", job.id));
+        }
+        requeues += detail
+            .events
+            .iter()
+            .filter(|event| event.reason.contains("back in the queue (retry"))
+            .count();
+        match status(job) {
+            JobStatus::Pass => {}
+            JobStatus::Dead if job.id == victim.id || job.id == frozen.id => {
+                if !job.reason.contains("supervisor lost") {
+                    problems.push(format!(
+                        "job {} dead without its reason: {:?}",
+                        job.id, job.reason
+                    ));
+                }
+            }
+            other => {
+                let log = lab
+                    .archive()
+                    .join(&job.run_name)
+                    .join(job.id.to_string())
+                    .join("supervisor.log");
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                problems.push(format!(
+                    "job {} ended {other}: {:?}\n  supervisor.log (last lines, newest first):\n    {}",
+                    job.id,
+                    job.reason,
+                    tail.join("\n    ")
+                ));
+            }
+        }
+        if job.supervisor_pid > 0 {
+            let dir = lab.archive().join(&job.run_name).join(job.id.to_string());
+            for file in ["config.yaml", "supervisor.log"] {
+                if !dir.join(file).exists() {
+                    problems.push(format!("job {}: no {file} in {}", job.id, dir.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\nfaults: {faults:?}",
+        problems.join("\n")
+    );
+    // The job no lab can fit: buried, dead with the reason.
+    lab.wait_for("the huge job's burial", Duration::from_secs(30), |lab| {
+        lab.all_ended("faults-huge")
+    });
+    let buried = lab.run_jobs("faults-huge").remove(0);
+    assert_eq!(status(&buried), JobStatus::Dead);
+    assert!(buried.reason.contains("needs 7 nodes"), "{}", buried.reason);
+    // n06 struck out; every node is back; no node was ever held twice.
+    let n06 = lab
+        .all_nodes()
+        .into_iter()
+        .find(|n| n.name == "n06")
+        .unwrap();
+    assert!(
+        !n06.up && n06.description.contains("prepare (reimage) failed"),
+        "{n06:?}"
+    );
+    lab.wait_for("every node back", Duration::from_secs(30), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    lab.assert_audit_clean();
+    let passed = count(&jobs, JobStatus::Pass);
+    eprintln!(
+        "fault suite ({}): {total} jobs, {passed} pass, {} dead (the 2 lost supervisors), {requeues} requeued after a failed prepare, {} faults, {:.1} s: {faults:?}",
+        if postgres { "postgres" } else { "sqlite" },
+        total - passed,
+        faults.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn fault_suite_sqlite() {
+    fault_suite(false);
+}
+
+#[test]
+fn fault_suite_postgres() {
+    fault_suite(true);
+}
+
+/// An archive that cannot be written (here the run's directory is taken by a file, as a
+/// full or read-only disk would refuse it): the job does not run blind, it ends dead with
+/// the reason, and its nodes still go back.
+#[test]
+fn an_unwritable_archive_ends_the_job_with_the_reason_and_frees_its_nodes() {
+    let mut lab = Lab::start(LabOptions::default());
+    std::fs::create_dir_all(lab.archive()).unwrap();
+    std::fs::write(lab.archive().join("blocked"), "not a directory").unwrap();
+    lab.schedule("blocked", "runtime: 0\n", 2, 2, None);
+    lab.dispatcher(false);
+    lab.wait_for("the run to end", Duration::from_secs(30), |lab| {
+        lab.all_ended("blocked")
+    });
+    for job in lab.run_jobs("blocked") {
+        assert_eq!(status(&job), JobStatus::Dead);
+        assert!(
+            job.reason.contains("cannot create the job archive"),
+            "{}",
+            job.reason
+        );
+    }
+    lab.wait_for("every node back", Duration::from_secs(15), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    lab.assert_audit_clean();
+}
+
+/// `kill -9` of a supervisor in the middle of its prepare (reimage): the prepare would go
+/// on reimaging nodes that are about to go to the next job. The release supervisor ends
+/// it before it gives the nodes back.
+#[test]
+fn a_dead_supervisors_prepare_is_ended_before_its_nodes_go_back() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 1,
+        prepare_command: Some("sh -c 'echo $$ > {archive}/prepare.started; exec sleep 60'".into()),
+        ..LabOptions::default()
+    });
+    lab.schedule("stuck", "runtime: 0\n", 1, 1, None);
+    lab.dispatcher(false);
+    let job = lab.run_jobs("stuck").remove(0);
+    let started = lab
+        .archive()
+        .join("stuck")
+        .join(job.id.to_string())
+        .join("prepare.started");
+    lab.wait_for("the prepare to start", Duration::from_secs(30), |_| {
+        started.exists()
+    });
+    let job = lab.run_jobs("stuck").remove(0);
+    Lab::kill_9(job.supervisor_pid);
+    let prepare: u32 = std::fs::read_to_string(&started)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    lab.wait_for(
+        "the job to be reaped and its node released",
+        Duration::from_secs(30),
+        |lab| lab.all_ended("stuck") && lab.locked_nodes().is_empty(),
+    );
+    // Gone, or a zombie waiting for whoever adopted it to reap it.
+    let running = process_running;
+    assert!(
+        !running(prepare),
+        "the dead supervisor's prepare (pid {prepare}) still runs"
+    );
+    lab.assert_audit_clean();
+}
+
+/// `kill -9` of the dispatcher at each step of a dispatch, made exact by the dispatcher's
+/// test-only fault switch (CUTTLE_TEST_CRASH_AT): after the claim, after the lock, after
+/// the supervisor is spawned, after the dispatch is recorded, and before the beanstalkd
+/// copy is deleted. Each time a new dispatcher takes over and every job passes exactly
+/// once, no node stays locked, the tube ends empty and the lock audit is clean.
+#[test]
+fn a_dispatcher_dying_at_each_step_of_a_dispatch_loses_nothing() {
+    for step in [
+        "after-claim",
+        "after-lock",
+        "after-spawn",
+        "after-record",
+        "before-delete",
+    ] {
+        let mut lab = Lab::start(LabOptions {
+            nodes: 2,
+            ..LabOptions::default()
+        });
+        lab.schedule(step, "runtime: 0.2\n", 4, 1, None);
+        let doomed = lab.dispatcher_with(false, &[("CUTTLE_TEST_CRASH_AT", step)]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(status) = lab.dispatchers[doomed].try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{step}: the dispatcher never reached it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!exit.success(), "{step}: the dispatcher must have died");
+        assert!(
+            lab.dispatcher_log(doomed).contains("dying here on purpose"),
+            "{step}: {}",
+            lab.dispatcher_log(doomed)
+        );
+        lab.dispatcher(false);
+        lab.wait_for(
+            &format!("{step}: every job"),
+            Duration::from_secs(60),
+            |lab| lab.all_ended(step),
+        );
+        let jobs = lab.run_jobs(step);
+        assert_eq!(
+            count(&jobs, JobStatus::Pass),
+            4,
+            "{step}: {:?}",
+            jobs.iter()
+                .map(|job| (&job.reason, job.status))
+                .collect::<Vec<_>>()
+        );
+        for job in &jobs {
+            let ends = times_ended(&lab, job.id);
+            assert_eq!(ends, 1, "{step}: job {} ended {ends} times", job.id);
+        }
+        lab.wait_for(
+            &format!("{step}: every node back"),
+            Duration::from_secs(15),
+            |lab| lab.locked_nodes().is_empty(),
+        );
+        lab.wait_for(
+            &format!("{step}: the tube to empty"),
+            Duration::from_secs(30),
+            |lab| {
+                let stats = lab.tube_stats();
+                stats["current-jobs-ready"] == "0"
+                    && stats["current-jobs-reserved"] == "0"
+                    && stats["current-jobs-buried"] == "0"
+            },
+        );
+        lab.assert_audit_clean();
+    }
+}
+
+/// `kill -9` of a supervisor while it releases (here: in the middle of the nuke after a
+/// failed job). Its release is handed out again once it has been silent for the grace:
+/// the release supervisor ends the half-done nuke, nukes again and unlocks, and no node
+/// was ever held twice.
+#[test]
+fn a_supervisor_killed_while_releasing_is_replaced_and_the_nodes_come_back() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 1,
+        // The first nuke hangs (and says who it is); any later one is quick.
+        nuke_command: Some(
+            "sh -c 'if [ -e {archive}/nuke.once ]; then exit 0; fi; touch {archive}/nuke.once; echo $$ > {archive}/nuke.started; exec sleep 60'"
+                .into(),
+        ),
+        ..LabOptions::default()
+    });
+    lab.schedule("failing", "runtime: 0\nstatus: fail\n", 1, 1, None);
+    lab.dispatcher(false);
+    let job = lab.run_jobs("failing").remove(0);
+    let archive = lab.archive().join("failing").join(job.id.to_string());
+    let started = archive.join("nuke.started");
+    lab.wait_for("the nuke to start", Duration::from_secs(30), |_| {
+        std::fs::read_to_string(&started).is_ok_and(|pid| !pid.trim().is_empty())
+    });
+    let job = lab.run_jobs("failing").remove(0);
+    assert_eq!(status(&job), JobStatus::Fail);
+    Lab::kill_9(job.supervisor_pid);
+    let nuke: u32 = std::fs::read_to_string(&started)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    lab.wait_for("the node to come back", Duration::from_secs(30), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+    let running = process_running;
+    assert!(
+        !running(nuke),
+        "the lost supervisor's nuke (pid {nuke}) still runs"
+    );
+    assert_eq!(status(&lab.run_jobs("failing")[0]), JobStatus::Fail);
+    let node = lab.all_nodes().remove(0);
+    assert!(node.up, "the second nuke passed: {node:?}");
+    let log = std::fs::read_to_string(archive.join("supervisor.log")).unwrap();
+    assert!(
+        log.contains("ended the lab command its lost supervisor left running"),
+        "{log}"
+    );
+    lab.assert_audit_clean();
+}
+
+/// A teuthology install (the real 1.3.0 from PyPI, in scripts/test.sh's venv) set up to
+/// run jobs here: its config (written by `Lab::start`) names cuttle-api's paddles API as
+/// the lock server and no results server, and a `qa` directory holds the suite's tasks.
+/// `None` (the test skips) only when CUTTLE_NO_TEUTHOLOGY is set.
+fn offline_teuthology(dir: &Path) -> Option<TeuthologySetup> {
+    let Some(venv) = cuttle_testkit::teuthology::find_venv(None) else {
+        if std::env::var_os("CUTTLE_NO_TEUTHOLOGY").is_some() {
+            eprintln!("skipped: CUTTLE_NO_TEUTHOLOGY is set");
+            return None;
+        }
+        panic!(
+            "teuthology 1.3.0 is not installed; run scripts/test.sh (it installs it into ~/.cache/cuttle-teuthology-venv) or set CUTTLE_NO_TEUTHOLOGY=1 to skip"
+        );
+    };
+    let tasks = dir.join("qa/tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    std::fs::write(tasks.join("__init__.py"), "").unwrap();
+    std::fs::write(
+        tasks.join("cuttle_fail.py"),
+        "def task(ctx, config):\n    raise RuntimeError((config or {}).get('message', 'failed on purpose'))\n",
+    )
+    .unwrap();
+    // Written by Lab::start, which knows cuttle-api's HTTP address (the lock server).
+    Some(TeuthologySetup {
+        bin: venv.join("bin/teuthology"),
+        config: dir.join("teuthology.yaml"),
+        shaman_host: tarpit(),
+        lab_lines: String::new(),
+        config_lines: String::new(),
+    })
+}
+
+/// Runs git in `dir`; its output, trimmed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=cuttle",
+            "-c",
+            "user.email=cuttle@localhost",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A git repository with `files` committed on `main`; the commit's id.
+fn commit(dir: &Path, files: &[(&str, &str)]) -> String {
+    if !dir.join(".git").exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        git(dir, &["init", "--quiet", "--initial-branch", "main"]);
+    }
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "--quiet", "-m", "step"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// Every job of a run runs the suite and teuthology commits the run pinned, from the
+/// dispatcher host's checkouts, even though both branches move before the jobs start;
+/// the run's jobs share one checkout per commit (built once, raced for by two jobs).
+#[test]
+fn a_run_runs_the_commits_it_pinned_while_the_branches_move() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(mut teuthology) = offline_teuthology(scratch.path()) else {
+        return;
+    };
+    let suite_repo = scratch.path().join("ceph-ci");
+    let suite_a = commit(
+        &suite_repo,
+        &[("qa/tasks/__init__.py", ""), ("qa/commit.txt", "A")],
+    );
+    let teuthology_repo = scratch.path().join("teuthology");
+    let teuthology_a = commit(&teuthology_repo, &[("version", "A")]);
+    let checkouts = scratch.path().join("checkouts");
+    // The lab's bootstrap: what teuthology's ./bootstrap leaves, a virtualenv with its
+    // executable (here, the installed one's).
+    let bootstrap = format!(
+        "sh -c 'mkdir -p virtualenv/bin && ln -s {} virtualenv/bin/teuthology'",
+        teuthology.bin.display()
+    );
+    teuthology.lab_lines = format!(
+        "checkout_dir = {checkouts:?}\nteuthology_repo = {:?}\nteuthology_bootstrap_command = {bootstrap:?}\n",
+        teuthology_repo.display().to_string()
+    );
+    let mut lab = Lab::start(LabOptions {
+        teuthology: Some(teuthology),
+        ..LabOptions::default()
+    });
+    lab.give_host_keys(NODE_HOST_KEY);
+    lab.dispatcher(false);
+    pause(&lab, true);
+    let config = format!(
+        "ceph_cm_ansible: false\nsuite_repo: {:?}\nsuite_relpath: qa\nsuite_sha1: {suite_a}\nteuthology_branch: main\nteuthology_sha1: {teuthology_a}\ntasks:\n- print: pinned\n",
+        suite_repo.display().to_string()
+    );
+    lab.schedule("pinned", &config, 2, 1, Some(120));
+    // Both branches move on while the run waits.
+    let suite_b = commit(&suite_repo, &[("qa/commit.txt", "B")]);
+    let teuthology_b = commit(&teuthology_repo, &[("version", "B")]);
+    assert!(suite_b != suite_a && teuthology_b != teuthology_a);
+    pause(&lab, false);
+    lab.wait_for("the pinned run to end", Duration::from_secs(120), |lab| {
+        lab.all_ended("pinned")
+    });
+    let suite_dir = checkouts.join("suite").join(&suite_a);
+    let teuthology_dir = checkouts.join("teuthology").join(&teuthology_a);
+    assert_eq!(
+        std::fs::read_to_string(suite_dir.join("qa/commit.txt")).unwrap(),
+        "A"
+    );
+    assert_eq!(
+        std::fs::read_to_string(teuthology_dir.join("version")).unwrap(),
+        "A"
+    );
+    for job in lab.run_jobs("pinned") {
+        let dir = lab.archive().join("pinned").join(job.id.to_string());
+        let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+        let expected = format!("suite_path: {}", suite_dir.join("qa").display());
+        assert!(
+            config.contains(&expected),
+            "{expected} missing from\n{config}"
+        );
+        let log = std::fs::read_to_string(dir.join("supervisor.log")).unwrap();
+        let bin = teuthology_dir.join("virtualenv/bin/teuthology");
+        assert!(
+            log.contains(&bin.display().to_string()),
+            "not run with {}:\n{log}",
+            bin.display()
+        );
+        // teuthology itself ran (and failed to reach these nodes, which are not real).
+        assert!(dir.join("teuthology.log").exists(), "{}", job.reason);
+    }
+    // One checkout per commit, none of the moved branches'.
+    let listed = |kind: &str| -> Vec<String> {
+        std::fs::read_dir(checkouts.join(kind))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(listed("suite"), [suite_a]);
+    assert_eq!(listed("teuthology"), [teuthology_a]);
+}
+
+/// A well-formed ssh host key for nodes that are not real.
+const NODE_HOST_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+/// A TCP port that accepts connections and never answers: a Shaman that hangs.
+fn tarpit() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr.to_string()
+}
+
+/// Jobs run under the real teuthology through the real daemons, as teuthology's own
+/// supervisor runs them: a job on nodes without ssh host keys ends dead saying how to set
+/// them; with keys, teuthology gets its targets, reads the nodes from cuttle-api's
+/// paddles API, fails to reach them (these nodes are not real) and its own failure reason
+/// becomes the job's; a job that hangs (its package check waits on a Shaman that never
+/// answers) runs past its limit, is interrupted, and ends dead "hit max job timeout" with
+/// teuthology's summary and log in the archive.
+#[test]
+fn teuthology_runs_jobs_as_its_own_supervisor_does() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(teuthology) = offline_teuthology(scratch.path()) else {
+        return;
+    };
+    let qa = scratch.path().join("qa");
+    let job = |extra: &str| {
+        format!(
+            "ceph_cm_ansible: false\nsuite_path: {qa:?}\n{extra}tasks:\n- print: cuttle ran this\n"
+        )
+    };
+    let mut lab = Lab::start(LabOptions {
+        teuthology: Some(teuthology),
+        ..LabOptions::default()
+    });
+    lab.dispatcher(false);
+    let ended = |lab: &Lab, run: &str| {
+        lab.wait_for(&format!("{run} to end"), Duration::from_secs(90), |lab| {
+            lab.all_ended(run)
+        });
+        lab.run_jobs(run).remove(0)
+    };
+    let archive =
+        |lab: &Lab, run: &str, job: &v1::Job| lab.archive().join(run).join(job.id.to_string());
+    // cuttle gives every job roles (one per node), so teuthology needs targets.
+    lab.schedule("teuth-nokey", &job(""), 1, 1, Some(120));
+    let keyless = ended(&lab, "teuth-nokey");
+    assert_eq!(status(&keyless), JobStatus::Dead);
+    assert!(
+        keyless.reason.contains("has no ssh host key"),
+        "{}",
+        keyless.reason
+    );
+    let key = NODE_HOST_KEY;
+    lab.give_host_keys(key);
+    lab.schedule("teuth-fail", &job(""), 1, 1, Some(120));
+    let failed = ended(&lab, "teuth-fail");
+    assert_eq!(status(&failed), JobStatus::Fail, "{}", failed.reason);
+    let dir = archive(&lab, "teuth-fail", &failed);
+    let summary = std::fs::read_to_string(dir.join("summary.yaml")).unwrap();
+    assert!(
+        !failed.reason.is_empty() && !failed.reason.starts_with("runner "),
+        "{}",
+        failed.reason
+    );
+    assert!(summary.contains("failure_reason"), "{summary}");
+    // The config teuthology ran is the one its supervisor would have written.
+    let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+    let node = &failed.nodes;
+    assert!(
+        node.is_empty(),
+        "nodes are given back after the job: {node:?}"
+    );
+    for expected in [
+        "archive_path:".to_owned(),
+        format!("job_id: '{}'", failed.id),
+        "verbose:".to_owned(),
+        "targets:".to_owned(),
+        "ubuntu@n0".to_owned(),
+        key.to_owned(),
+    ] {
+        assert!(
+            config.contains(&expected),
+            "{expected} missing from\n{config}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("teuthology.log")).unwrap();
+    assert!(log.contains("teuthology"), "{log}");
+    // teuthology's own reports (results_server: cuttle-api's paddles API) are in the
+    // job's timeline; its status is the supervisor's, from the same summary.
+    let events = lab
+        .runtime
+        .block_on(lab.runs().get_job(v1::GetJobRequest { job_id: failed.id }))
+        .unwrap()
+        .into_inner()
+        .events;
+    let reports: Vec<&str> = events
+        .iter()
+        .map(|e| e.reason.as_str())
+        .filter(|r| r.starts_with("teuthology reported"))
+        .collect();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.starts_with("teuthology reported running")),
+        "{reports:?}"
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.starts_with("teuthology reported fail") && r.contains(&failed.reason)),
+        "{reports:?}"
+    );
+    // A job that hangs: its package check asks a Shaman that never answers.
+    lab.schedule(
+        "teuth-slow",
+        &job("os_type: ubuntu\nos_version: '22.04'\nsha1: 0123456789abcdef0123456789abcdef01234567\n"),
+        1,
+        1,
+        // Well past teuthology's start-up even on a loaded machine: the hang is what
+        // the limit must end, not the start.
+        Some(12),
+    );
+    let slow = ended(&lab, "teuth-slow");
+    assert_eq!(status(&slow), JobStatus::Dead);
+    assert!(
+        slow.reason.starts_with("hit max job timeout"),
+        "{}",
+        slow.reason
+    );
+    let dir = archive(&lab, "teuth-slow", &slow);
+    let summary = std::fs::read_to_string(dir.join("summary.yaml"))
+        .expect("teuthology, interrupted, wrote its summary");
+    assert!(summary.contains("success: false"), "{summary}");
+    assert!(dir.join("teuthology.log").exists());
+    lab.wait_for("the nodes to be unlocked", Duration::from_secs(30), |lab| {
+        lab.locked_nodes().is_empty()
+    });
+}
+
+/// An sshd of the test's own on 127.0.0.1:22 (teuthology connects to port 22 only), with
+/// a host key and one authorized client key of its own; stopped when dropped.
+struct Sshd {
+    pid: u32,
+    host_key: String,
+    client_key: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Sshd {
+        let keygen = |name: &str| {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(name))
+                .status()
+                .expect("ssh-keygen (openssh-client) is installed by scripts/test.sh");
+            assert!(status.success());
+        };
+        keygen("host_key");
+        keygen("client_key");
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1:22\nHostKey {0}/host_key\nAuthorizedKeysFile {0}/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\nStrictModes no\nPidFile {0}/sshd.pid\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let status = Command::new("/usr/sbin/sshd")
+            .arg("-f")
+            .arg(&config)
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .status()
+            .expect("sshd (openssh-server) is installed by scripts/test.sh");
+        assert!(
+            status.success(),
+            "sshd did not start (is 127.0.0.1:22 taken?): {}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            if let Some(pid) = std::fs::read_to_string(dir.join("sshd.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "sshd wrote no pid file");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let host_key = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let host_key = host_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Sshd {
+            pid,
+            host_key,
+            client_key: dir.join("client_key"),
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
+}
+
+/// A job passes under the real teuthology on a real node: cuttle locks it, writes the
+/// target (root@127.0.0.1 with the node's recorded host key), teuthology reads the node
+/// from cuttle-api's paddles API, connects over ssh and runs the job's command there.
+#[test]
+fn a_teuthology_job_passes_on_a_real_node_over_ssh() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(mut teuthology) = offline_teuthology(scratch.path()) else {
+        return;
+    };
+    if std::env::var_os("CUTTLE_NO_SSHD").is_some() {
+        eprintln!("skipped: CUTTLE_NO_SSHD is set");
+        return;
+    }
+    let ssh_dir = scratch.path().join("ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let sshd = Sshd::start(&ssh_dir);
+    teuthology.lab_lines = "ssh_user = \"root\"\n".to_owned();
+    teuthology.config_lines = format!("ssh_key: {}\n", sshd.client_key.display());
+    let qa = scratch.path().join("qa");
+    let mut lab = Lab::start(LabOptions {
+        teuthology: Some(teuthology),
+        ..LabOptions::default()
+    });
+    // The one real node; the simulated ones are out of service.
+    let mut nodes = lab.nodes();
+    lab.runtime
+        .block_on(nodes.add_node(v1::AddNodeRequest {
+            name: "127.0.0.1".into(),
+            machine_type: TUBE.into(),
+            ssh_key: sshd.host_key.clone(),
+            ..Default::default()
+        }))
+        .unwrap();
+    for node in ["n01", "n02", "n03", "n04"] {
+        lab.runtime
+            .block_on(nodes.mark_node(v1::MarkNodeRequest {
+                name: node.into(),
+                up: false,
+                reason: "simulated: this test runs on the real node".into(),
+                job_id: None,
+            }))
+            .unwrap();
+    }
+    lab.dispatcher(false);
+    lab.schedule(
+        "teuth-real",
+        &format!("ceph_cm_ansible: false\nsuite_path: {qa:?}\ntasks:\n- exec:\n    client.0:\n    - echo cuttle-was-here\n"),
+        1,
+        1,
+        Some(300),
+    );
+    lab.wait_for("the real job to end", Duration::from_secs(240), |lab| {
+        lab.all_ended("teuth-real")
+    });
+    let job = lab.run_jobs("teuth-real").remove(0);
+    let dir = lab.archive().join("teuth-real").join(job.id.to_string());
+    let log = std::fs::read_to_string(dir.join("teuthology.log")).unwrap_or_default();
+    assert_eq!(status(&job), JobStatus::Pass, "{}\n{log}", job.reason);
+    assert!(log.contains("cuttle-was-here"), "{log}");
+    let summary = std::fs::read_to_string(dir.join("summary.yaml")).unwrap();
+    assert!(summary.contains("success: true"), "{summary}");
 }

@@ -126,7 +126,9 @@ pub struct RunningJob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub now: i64,
-    /// Nodes of the machine type that are up (locked or not).
+    /// Every node of the machine type, up or down, locked or not: the inventory. Only a
+    /// job larger than it (less the nodes held back) is buried; one that fits it but not
+    /// the nodes that are up waits for them.
     pub total_nodes: u32,
     /// Nodes up and not locked right now.
     pub free_nodes: u32,
@@ -597,6 +599,31 @@ mod tests {
             ..PolicyConfig::default()
         };
         assert!(started(&plan(&snapshot, &strict)).is_empty());
+    }
+
+    #[test]
+    fn jobs_that_fit_the_inventory_wait_for_down_nodes_instead_of_dying() {
+        // 4 nodes, 3 of them down: only one is up and free. Ten 2-node jobs wait (none is
+        // buried), and a 1-node job behind them starts on the node that is up.
+        let mut queued: Vec<QueuedJob> = (1..=10).map(|id| job(id, 100, 2, 0, HOUR)).collect();
+        queued.push(job(11, 1000, 1, 1, HOUR));
+        let snapshot = Snapshot {
+            now: 0,
+            total_nodes: 4,
+            free_nodes: 1,
+            queued,
+            running: vec![],
+        };
+        let decisions = plan(&snapshot, &PolicyConfig::default());
+        assert!(
+            !decisions.iter().any(|d| matches!(d, Decision::Bury { .. })),
+            "{decisions:?}"
+        );
+        assert!(decisions.contains(&Decision::Reserve {
+            job: 1,
+            estimated_start: i64::MAX
+        }));
+        assert_eq!(started(&decisions), [11]);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn node_to_proto(node: &Node) -> v1::Node {
         os_version: node.os_version.clone(),
         created_at_ms: node.created_at.0,
         updated_at_ms: node.updated_at.0,
+        ssh_key: node.ssh_key.clone(),
     }
 }
 
@@ -97,6 +98,7 @@ pub fn job_to_proto(job: &Job, nodes: Vec<String>) -> v1::Job {
             .unwrap_or_default(),
         supervisor_pid: job.supervisor.as_ref().map_or(0, |s| s.pid),
         started_at_ms: job.started_at.map(|at| at.0),
+        waiting_for: String::new(),
     }
 }
 
@@ -141,6 +143,148 @@ pub fn event_to_proto(event: &JobEvent) -> v1::JobEvent {
         from: event.from.map(|status| status_to_proto(status) as i32),
         to: status_to_proto(event.to) as i32,
         reason: event.reason.clone().unwrap_or_default(),
+    }
+}
+
+/// One lock history entry on the wire.
+pub fn lock_event_to_proto(event: &cuttle_core::audit::LockEvent) -> v1::LockEvent {
+    v1::LockEvent {
+        id: event.id,
+        node: event.node.clone(),
+        action: event.action.as_str().to_owned(),
+        holder: event.holder.owner.clone(),
+        job_id: event.holder.job_id.map(|id| id.0),
+        by: event.by.clone(),
+        at_ms: event.at.0,
+    }
+}
+
+/// A token's record on the wire (never its secret).
+pub fn token_to_proto(token: &cuttle_core::auth::TokenRecord) -> v1::Token {
+    v1::Token {
+        id: token.id,
+        user: token.user.to_string(),
+        role: token.role.as_str().to_owned(),
+        prefix: token.prefix.clone(),
+        created_at_ms: token.created_at.0,
+        created_by: token.created_by.clone(),
+        revoked_at_ms: token.revoked_at.map(|at| at.0),
+    }
+}
+
+/// Builds `$to` from `$from` field by field: the wire's SuiteArgs and cuttle-core's
+/// RawSuiteArgs have the same fields (the wire's `preset` is read by the handler first),
+/// listed once here for both directions.
+macro_rules! suite_args {
+    ($from:expr => $to:path { $($extra:ident: $value:expr),* }) => {{
+        let from = $from;
+        $to {
+            suite: from.suite,
+            suite_dir: from.suite_dir,
+            suite_repo: from.suite_repo,
+            suite_branch: from.suite_branch,
+            suite_sha1: from.suite_sha1,
+            suite_relpath: from.suite_relpath,
+            ceph_branch: from.ceph_branch,
+            ceph_sha1: from.ceph_sha1,
+            ceph_repo: from.ceph_repo,
+            kernel: from.kernel,
+            flavor: from.flavor,
+            machine_type: from.machine_type,
+            distro: from.distro,
+            distro_version: from.distro_version,
+            priority: from.priority,
+            subset: from.subset,
+            seed: from.seed,
+            limit: from.limit,
+            num: from.num,
+            filter_in: from.filter_in,
+            filter_out: from.filter_out,
+            filter_all: from.filter_all,
+            filter_fragments: from.filter_fragments,
+            email: from.email,
+            timeout: from.timeout,
+            owner: from.owner,
+            dry_run: from.dry_run,
+            rerun: from.rerun,
+            rerun_statuses: from.rerun_statuses,
+            force_priority: from.force_priority,
+            job_threshold: from.job_threshold,
+            teuthology_branch: from.teuthology_branch,
+            teuthology_sha1: from.teuthology_sha1,
+            no_nested_subset: from.no_nested_subset,
+            run_name: from.run_name,
+            arch: from.arch,
+            $($extra: $value,)*
+        }
+    }};
+}
+
+/// A ScheduleSuite request as cuttle-core's raw suite arguments (validated there).
+pub fn suite_args_from_proto(args: v1::SuiteArgs) -> cuttle_core::suite::RawSuiteArgs {
+    suite_args!(args => cuttle_core::suite::RawSuiteArgs {})
+}
+
+/// Raw suite arguments (a saved preset's) on the wire.
+pub fn suite_args_to_proto(args: cuttle_core::suite::RawSuiteArgs) -> v1::SuiteArgs {
+    suite_args!(args => v1::SuiteArgs { preset: String::new(), wait_for_build: false })
+}
+
+/// An AutoSuite on the wire, with its timeline when given.
+pub fn autosuite_to_proto(
+    autosuite: cuttle_core::autosuite::AutoSuite,
+    timeline: Vec<cuttle_core::autosuite::AutoSuiteEvent>,
+) -> v1::AutoSuite {
+    v1::AutoSuite {
+        id: autosuite.id,
+        owner: autosuite.owner.to_string(),
+        state: autosuite.state.to_string(),
+        branch: autosuite.build.branch,
+        sha1: autosuite.build.sha1,
+        distro: autosuite.build.distro,
+        distro_version: autosuite.build.distro_version,
+        flavor: autosuite.build.flavor,
+        args: Some(suite_args_to_proto(autosuite.args)),
+        run: autosuite.run_name.unwrap_or_default(),
+        reason: autosuite.reason.unwrap_or_default(),
+        build_url: autosuite.build_url.unwrap_or_default(),
+        created_at_ms: autosuite.created_at.0,
+        updated_at_ms: autosuite.updated_at.0,
+        timeline: timeline
+            .into_iter()
+            .map(|event| v1::AutoSuiteEvent {
+                at_ms: event.at.0,
+                from: event.from.map(|s| s.to_string()).unwrap_or_default(),
+                to: event.to.to_string(),
+                reason: event.reason.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// A preset on the wire.
+pub fn preset_to_proto(preset: cuttle_core::suite::Preset) -> v1::Preset {
+    v1::Preset {
+        owner: preset.owner.to_string(),
+        name: preset.name.to_string(),
+        args: Some(suite_args_to_proto(preset.args)),
+        created_at_ms: preset.created_at.0,
+        updated_at_ms: preset.updated_at.0,
+    }
+}
+
+/// The wire form of one expanded suite job.
+pub fn suite_job_to_proto(
+    index: u64,
+    description: String,
+    fragments: Vec<String>,
+    config_json: String,
+) -> v1::SuiteJob {
+    v1::SuiteJob {
+        description,
+        fragments,
+        config_json,
+        index,
     }
 }
 

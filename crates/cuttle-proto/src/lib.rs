@@ -5,7 +5,9 @@
 //! works on cuttle-core types.
 
 pub mod apidoc;
+pub mod bearer;
 pub mod convert;
+pub mod endpoint;
 
 /// The compiled `proto/cuttle/v1` descriptors, with their comments.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

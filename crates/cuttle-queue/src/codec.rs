@@ -54,6 +54,8 @@ impl JobConfig {
         if text.trim().is_empty() {
             return Ok(JobConfig::default());
         }
+        // The budget first: nothing is built for a document that would expand past it.
+        crate::budget::check(text).map_err(|e| InvalidInput::new("job config", e.to_string()))?;
         let value: Value = serde_yaml::from_str(text)
             .map_err(|e| InvalidInput::new("job config", format!("is not valid YAML: {e}")))?;
         match value {
@@ -288,6 +290,16 @@ fn adopt(config: &JobConfig) -> Result<Body, InvalidInput> {
         suite: config.string("suite")?.unwrap_or_default(),
     };
     let machine_type = config.string("machine_type")?.unwrap_or_default();
+    if machine_type.contains([',', '|']) {
+        // teuthology's `multi` tube: a job any of several types may run. cuttle locks a
+        // job's nodes within one machine type, so it says so instead of guessing.
+        return Err(InvalidInput::new(
+            "machine_type",
+            format!(
+                "{machine_type:?} names several machine types; cuttle runs a job on one machine type, so schedule it once per type (teuthology-suite -m TYPE)"
+            ),
+        ));
+    }
     let n_nodes = config.roles_count()?.unwrap_or(1);
     let job = JobSpec {
         description: config.string("description")?.unwrap_or_default(),
@@ -529,6 +541,10 @@ verbose: false
             (b"", "empty"),
             (b"tasks: []\n", "no name and machine_type"),
             (b"name: r\n", "no machine_type"),
+            (
+                b"name: r\nmachine_type: smithi,mira\n",
+                "several machine types",
+            ),
             (
                 b"name: r\nmachine_type: smithi\npriority: high\n",
                 "whole number",

@@ -6,6 +6,7 @@
 //! driven over a channel; nothing here may call it from an async task.
 
 pub mod beanstalk;
+pub use cuttle_yaml as budget;
 pub mod codec;
 
 pub use beanstalk::{QueueClient, QueueError, Reserved};

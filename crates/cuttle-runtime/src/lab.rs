@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// The placeholders a command template may use.
@@ -45,12 +46,44 @@ pub struct LabConfig {
     pub archive_dir: PathBuf,
     /// Reimages the job's nodes before it runs; none by default (the local lab's nodes
     /// need no reimage). A real lab: its FOG or MAAS tool on `{nodes}` with `{os_type}`
-    /// and `{os_version}`.
+    /// and `{os_version}`. With `{node}` it runs once per node, so a failure is charged to
+    /// the node that failed (a strike) rather than to all of the job's nodes.
     pub prepare_command: Option<String>,
-    /// Runs the job; its exit status decides pass (0) or fail. Default: the local runner
-    /// shipped with cuttle, which simulates the job its config describes. teuthology's:
-    /// `teuthology -v --owner {owner} --archive {archive} --name {run} -- {job_config}`.
-    pub runner_command: String,
+    /// Runs the job with a command of the lab's own; its exit status decides pass (0) or
+    /// fail, and a `failure_reason` in `{archive}/summary.yaml` becomes the job's reason.
+    /// Default: none, and jobs run under teuthology as teuthology's own supervisor runs
+    /// them (`teuthology_bin`). A local lab sets the simulating runner,
+    /// [`LOCAL_RUNNER`].
+    pub runner_command: Option<String>,
+    /// The teuthology executable jobs run under when there is no `runner_command`
+    /// (default `teuthology`, found on PATH).
+    pub teuthology_bin: PathBuf,
+    /// The teuthology config file teuthology runs with (given to it as
+    /// TEUTHOLOGY_CONFIG); default none, teuthology's own default (~/.teuthology.yaml).
+    pub teuthology_config: Option<PathBuf>,
+    /// The user teuthology logs in to the nodes as: a job's `targets` are
+    /// `<ssh_user>@<node>` (default `ubuntu`, teuthology's).
+    pub ssh_user: String,
+    /// Fetches a node's ssh host key when its record has none, such as
+    /// `ssh-keyscan -t ed25519 {node}`: the first line of its output that is
+    /// `HOST KEYTYPE KEY` gives `KEYTYPE KEY`. Default: none, and a job with roles on a
+    /// node without a key ends dead, saying how to set it.
+    pub keyscan_command: Option<String>,
+    /// Where this host keeps checkouts of the suite (qa) and teuthology commits runs are
+    /// pinned to, one per commit, shared by a run's jobs. Default: none, and teuthology
+    /// finds (or clones) the suite itself, as a job's `suite_path` says.
+    pub checkout_dir: Option<PathBuf>,
+    /// The teuthology repository whose commit a run pinned (`teuthology_sha1`) is checked
+    /// out and run from; default none, and every job runs `teuthology_bin`.
+    pub teuthology_repo: Option<String>,
+    /// Run once in each new teuthology checkout, such as `./bootstrap` (teuthology's own
+    /// script, which builds its virtualenv); default none.
+    pub teuthology_bootstrap_command: Option<String>,
+    /// The teuthology executable inside a bootstrapped checkout (default
+    /// `virtualenv/bin/teuthology`, where teuthology's bootstrap puts it).
+    pub teuthology_bin_in_checkout: PathBuf,
+    /// Checkouts unused for this many days are removed (default 14).
+    pub checkout_max_age_days: u64,
     /// Copies logs off the nodes into `{archive}` when a job runs out of time or is
     /// killed, before the runner is ended; none by default.
     pub collect_logs_command: Option<String>,
@@ -76,7 +109,16 @@ impl Default for LabConfig {
         LabConfig {
             archive_dir: PathBuf::from("cuttle-archive"),
             prepare_command: None,
-            runner_command: DEFAULT_RUNNER.to_owned(),
+            runner_command: None,
+            teuthology_bin: PathBuf::from("teuthology"),
+            teuthology_config: None,
+            ssh_user: "ubuntu".to_owned(),
+            keyscan_command: None,
+            checkout_dir: None,
+            teuthology_repo: None,
+            teuthology_bootstrap_command: None,
+            teuthology_bin_in_checkout: PathBuf::from("virtualenv/bin/teuthology"),
+            checkout_max_age_days: 14,
             collect_logs_command: None,
             nuke_command: None,
             max_job_time_s: 3 * 24 * 3600,
@@ -87,8 +129,9 @@ impl Default for LabConfig {
     }
 }
 
-/// The local runner shipped with cuttle (see `cuttle-local-runner --help`).
-pub const DEFAULT_RUNNER: &str =
+/// The local runner shipped with cuttle, which simulates jobs (see
+/// `cuttle-local-runner --help`): a local lab's `runner_command`.
+pub const LOCAL_RUNNER: &str =
     "{bin_dir}/cuttle-local-runner --job-config {job_config} --archive {archive}";
 
 impl LabConfig {
@@ -113,6 +156,25 @@ impl LabConfig {
             self.heartbeat_interval_ms
         );
         anyhow::ensure!(
+            !self.ssh_user.is_empty()
+                && self
+                    .ssh_user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "lab.ssh_user {:?}: use a user name (letters, digits, . _ -)",
+            self.ssh_user
+        );
+        anyhow::ensure!(
+            (1..=3650).contains(&self.checkout_max_age_days),
+            "lab.checkout_max_age_days {}: use 1 to 3650",
+            self.checkout_max_age_days
+        );
+        anyhow::ensure!(
+            self.teuthology_bin_in_checkout.is_relative(),
+            "lab.teuthology_bin_in_checkout {}: give a path inside the checkout",
+            self.teuthology_bin_in_checkout.display()
+        );
+        anyhow::ensure!(
             self.kill_grace_ms <= 600_000,
             "lab.kill_grace_ms {}: use at most 600000",
             self.kill_grace_ms
@@ -120,9 +182,45 @@ impl LabConfig {
         Ok(())
     }
 
+    /// Checks the runner can start on this host: teuthology's executable exists (on PATH
+    /// when it is a bare name) and its config file is readable. A command runner is the
+    /// lab's to check.
+    pub fn check_runner(&self) -> anyhow::Result<()> {
+        if self.runner_command.is_some() {
+            return Ok(());
+        }
+        let bin = &self.teuthology_bin;
+        let found = if bin.components().count() > 1 {
+            bin.is_file()
+        } else {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(bin).is_file()))
+        };
+        anyhow::ensure!(
+            found,
+            "teuthology not found at {} (lab.teuthology_bin, --teuthology-bin): jobs run under teuthology unless the lab sets a runner_command; install teuthology (e.g. `python3 -m venv /opt/teuthology && /opt/teuthology/bin/pip install teuthology`) and point --teuthology-bin at it, or for a local lab pass --runner-command '{LOCAL_RUNNER}'",
+            bin.display()
+        );
+        if let Some(config) = &self.teuthology_config {
+            std::fs::metadata(config).with_context(|| {
+                format!(
+                    "cannot read the teuthology config {} (lab.teuthology_config, --teuthology-config)",
+                    config.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     fn templates(&self) -> Vec<(&'static str, &str)> {
-        let mut all = vec![("runner_command", self.runner_command.as_str())];
+        let mut all = Vec::new();
         for (key, template) in [
+            ("runner_command", &self.runner_command),
+            ("keyscan_command", &self.keyscan_command),
+            (
+                "teuthology_bootstrap_command",
+                &self.teuthology_bootstrap_command,
+            ),
             ("prepare_command", &self.prepare_command),
             ("collect_logs_command", &self.collect_logs_command),
             ("nuke_command", &self.nuke_command),
@@ -135,8 +233,29 @@ impl LabConfig {
     }
 
     /// A job's archive directory.
-    pub fn job_archive(&self, run: &str, job_id: i64) -> PathBuf {
-        self.archive_dir.join(run).join(job_id.to_string())
+    ///
+    /// The run name is checked again here (cuttle-core's rules: never `.` or `..`, never a
+    /// `/`), whoever it came from, and the result must lie inside the archive root: a job's
+    /// files are never written anywhere else.
+    pub fn job_archive(&self, run: &str, job_id: i64) -> anyhow::Result<PathBuf> {
+        let run = cuttle_core::RunName::parse(run)
+            .map_err(|e| anyhow::anyhow!("refusing to archive job {job_id}: {e}"))?;
+        anyhow::ensure!(job_id > 0, "refusing to archive job {job_id}: not a job id");
+        let path = self.archive_dir.join(run.as_str()).join(job_id.to_string());
+        let escapes = path
+            .strip_prefix(&self.archive_dir)
+            .map(|rest| {
+                rest.components()
+                    .any(|part| !matches!(part, std::path::Component::Normal(_)))
+            })
+            .unwrap_or(true);
+        anyhow::ensure!(
+            !escapes,
+            "refusing to archive job {job_id}: {} is outside the archive root {}",
+            path.display(),
+            self.archive_dir.display()
+        );
+        Ok(path)
     }
 }
 
@@ -196,6 +315,13 @@ impl Template {
         Ok(Template { words })
     }
 
+    /// Whether placeholder `name` appears anywhere in the template.
+    pub fn uses(&self, name: &str) -> bool {
+        self.words
+            .iter()
+            .any(|word| placeholders_in(word).is_ok_and(|names| names.contains(&name)))
+    }
+
     /// The program and its arguments with every placeholder filled from `values`; a
     /// placeholder without a value becomes empty.
     pub fn render(&self, values: &BTreeMap<&str, String>) -> Vec<String> {
@@ -253,6 +379,26 @@ pub fn bin_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_archive_stays_inside_the_archive_root() {
+        let lab = LabConfig {
+            archive_dir: PathBuf::from("/srv/archive"),
+            ..LabConfig::default()
+        };
+        assert_eq!(
+            lab.job_archive("alice-run", 7).unwrap(),
+            PathBuf::from("/srv/archive/alice-run/7")
+        );
+        for run in ["..", ".", "../etc", "a/b", ""] {
+            let error = lab.job_archive(run, 7).unwrap_err();
+            assert!(
+                error.to_string().contains("refusing to archive job 7"),
+                "{error}"
+            );
+        }
+        assert!(lab.job_archive("alice-run", 0).is_err());
+    }
 
     fn values() -> BTreeMap<&'static str, String> {
         BTreeMap::from([

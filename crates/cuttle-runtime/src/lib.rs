@@ -10,3 +10,13 @@ pub mod config;
 pub mod lab;
 pub mod shutdown;
 pub mod telemetry;
+
+/// This host's name, for the records an operator reads (and the supervisor a dispatch
+/// names).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -49,6 +49,13 @@ struct Cli {
     /// Log format: text (default) or json.
     #[arg(long, env = "CUTTLE_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// The CA certificate that signed cuttle-api's TLS certificate (the dispatcher passes
+    /// its own in CUTTLE_TLS_CA_FILE).
+    #[arg(long, env = "CUTTLE_TLS_CA_FILE", value_name = "FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+    /// The service token (the dispatcher passes its own in CUTTLE_TOKEN).
+    #[arg(long, env = "CUTTLE_TOKEN", hide_env_values = true, hide = true)]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +88,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => LabConfig::default(),
     };
     lab.validate()?;
-    let api = cuttle_supervisor::Api::connect(&cli.api)?;
+    let token = cli
+        .token
+        .as_deref()
+        .and_then(cuttle_proto::bearer::Token::new);
+    let ca_pem = match cli
+        .tls_ca_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read tls_ca_file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let api = cuttle_supervisor::Api::connect(&cli.api, token.as_ref(), ca_pem.as_deref())?;
     if cli.release {
         return cuttle_supervisor::release_only(api, lab, cli.job_id).await;
     }

@@ -59,14 +59,36 @@ pub fn describe_exit(status: ExitStatus) -> String {
 /// Starts `argv` in a new process group, stdin closed, stdout and stderr appended to
 /// `log` as they are written.
 pub fn spawn_in_group(argv: &[String], log: &Path) -> anyhow::Result<Child> {
+    spawn_in_group_with(argv, log, &[])
+}
+
+/// [`spawn_in_group`] with extra environment variables.
+pub fn spawn_in_group_with(
+    argv: &[String],
+    log: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> anyhow::Result<Child> {
     let (program, args) = argv.split_first().context("the command is empty")?;
-    let file = std::fs::OpenOptions::new()
+    // A log that cannot be opened (a full or read-only archive disk) must not stop a nuke
+    // or a release: the command runs with its output discarded, and the supervisor's own
+    // log says so.
+    let file = match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
+    {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::warn!(log = %log.display(), %error, "cannot open the command's log; its output is discarded");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .context("cannot open /dev/null")?
+        }
+    };
     Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(file.try_clone().context("cannot share the log file")?)
         .stderr(file)
@@ -158,6 +180,27 @@ async fn signal_group(pid: u32, signal: &str) {
     }
 }
 
+/// Interrupts a child's whole process group (SIGINT, as Ctrl-C would: teuthology then
+/// tears the job down and writes its summary), gives it up to `grace`, then ends it
+/// with [`end_group`] if it still runs.
+pub async fn interrupt_group(child: &mut Child, grace: Duration) {
+    let Some(pid) = child.id() else {
+        return;
+    };
+    signal_group(pid, "INT").await;
+    if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+        // The leader is gone; helpers it left are ended with the group.
+        signal_group(pid, "KILL").await;
+        return;
+    }
+    tracing::warn!(
+        pid,
+        grace_ms = grace.as_millis() as u64,
+        "still running after SIGINT; sending SIGTERM to its process group"
+    );
+    end_group(child, grace).await;
+}
+
 /// Ends a child's whole process group: SIGTERM, up to `grace` to exit, then SIGKILL.
 pub async fn end_group(child: &mut Child, grace: Duration) {
     let Some(pid) = child.id() else {
@@ -176,7 +219,14 @@ pub async fn end_group(child: &mut Child, grace: Duration) {
     let _ = child.wait().await;
 }
 
-/// Runs a lab command to completion within `timeout`, output appended to `log`.
+/// The file in a job's archive naming the lab command (prepare, collect-logs, nuke)
+/// running now, in the same form as [`RUNNER_RECORD`]: a supervisor that dies mid-command
+/// leaves it, and `--release` ends that command before it nukes, so a reimage or a log
+/// collection never runs on nodes that went to the next job.
+pub const COMMAND_RECORD: &str = "command.pid";
+
+/// Runs a lab command to completion within `timeout`, output appended to `log`. While it
+/// runs, it is named in [`COMMAND_RECORD`] beside `log`.
 pub async fn run_command(
     argv: &[String],
     log: &Path,
@@ -187,12 +237,27 @@ pub async fn run_command(
         Ok(child) => child,
         Err(error) => return CommandOutcome::CannotStart(format!("{error:#}")),
     };
+    let record = log
+        .parent()
+        .filter(|dir| dir.is_dir() && *dir != Path::new("/dev"))
+        .map(|dir| dir.join(COMMAND_RECORD));
+    if let (Some(record), Some(pid)) = (&record, child.id()) {
+        record_runner(record, pid);
+    }
+    let outcome = wait_command(&mut child, timeout, grace).await;
+    if let Some(record) = &record {
+        let _ = std::fs::remove_file(record);
+    }
+    outcome
+}
+
+async fn wait_command(child: &mut Child, timeout: Duration, grace: Duration) -> CommandOutcome {
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.code().is_some() => CommandOutcome::Exited(status.code()),
         Ok(Ok(status)) => CommandOutcome::Signalled(describe_exit(status)),
         Ok(Err(error)) => CommandOutcome::CannotStart(error.to_string()),
         Err(_) => {
-            end_group(&mut child, grace).await;
+            end_group(child, grace).await;
             CommandOutcome::TimedOut(timeout)
         }
     }

@@ -5,6 +5,12 @@
 //! it. It never touches the process environment of the test that uses it; the PostgreSQL
 //! server is found at `CUTTLE_TEST_POSTGRES` (read, never written) or at 127.0.0.1:5432.
 
+pub mod chaos;
+pub mod shaman;
+pub mod teuthology;
+
+pub use chaos::ChaosProxy;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,6 +47,8 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
 pub struct Beanstalkd {
     child: Child,
     addr: SocketAddr,
+    /// The extra arguments it was started with (a binlog directory, a size limit).
+    extra: Vec<String>,
 }
 
 impl Beanstalkd {
@@ -79,7 +87,11 @@ impl Beanstalkd {
                 panic!("cannot start beanstalkd ({e}); install it with `apt-get install beanstalkd` (bash .ci/run does)")
             });
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut server = Beanstalkd { child, addr };
+        let mut server = Beanstalkd {
+            child,
+            addr,
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -99,6 +111,40 @@ impl Beanstalkd {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Kills the server (SIGKILL) and starts a new one on the same port, without a
+    /// binlog: every job the old one held is gone, as after a crash of a beanstalkd run
+    /// without `-b`.
+    pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port with the same
+    /// arguments: started with a binlog (`-b DIR`), it comes back with its jobs, and the
+    /// ones that were reserved are ready again.
+    pub fn restart_keeping_binlog(&mut self) {
+        let extra = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        self.restart_with(&extra);
+    }
+
+    fn restart_with(&mut self, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(server) = Beanstalkd::try_start(port, extra) {
+                *self = server;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "beanstalkd did not start again on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Freezes the server (SIGSTOP): it keeps its port and accepts connections, but answers
@@ -211,5 +257,90 @@ impl SqliteFile {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// A CA and a server certificate it signed for `localhost` and 127.0.0.1, made with the
+/// `openssl` command in `dir`: what a TLS test serves and trusts.
+#[derive(Debug, Clone)]
+pub struct TestCertificates {
+    /// The CA certificate (PEM) clients trust.
+    pub ca: PathBuf,
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl TestCertificates {
+    pub fn create(dir: &Path) -> TestCertificates {
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run openssl ({e}); install it with `apt-get install openssl`")
+                });
+            assert!(
+                output.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("write server.ext");
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cuttle test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestCertificates {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
     }
 }

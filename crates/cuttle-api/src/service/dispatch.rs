@@ -7,6 +7,7 @@
 
 use tonic::{Request, Response, Status};
 
+use cuttle_core::auth::Action;
 use cuttle_core::dispatch::{Claim, SupervisorRef};
 use cuttle_core::{InvalidInput, JobId, LockRequest, MachineType, Owner, Priority};
 use cuttle_db::LeaseRequest;
@@ -79,6 +80,9 @@ impl DispatchService for DispatchApi {
         request: Request<AcquireLeaseRequest>,
     ) -> Result<Response<AcquireLeaseResponse>, Status> {
         observe("DispatchService/AcquireLease", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
             let request = request.into_inner();
             if !(1_000..=600_000).contains(&request.ttl_ms) {
                 return Err(errors::invalid(InvalidInput::new(
@@ -127,6 +131,9 @@ impl DispatchService for DispatchApi {
         request: Request<ReleaseLeaseRequest>,
     ) -> Result<Response<ReleaseLeaseResponse>, Status> {
         observe("DispatchService/ReleaseLease", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
             let request = request.into_inner();
             let tube = machine_type(&request.machine_type)?;
             let holder = holder(&request.holder)?;
@@ -143,17 +150,42 @@ impl DispatchService for DispatchApi {
         request: Request<ClaimJobRequest>,
     ) -> Result<Response<ClaimJobResponse>, Status> {
         observe("DispatchService/ClaimJob", async {
+            self.app.authorize(request.metadata(), Action::Service).await?;
             let request = request.into_inner();
             let tube = machine_type(&request.machine_type)?;
             let holder = holder(&request.holder)?;
             let beanstalk_id = request.beanstalk_id;
-            let job_id = match read_body(request.body.as_bytes()) {
+            // Reading a body parses YAML (under the budget): off the async workers.
+            let body = request.body.clone();
+            let max_job_age_s = self.app.settings().max_job_age_s;
+            let (classified, legacy_id, expired) = tokio::task::spawn_blocking(move || {
+                let classified = read_body(body.as_bytes());
+                let legacy_id = match &classified {
+                    Ok(Body::Teuthology { .. }) => legacy_job_id(&body),
+                    _ => None,
+                };
+                // teuthology's dispatcher rules: past `expire`, or `timestamp` older
+                // than the lab's max_job_age, a job is not started.
+                let expired = cuttle_queue::codec::JobConfig::parse(&body).ok().and_then(|config| {
+                    let text = |key| config.string(key).ok().flatten();
+                    cuttle_core::expiry::expired(
+                        text("expire").as_deref(),
+                        text("timestamp").as_deref(),
+                        max_job_age_s,
+                        now(),
+                    )
+                });
+                (classified, legacy_id, expired)
+            })
+            .await
+            .map_err(errors::join)?;
+            let job_id = match classified {
                 Err(reason) => {
                     tracing::warn!(tube = %tube, beanstalk_id, %reason, "burying a bad body");
                     return Ok(Self::bury(reason));
                 }
                 Ok(Body::Cuttle(job_id)) => job_id,
-                Ok(Body::Teuthology { run, job }) => match legacy_job_id(&request.body) {
+                Ok(Body::Teuthology { run, job }) => match legacy_id {
                     // teuthology-schedule puts its bodies without a job_id (its dispatcher
                     // uses the beanstalkd id), so a job_id here names a cuttle job: one
                     // put before bodies carried cuttle_job_id, recognised by its recorded
@@ -184,7 +216,7 @@ impl DispatchService for DispatchApi {
             };
             let claimed = self
                 .app
-                .db(move |store| store.claim_job(job_id, &tube, beanstalk_id, &holder, now()))
+                .db(move |store| store.claim_job(job_id, &tube, beanstalk_id, &holder, expired, now()))
                 .await;
             let (claim, job) = match claimed {
                 Ok(claimed) => claimed,
@@ -216,6 +248,8 @@ impl DispatchService for DispatchApi {
             let (action, reason) = match claim {
                 Claim::Start => (ClaimAction::Start, String::new()),
                 Claim::Discard { reason } => (ClaimAction::Discard, reason),
+                // Ended dead with the reason; its copy goes.
+                Claim::Expired { reason } => (ClaimAction::Discard, reason),
                 Claim::Bury { reason, .. } => (ClaimAction::Bury, reason),
             };
             let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
@@ -234,6 +268,9 @@ impl DispatchService for DispatchApi {
         request: Request<RecordDispatchRequest>,
     ) -> Result<Response<v1::Job>, Status> {
         observe("DispatchService/RecordDispatch", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
             let request = request.into_inner();
             let id = job_id(request.job_id)?;
             let holder = holder(&request.holder)?;
@@ -257,6 +294,9 @@ impl DispatchService for DispatchApi {
         request: Request<RequeueJobRequest>,
     ) -> Result<Response<v1::Job>, Status> {
         observe("DispatchService/RequeueJob", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
             let request = request.into_inner();
             let id = job_id(request.job_id)?;
             let holder = holder(&request.holder)?;
@@ -281,9 +321,22 @@ impl DispatchService for DispatchApi {
         request: Request<PlanStateRequest>,
     ) -> Result<Response<PlanState>, Status> {
         observe("DispatchService/GetPlanState", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
             let request = request.into_inner();
             let tube = machine_type(&request.machine_type)?;
             let default_limit = request.default_time_limit_ms.max(1);
+            // A window holds at most 1000 jobs; more would only strain the database.
+            if request.job_ids.len() > 1000 {
+                return Err(errors::invalid(InvalidInput::new(
+                    "job ids",
+                    format!(
+                        "{} jobs in one plan request is too many; at most 1000",
+                        request.job_ids.len()
+                    ),
+                )));
+            }
             let ids: Vec<JobId> = request
                 .job_ids
                 .iter()
@@ -319,7 +372,18 @@ impl DispatchService for DispatchApi {
             Ok(PlanState {
                 total_nodes: data.total_nodes,
                 free_nodes: data.free_nodes,
-                running: data.running.iter().map(plan_job).collect(),
+                running: data
+                    .running
+                    .iter()
+                    .map(|job| match data.releasing_nodes.get(&job.id) {
+                        // Only what it still holds comes back; the rest is free already.
+                        Some(&held) => v1::PlanJob {
+                            n_nodes: held,
+                            ..plan_job(job)
+                        },
+                        None => plan_job(job),
+                    })
+                    .collect(),
                 jobs: data.window.iter().map(plan_job).collect(),
             })
         })
@@ -331,12 +395,20 @@ impl DispatchService for DispatchApi {
         request: Request<ClaimReleasesRequest>,
     ) -> Result<Response<ClaimReleasesResponse>, Status> {
         observe("DispatchService/ClaimReleases", async {
+            self.app.authorize(request.metadata(), Action::Service).await?;
             let request = request.into_inner();
             let tube = machine_type(&request.machine_type)?;
             let holder = holder(&request.holder)?;
             let limit = if request.limit == 0 { 16 } else { request.limit.min(1000) };
-            let grace_ms = i64::try_from(self.app.settings().supervisor_grace.as_millis())
-                .unwrap_or(i64::MAX);
+            let grace = self.app.settings().supervisor_grace;
+            let grace_ms = self.app.settings().supervisor_grace_ms();
+            // As for the reaper: after an outage of ours, a quiet supervisor may still be
+            // releasing; hand nothing out until it had a whole grace to beat again.
+            if self.app.outages().healthy_for(std::time::Instant::now()).0 < grace {
+                return Ok(ClaimReleasesResponse {
+                    releases: Vec::new(),
+                });
+            }
             let at = now();
             let pending = self
                 .app
@@ -375,6 +447,7 @@ impl QueueService for QueueApi {
         request: Request<ListQueueRequest>,
     ) -> Result<Response<ListQueueResponse>, Status> {
         observe("QueueService/ListQueue", async {
+            self.app.authorize(request.metadata(), Action::Read).await?;
             let request = request.into_inner();
             let tube = machine_type(&request.machine_type)?;
             let limit = if request.limit == 0 {
@@ -384,12 +457,13 @@ impl QueueService for QueueApi {
             };
             let at = now();
             let lookup = tube.clone();
-            let (state, mut jobs) = self
+            let (state, mut jobs, (total, up)) = self
                 .app
                 .db(move |store| {
                     Ok((
                         store.get_tube(&lookup, at)?,
                         store.list_queue(&lookup, limit.into())?,
+                        store.node_counts(&lookup)?,
                     ))
                 })
                 .await?;
@@ -413,9 +487,16 @@ impl QueueService for QueueApi {
                 .unwrap_or_default()
                 .into_iter()
                 .collect();
+            let held_back = policy.held_back_nodes;
+            let mut shown = self.app.jobs_with_nodes(jobs).await?;
+            for job in &mut shown {
+                job.waiting_for =
+                    cuttle_core::node::waiting_for_nodes(job.n_nodes, total, up, held_back)
+                        .unwrap_or_default();
+            }
             Ok(ListQueueResponse {
                 tube: Some(tube_to_proto(&state, at)),
-                jobs: self.app.jobs_with_nodes(jobs).await?,
+                jobs: shown,
                 beanstalk_stats,
             })
         })
@@ -427,14 +508,22 @@ impl QueueService for QueueApi {
         request: Request<SetQueuePausedRequest>,
     ) -> Result<Response<v1::Tube>, Status> {
         observe("QueueService/SetQueuePaused", async {
+            let caller = self
+                .app
+                .authorize(request.metadata(), Action::AdministerLab)
+                .await?;
             let request = request.into_inner();
             let tube = machine_type(&request.machine_type)?;
-            let by = required(
-                &request.owner,
-                "owner",
-                "say who pauses the queue (--owner or $USER)",
-                Owner::parse,
-            )?;
+            // Recorded as who paused it: the token's user, or the name an admin gives.
+            let by = match (request.owner.trim(), caller.user()) {
+                ("", Some(user)) => user.clone(),
+                (given, _) => required(
+                    given,
+                    "owner",
+                    "say who pauses the queue (--owner or $USER)",
+                    Owner::parse,
+                )?,
+            };
             let paused = request.paused;
             let at = now();
             let state = self
@@ -452,23 +541,20 @@ impl QueueService for QueueApi {
         request: Request<ReprioritizeRequest>,
     ) -> Result<Response<v1::Job>, Status> {
         observe("QueueService/Reprioritize", async {
-            let is_admin = self.app.admin().is_admin(request.metadata());
+            let caller = self.app.caller(request.metadata()).await?;
             let request = request.into_inner();
             let id = job_id(request.job_id)?;
             let priority = Priority::new(request.priority.into()).map_err(errors::invalid)?;
-            let by = required(
-                &request.owner,
-                "owner",
-                "say who re-prioritizes the job (--owner or $USER)",
-                Owner::parse,
-            )?;
             let (current, _) = self.app.db(move |store| store.get_job(id)).await?;
-            if current.owner != by && !is_admin {
-                return Err(Status::permission_denied(format!(
-                    "job {id} belongs to {}, not {by}; only its owner or an admin (--token) can re-prioritize it",
-                    current.owner
-                )));
-            }
+            // The job's recorded owner decides, never a name the caller gives.
+            self.app.check(
+                &caller,
+                Action::ActOnRun {
+                    owner: &current.owner,
+                },
+            )?;
+            let by = crate::auth::acting_as(&caller, &request.owner)
+                .unwrap_or_else(|| current.owner.to_string());
             let who = by.clone();
             let job = self
                 .app
@@ -489,9 +575,10 @@ impl QueueService for QueueApi {
 
     async fn list_tubes(
         &self,
-        _request: Request<ListTubesRequest>,
+        request: Request<ListTubesRequest>,
     ) -> Result<Response<ListTubesResponse>, Status> {
         observe("QueueService/ListTubes", async {
+            self.app.authorize(request.metadata(), Action::Read).await?;
             let at = now();
             let tubes = self.app.db(|store| store.list_tubes()).await?;
             Ok(ListTubesResponse {

@@ -24,9 +24,12 @@ impl HealthApi {
 impl HealthService for HealthApi {
     async fn get_health(
         &self,
-        _request: Request<GetHealthRequest>,
+        request: Request<GetHealthRequest>,
     ) -> Result<Response<GetHealthResponse>, Status> {
         observe("HealthService/GetHealth", async {
+            self.app
+                .authorize(request.metadata(), cuttle_core::auth::Action::Read)
+                .await?;
             let mut problems = Vec::new();
             let database_ok = match self.app.db(|store| store.ping()).await {
                 Ok(()) => true,

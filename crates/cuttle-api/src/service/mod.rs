@@ -1,10 +1,14 @@
 //! The gRPC services, one module per service in `proto/cuttle/v1`. Handlers validate their
 //! input into cuttle-core types first, then call the store or the queue.
 
+pub mod admin;
+pub mod autosuites;
 pub mod dispatch;
 pub mod health;
 pub mod nodes;
+pub mod presets;
 pub mod runs;
+pub mod suites;
 
 use cuttle_core::{InvalidInput, JobId};
 use tonic::Status;

@@ -4,8 +4,11 @@ use std::collections::HashSet;
 
 use tonic::{Request, Response, Status};
 
-use cuttle_core::node::check_down_reason;
-use cuttle_core::{InvalidInput, LockRequest, MachineType, NodeCount, NodeName, Owner};
+use cuttle_core::auth::{Action, Caller};
+use cuttle_core::node::{Unlocker, check_down_reason};
+use cuttle_core::{
+    InvalidInput, JobId, JobStatus, LockRequest, MachineType, NodeCount, NodeName, Owner,
+};
 use cuttle_db::{NewNode, NodeChanges, NodeFilter};
 use cuttle_proto::convert::node_to_proto;
 use cuttle_proto::v1::node_service_server::NodeService;
@@ -47,12 +50,25 @@ fn owner(name: &str) -> Result<Owner, Status> {
     )
 }
 
+/// Most nodes one lock or unlock may name.
+const MAX_NAMES: usize = 1000;
+
 /// Parses a list of node names, refusing an empty list and duplicates.
 fn node_names(names: &[String]) -> Result<Vec<NodeName>, Status> {
     if names.is_empty() {
         return Err(errors::invalid(InvalidInput::new(
             "node names",
             "name at least one node",
+        )));
+    }
+    // One statement binds every name: keep it far below the databases' parameter limits.
+    if names.len() > MAX_NAMES {
+        return Err(errors::invalid(InvalidInput::new(
+            "node names",
+            format!(
+                "{} names in one request is too many; at most {MAX_NAMES}",
+                names.len()
+            ),
         )));
     }
     let mut seen = HashSet::new();
@@ -77,10 +93,55 @@ fn nodes_response(nodes: Vec<cuttle_core::Node>) -> LockNodesResponse {
     }
 }
 
+/// The person a hand lock or unlock is for: `--owner` when given, else the token's user.
+fn person(caller: &Caller, given: &str) -> Result<Owner, Status> {
+    match (given.trim(), caller.user()) {
+        ("", Some(user)) => Ok(user.clone()),
+        (given, _) => owner(given),
+    }
+}
+
+impl NodeApi {
+    /// Who a lock is for, once the caller may take it. A lock for a job is a
+    /// dispatcher's: service (or admin) only, for a job that is waiting and claimed by
+    /// the dispatcher that asks; it is held in the job owner's name. A lock by hand is a
+    /// person's, for themselves (an admin for anyone).
+    async fn lock_owner(
+        &self,
+        caller: &Caller,
+        given: &str,
+        job_id: Option<JobId>,
+        dispatcher: Option<&str>,
+    ) -> Result<Owner, Status> {
+        let Some(job_id) = job_id else {
+            let owner = person(caller, given)?;
+            self.app.check(caller, Action::HandLock { owner: &owner })?;
+            return Ok(owner);
+        };
+        self.app.check(caller, Action::Service)?;
+        let (job, _) = self.app.db(move |store| store.get_job(job_id)).await?;
+        if !caller.is_admin() {
+            let claimed_by_asker = job.status == JobStatus::Waiting
+                && dispatcher.is_some_and(|asker| job.dispatcher.as_deref() == Some(asker));
+            if !claimed_by_asker {
+                return Err(Status::permission_denied(format!(
+                    "job {job_id} is {} and not claimed by dispatcher {}; a service token locks nodes only for a job its dispatcher has claimed",
+                    job.status,
+                    dispatcher.unwrap_or("(none named)")
+                )));
+            }
+        }
+        Ok(job.owner)
+    }
+}
+
 #[tonic::async_trait]
 impl NodeService for NodeApi {
     async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<Node>, Status> {
         observe("NodeService/AddNode", async {
+            self.app
+                .authorize(request.metadata(), Action::AdministerLab)
+                .await?;
             let request = request.into_inner();
             let node = NewNode {
                 name: node_name(&request.name)?,
@@ -93,6 +154,8 @@ impl NodeService for NodeApi {
                 description: text("description", &request.description)?,
                 os_type: text("os type", &request.os_type)?,
                 os_version: text("os version", &request.os_version)?,
+                ssh_key: cuttle_core::node::check_ssh_key(&request.ssh_key)
+                    .map_err(errors::invalid)?,
             };
             let added = self
                 .app
@@ -108,6 +171,9 @@ impl NodeService for NodeApi {
         request: Request<UpdateNodeRequest>,
     ) -> Result<Response<Node>, Status> {
         observe("NodeService/UpdateNode", async {
+            self.app
+                .authorize(request.metadata(), Action::AdministerLab)
+                .await?;
             let request = request.into_inner();
             let name = node_name(&request.name)?;
             let changes = NodeChanges {
@@ -127,6 +193,12 @@ impl NodeService for NodeApi {
                     .as_deref()
                     .map(|d| text("os version", d))
                     .transpose()?,
+                ssh_key: request
+                    .ssh_key
+                    .as_deref()
+                    .map(cuttle_core::node::check_ssh_key)
+                    .transpose()
+                    .map_err(errors::invalid)?,
             };
             let node = self
                 .app
@@ -139,8 +211,32 @@ impl NodeService for NodeApi {
 
     async fn mark_node(&self, request: Request<MarkNodeRequest>) -> Result<Response<Node>, Status> {
         observe("NodeService/MarkNode", async {
+            // Taking a node out of service is also a supervisor's job (its nuke failed);
+            // putting one back is an admin's.
+            let action = if request.get_ref().up {
+                Action::AdministerLab
+            } else {
+                Action::MarkNodeDown
+            };
+            let caller = self.app.authorize(request.metadata(), action).await?;
             let request = request.into_inner();
             let name = node_name(&request.name)?;
+            // A supervisor marks down only a node of its own job.
+            if !request.up && !caller.is_admin() {
+                let Some(job) = request.job_id else {
+                    return Err(Status::permission_denied(
+                        "a service marks a node down only for the job that holds it; name the job (job_id)",
+                    ));
+                };
+                let job = job_id(job)?;
+                let lookup = name.clone();
+                let node = self.app.db(move |store| store.get_node(&lookup)).await?;
+                if node.lock.as_ref().and_then(|lock| lock.job_id) != Some(job) {
+                    return Err(Status::failed_precondition(format!(
+                        "node {name} is not locked for job {job}; a supervisor marks down only its own job's nodes"
+                    )));
+                }
+            }
             let reason = if request.up {
                 Some(text("reason", &request.reason)?).filter(|r| !r.is_empty())
             } else {
@@ -161,6 +257,7 @@ impl NodeService for NodeApi {
         request: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
         observe("NodeService/ListNodes", async {
+            self.app.authorize(request.metadata(), Action::Read).await?;
             let request = request.into_inner();
             let filter = NodeFilter {
                 machine_type: optional(request.machine_type.as_deref(), MachineType::parse)?,
@@ -181,7 +278,17 @@ impl NodeService for NodeApi {
         request: Request<LockNodesRequest>,
     ) -> Result<Response<LockNodesResponse>, Status> {
         observe("NodeService/LockNodes", async {
+            let caller = self.app.caller(request.metadata()).await?;
             let request = request.into_inner();
+            let job_id = request.job_id.map(job_id).transpose()?;
+            let owner = self
+                .lock_owner(
+                    &caller,
+                    &request.owner,
+                    job_id,
+                    request.dispatcher.as_deref(),
+                )
+                .await?;
             let lock = LockRequest {
                 machine_type: required(
                     &request.machine_type,
@@ -190,8 +297,8 @@ impl NodeService for NodeApi {
                     MachineType::parse,
                 )?,
                 count: NodeCount::new(request.count.into()).map_err(errors::invalid)?,
-                owner: owner(&request.owner)?,
-                job_id: request.job_id.map(job_id).transpose()?,
+                owner,
+                job_id,
             };
             let nodes = self
                 .app
@@ -207,10 +314,18 @@ impl NodeService for NodeApi {
         request: Request<LockNamedNodesRequest>,
     ) -> Result<Response<LockNodesResponse>, Status> {
         observe("NodeService/LockNamedNodes", async {
+            let caller = self.app.caller(request.metadata()).await?;
             let request = request.into_inner();
             let names = node_names(&request.names)?;
-            let owner = owner(&request.owner)?;
             let job_id = request.job_id.map(job_id).transpose()?;
+            let owner = self
+                .lock_owner(
+                    &caller,
+                    &request.owner,
+                    job_id,
+                    request.dispatcher.as_deref(),
+                )
+                .await?;
             let nodes = self
                 .app
                 .db(move |store| store.lock_named_nodes(&names, &owner, job_id, now()))
@@ -225,13 +340,31 @@ impl NodeService for NodeApi {
         request: Request<UnlockNodesRequest>,
     ) -> Result<Response<UnlockNodesResponse>, Status> {
         observe("NodeService/UnlockNodes", async {
-            let is_admin = self.app.admin().is_admin(request.metadata());
+            let caller = self.app.caller(request.metadata()).await?;
             let request = request.into_inner();
             let names = node_names(&request.names)?;
-            let owner = owner(&request.owner)?;
+            let unlocker = match request.job_id {
+                // A job's release: its supervisor's (or the release-only one's) work.
+                Some(id) => {
+                    self.app.check(&caller, Action::Service)?;
+                    Unlocker::JobRelease {
+                        job_id: job_id(id)?,
+                    }
+                }
+                None => {
+                    let owner = person(&caller, &request.owner)?;
+                    self.app
+                        .check(&caller, Action::HandLock { owner: &owner })?;
+                    Unlocker::Person {
+                        owner,
+                        is_admin: caller.is_admin(),
+                    }
+                }
+            };
+            let grace_ms = self.app.settings().supervisor_grace_ms();
             let outcome = self
                 .app
-                .db(move |store| store.unlock_nodes(&names, &owner, is_admin, now()))
+                .db(move |store| store.unlock_nodes(&names, &unlocker, grace_ms, now()))
                 .await?;
             Ok(UnlockNodesResponse {
                 unlocked: outcome.unlocked.iter().map(ToString::to_string).collect(),

@@ -8,9 +8,11 @@ use std::collections::HashMap;
 
 use tonic::{Request, Response, Status};
 
+use cuttle_core::auth::{Action, Caller};
+use cuttle_core::suite::SuitePins;
 use cuttle_core::{
-    InvalidInput, Job, JobId, JobSpec, MachineType, NodeCount, Owner, Priority, RunName, RunSpec,
-    RunStatus, TimeLimit,
+    InvalidInput, Job, JobId, JobSpec, JobStatus, MachineType, NodeCount, NodeName, Owner,
+    Priority, RunName, RunSpec, RunStatus, TimeLimit,
 };
 use cuttle_db::RunFilter;
 use cuttle_proto::convert::{
@@ -20,7 +22,7 @@ use cuttle_proto::v1::run_service_server::RunService;
 use cuttle_proto::v1::{
     self, CreateRunRequest, CreateRunResponse, GetJobRequest, GetRunRequest, HeartbeatRequest,
     HeartbeatResponse, JobDetail, KillRequest, KillResponse, ListRunsRequest, ListRunsResponse,
-    RunDetail, UpdateJobStatusRequest,
+    ReportPrepareRequest, ReportPrepareResponse, RunDetail, UpdateJobStatusRequest,
 };
 use cuttle_queue::JobConfig;
 use cuttle_queue::codec::{RenderInput, render};
@@ -31,10 +33,67 @@ use crate::{App, errors, now, observe};
 /// Most jobs one CreateRun may carry; teuthology-suite refuses more than 500 by default.
 pub const MAX_JOBS_PER_RUN: usize = 10_000;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunApi {
     app: App,
 }
+
+/// Parses each distinct job config of a CreateRun once (under the YAML budget) and
+/// says which one each job uses: a suite of N copies sends the same text N times.
+#[allow(
+    clippy::type_complexity,
+    reason = "a private tuple handed straight back"
+)]
+fn parse_configs(
+    request: CreateRunRequest,
+) -> Result<(CreateRunRequest, Vec<JobConfig>, Vec<usize>), Status> {
+    let total = request.jobs.len();
+    let mut distinct: Vec<JobConfig> = Vec::new();
+    let mut config_of: Vec<usize> = Vec::with_capacity(total);
+    {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (index, job) in request.jobs.iter().enumerate() {
+            let slot = match seen.get(job.config_yaml.as_str()) {
+                Some(&slot) => slot,
+                None => {
+                    let config = JobConfig::parse(&job.config_yaml)
+                        .map_err(|e| in_job(index, total, errors::invalid(e)))?;
+                    distinct.push(config);
+                    seen.insert(&job.config_yaml, distinct.len() - 1);
+                    distinct.len() - 1
+                }
+            };
+            config_of.push(slot);
+        }
+    }
+    Ok((request, distinct, config_of))
+}
+
+/// A report a supervisor sends about its job, naming itself.
+trait SupervisorReport {
+    fn job(&self) -> i64;
+    /// The reporting supervisor's pid and host, when it names them.
+    fn supervisor(&self) -> (Option<u32>, Option<&str>);
+}
+
+macro_rules! supervisor_report {
+    ($($request:ty),*) => {$(
+        impl SupervisorReport for $request {
+            fn job(&self) -> i64 {
+                self.job_id
+            }
+            fn supervisor(&self) -> (Option<u32>, Option<&str>) {
+                (self.supervisor_pid, self.supervisor_host.as_deref())
+            }
+        }
+    )*};
+}
+
+supervisor_report!(
+    UpdateJobStatusRequest,
+    HeartbeatRequest,
+    ReportPrepareRequest
+);
 
 impl RunApi {
     pub fn new(app: App) -> RunApi {
@@ -127,6 +186,62 @@ fn job_spec(request: &v1::JobSpec, config: &JobConfig) -> Result<JobSpec, Status
 }
 
 impl RunApi {
+    /// When a report names its supervisor, the job must be running under exactly that
+    /// supervisor (as its dispatch recorded), or have ended: a supervisor the job no
+    /// longer has cannot end it, keep it alive, or requeue it. Reports that name none
+    /// (people, tools) are not checked here.
+    /// The door of a supervisor's reports (heartbeat, status, prepare): a service (or
+    /// admin) caller, a valid job id, and, when the report names its supervisor, the
+    /// job's own.
+    async fn supervisor_report<T: SupervisorReport>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<JobId, Status> {
+        self.app
+            .authorize(request.metadata(), Action::Service)
+            .await?;
+        let body = request.get_ref();
+        let id = job_id(body.job())?;
+        let (pid, host) = body.supervisor();
+        self.check_supervisor(id, pid, host).await?;
+        Ok(id)
+    }
+
+    async fn check_supervisor(
+        &self,
+        id: JobId,
+        pid: Option<u32>,
+        host: Option<&str>,
+    ) -> Result<(), Status> {
+        let Some(pid) = pid else {
+            return Ok(());
+        };
+        let host = host.unwrap_or_default().to_owned();
+        let (job, _) = self.app.db(move |store| store.get_job(id)).await?;
+        // An ended job takes its release's reports (and refuses status changes itself).
+        if job.status.is_terminal() {
+            return Ok(());
+        }
+        // Not running (requeued after a failed prepare, or waiting again): no supervisor
+        // speaks for it until its next dispatch records one.
+        if job.status != JobStatus::Running {
+            return Err(Status::failed_precondition(format!(
+                "job {id} is {}, no longer run by pid {pid} on {host}; that supervisor has nothing left to report",
+                job.status
+            )));
+        }
+        match &job.supervisor {
+            Some(recorded) if recorded.pid == pid && recorded.host == host => Ok(()),
+            recorded => Err(Status::failed_precondition(format!(
+                "job {id} is supervised by {}, not by pid {pid} on {host}; a supervisor the job no longer has cannot speak for it",
+                recorded.as_ref().map_or_else(
+                    || "no supervisor".to_owned(),
+                    |r| format!("pid {} on {}", r.pid, r.host)
+                )
+            ))),
+        }
+    }
+
     async fn jobs_with_nodes(&self, jobs: Vec<Job>) -> Result<Vec<v1::Job>, Status> {
         self.app.jobs_with_nodes(jobs).await
     }
@@ -138,7 +253,19 @@ impl RunApi {
 
     async fn create_run_inner(
         &self,
+        caller: Caller,
         request: CreateRunRequest,
+    ) -> Result<CreateRunResponse, Status> {
+        self.create_pinned_run(caller, request, None).await
+    }
+
+    /// CreateRun, recording `pins` with the run in the same transaction when the run
+    /// comes from a suite (ScheduleSuite shares every check and the enqueueing).
+    pub(crate) async fn create_pinned_run(
+        &self,
+        caller: Caller,
+        request: CreateRunRequest,
+        pins: Option<SuitePins>,
     ) -> Result<CreateRunResponse, Status> {
         let total = request.jobs.len();
         if total == 0 {
@@ -153,24 +280,11 @@ impl RunApi {
                 format!("{total} jobs in one run is too many; at most {MAX_JOBS_PER_RUN}"),
             )));
         }
-        // Parse each distinct config once and refer to it by index: a suite of N copies
-        // sends the same text N times.
-        let mut distinct: Vec<JobConfig> = Vec::new();
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        let mut config_of: Vec<usize> = Vec::with_capacity(total);
-        for (index, job) in request.jobs.iter().enumerate() {
-            let slot = match seen.get(job.config_yaml.as_str()) {
-                Some(&slot) => slot,
-                None => {
-                    let config = JobConfig::parse(&job.config_yaml)
-                        .map_err(|e| in_job(index, total, errors::invalid(e)))?;
-                    distinct.push(config);
-                    seen.insert(&job.config_yaml, distinct.len() - 1);
-                    distinct.len() - 1
-                }
-            };
-            config_of.push(slot);
-        }
+        // YAML parsing is CPU work bounded only by the budget: off the async workers.
+        let (request, distinct, config_of) =
+            tokio::task::spawn_blocking(move || parse_configs(request))
+                .await
+                .map_err(errors::join)??;
         let first = &distinct[config_of[0]];
         let spec = RunSpec {
             name: required(
@@ -189,6 +303,9 @@ impl RunApi {
             sha1: text("sha1", &or_config(&request.sha1, first, "sha1")?)?,
             suite: text("suite", &or_config(&request.suite, first, "suite")?)?,
         };
+        // Scheduling is for oneself (a developer) or for anyone (an admin).
+        self.app
+            .check(&caller, Action::Schedule { owner: &spec.owner })?;
         let mut specs = Vec::with_capacity(total);
         for (index, (job, &slot)) in request.jobs.iter().zip(&config_of).enumerate() {
             specs.push(
@@ -233,7 +350,7 @@ impl RunApi {
             .app
             .db(move |store| {
                 let mut index = 0;
-                store.create_run(&run_for_db, &specs, now(), |job_id, job| {
+                store.create_pinned_run(&run_for_db, pins.as_ref(), &specs, now(), |job_id, job| {
                     let config = &distinct[config_of[index]];
                     index += 1;
                     let body = render(&RenderInput {
@@ -289,10 +406,15 @@ impl RunService for RunApi {
         &self,
         request: Request<CreateRunRequest>,
     ) -> Result<Response<CreateRunResponse>, Status> {
-        observe(
-            "RunService/CreateRun",
-            self.create_run_inner(request.into_inner()),
-        )
+        observe("RunService/CreateRun", async {
+            // Anonymous callers are turned away before any parsing work (any write
+            // refuses them); whose run it may be is checked once the owner is known.
+            let caller = self.app.caller(request.metadata()).await?;
+            if caller == Caller::Anonymous {
+                self.app.check(&caller, Action::Service)?;
+            }
+            self.create_run_inner(caller, request.into_inner()).await
+        })
         .await
     }
 
@@ -301,6 +423,7 @@ impl RunService for RunApi {
         request: Request<GetRunRequest>,
     ) -> Result<Response<RunDetail>, Status> {
         observe("RunService/GetRun", async {
+            self.app.authorize(request.metadata(), Action::Read).await?;
             let name = required(
                 &request.get_ref().name,
                 "run name",
@@ -322,6 +445,7 @@ impl RunService for RunApi {
         request: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
         observe("RunService/ListRuns", async {
+            self.app.authorize(request.metadata(), Action::Read).await?;
             let request = request.into_inner();
             let filter = RunFilter {
                 owner: optional(request.owner.as_deref(), Owner::parse)?,
@@ -343,6 +467,7 @@ impl RunService for RunApi {
         request: Request<GetJobRequest>,
     ) -> Result<Response<JobDetail>, Status> {
         observe("RunService/GetJob", async {
+            self.app.authorize(request.metadata(), Action::Read).await?;
             let id = job_id(request.get_ref().job_id)?;
             let (job, events) = self.app.db(move |store| store.get_job(id)).await?;
             Ok(JobDetail {
@@ -358,14 +483,27 @@ impl RunService for RunApi {
         request: Request<UpdateJobStatusRequest>,
     ) -> Result<Response<v1::Job>, Status> {
         observe("RunService/UpdateJobStatus", async {
+            let id = self.supervisor_report(&request).await?;
             let request = request.into_inner();
-            let id = job_id(request.job_id)?;
             let to = status_from_proto(request.status).ok_or_else(|| {
                 errors::invalid(InvalidInput::new(
                     "status",
                     format!("{} is not a job status this server knows", request.status),
                 ))
             })?;
+            // Going back to the queue frees nodes and puts a new copy: only the dedicated
+            // calls (RequeueJob, ReportPrepare) do that, never a bare status change.
+            if matches!(
+                to,
+                JobStatus::Queued | JobStatus::Waiting | JobStatus::WaitingForBuild
+            ) {
+                return Err(errors::invalid(InvalidInput::new(
+                    "status",
+                    format!(
+                        "{to} cannot be set directly; a job goes back to the queue through its dispatcher (RequeueJob) or a failed prepare (ReportPrepare)"
+                    ),
+                )));
+            }
             let reason = Some(request.reason).filter(|r| !r.trim().is_empty());
             let job = self
                 .app
@@ -382,8 +520,12 @@ impl RunService for RunApi {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         observe("RunService/Heartbeat", async {
-            let id = job_id(request.get_ref().job_id)?;
-            let status = self.app.db(move |store| store.heartbeat(id, now())).await?;
+            let id = self.supervisor_report(&request).await?;
+            // Stamped when it lands in the database, not when it arrived here.
+            let status = self
+                .app
+                .db(move |store| store.heartbeat_with(id, now))
+                .await?;
             Ok(HeartbeatResponse {
                 status: status_to_proto(status) as i32,
             })
@@ -391,9 +533,71 @@ impl RunService for RunApi {
         .await
     }
 
+    async fn report_prepare(
+        &self,
+        request: Request<ReportPrepareRequest>,
+    ) -> Result<Response<ReportPrepareResponse>, Status> {
+        observe("RunService/ReportPrepare", async {
+            let id = self.supervisor_report(&request).await?;
+            let request = request.into_inner();
+            if request.ok {
+                self.app
+                    .db(move |store| store.prepare_succeeded(id, now()))
+                    .await?;
+                let (job, _) = self.app.db(move |store| store.get_job(id)).await?;
+                return Ok(ReportPrepareResponse {
+                    job: Some(self.job_with_nodes(job).await?),
+                    requeued: false,
+                    marked_down: Vec::new(),
+                });
+            }
+            let failed: Vec<NodeName> = request
+                .failed_nodes
+                .iter()
+                .map(|name| NodeName::parse(name).map_err(errors::invalid))
+                .collect::<Result<_, _>>()?;
+            let reason = text("reason", &request.reason)?;
+            let reason = if reason.is_empty() {
+                "the prepare command failed".to_owned()
+            } else {
+                reason
+            };
+            let policy = self.app.settings().strikes;
+            let outcome = self
+                .app
+                .db(move |store| store.prepare_failed(id, &failed, &reason, &policy, now()))
+                .await?;
+            for node in &outcome.marked_down {
+                tracing::warn!(%node, job_id = %id, "node marked down: too many failed prepares");
+            }
+            if outcome.requeued {
+                tracing::warn!(job_id = %id, "prepare failed; the job is back in the queue");
+                // Its copy left beanstalkd when it started: put a new one now rather
+                // than at the enqueue loop's next turn.
+                let enqueuer = self.app.enqueuer();
+                let guard = enqueuer.lock().await;
+                let put = enqueuer
+                    .put_all(&guard, std::slice::from_ref(&outcome.job))
+                    .await;
+                if let Some(failure) = put.failure {
+                    tracing::warn!(job_id = %id, %failure, "cannot put the requeued job yet; the enqueue loop retries");
+                }
+            } else {
+                tracing::warn!(job_id = %id, reason = outcome.job.reason.as_deref().unwrap_or(""), "prepare failed too often; the job is dead");
+            }
+            let (job, _) = self.app.db(move |store| store.get_job(id)).await?;
+            Ok(ReportPrepareResponse {
+                job: Some(self.job_with_nodes(job).await?),
+                requeued: outcome.requeued,
+                marked_down: outcome.marked_down.iter().map(ToString::to_string).collect(),
+            })
+        })
+        .await
+    }
+
     async fn kill(&self, request: Request<KillRequest>) -> Result<Response<KillResponse>, Status> {
         observe("RunService/Kill", async {
-            let is_admin = self.app.admin().is_admin(request.metadata());
+            let caller = self.app.caller(request.metadata()).await?;
             let request = request.into_inner();
             let run = required(
                 &request.run_name,
@@ -401,21 +605,18 @@ impl RunService for RunApi {
                 "name the run to kill",
                 RunName::parse,
             )?;
-            let by = required(
-                &request.owner,
-                "owner",
-                "say who kills the run (--owner or $USER)",
-                Owner::parse,
-            )?;
             let only = request.job_id.map(job_id).transpose()?;
             let lookup = run.clone();
             let (summary, _) = self.app.db(move |store| store.get_run(&lookup)).await?;
-            if summary.run.spec.owner != by && !is_admin {
-                return Err(Status::permission_denied(format!(
-                    "run {run} belongs to {}, not {by}; only its owner or an admin (--token) can kill it",
-                    summary.run.spec.owner
-                )));
-            }
+            // The run's recorded owner decides, never a name the caller gives.
+            self.app.check(
+                &caller,
+                Action::ActOnRun {
+                    owner: &summary.run.spec.owner,
+                },
+            )?;
+            let by = crate::auth::acting_as(&caller, &request.owner)
+                .unwrap_or_else(|| request.owner.clone());
             let reason = format!("killed by {by}");
             let killed = self
                 .app

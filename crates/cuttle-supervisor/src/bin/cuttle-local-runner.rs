@@ -18,7 +18,8 @@ use serde_yaml::Value;
 /// Simulates a teuthology job from its config, for local labs and tests.
 ///
 /// Reads two keys of the job config: `runtime` (seconds to run, default 0; fractions
-/// allowed) and `status` (`pass` or `fail`, default pass). Writes progress to stdout (the
+/// allowed) and `status` (`pass` or `fail`, default pass); a config with neither is a
+/// real job, which it refuses (exit 2) rather than pass unrun. Writes progress to stdout (the
 /// supervisor archives it as runner.log) and `summary.yaml` (success, status, runtime)
 /// into --archive. Exit status: 0 for pass, 1 for fail, 2 for a config it cannot read.
 #[derive(Debug, Parser)]
@@ -42,6 +43,12 @@ struct Plan {
 fn plan(text: &str) -> Result<Plan, String> {
     let config: Value =
         serde_yaml::from_str(text).map_err(|e| format!("the job config is not YAML: {e}"))?;
+    if config.get("runtime").is_none() && config.get("status").is_none() {
+        // A real job (one teuthology put on the tube, say) is not passed unrun.
+        return Err(
+            "the job config says nothing about how to simulate it (neither runtime nor status): cuttle-local-runner only simulates jobs and refuses to pass a real one unrun; run real jobs with teuthology (the dispatcher's default, without runner_command)".into(),
+        );
+    }
     let runtime = match config.get("runtime") {
         None | Some(Value::Null) => 0.0,
         Some(Value::Number(n)) => n.as_f64().unwrap_or(-1.0),
@@ -71,6 +78,14 @@ fn main() -> ExitCode {
         Ok(plan) => plan,
         Err(error) => {
             eprintln!("cuttle-local-runner: {error}");
+            // The supervisor takes a summary's failure_reason as the job's reason.
+            let summary = format!(
+                "success: false\nstatus: fail\nfailure_reason: {}\n",
+                serde_yaml::to_string(&format!("cuttle-local-runner: {error}"))
+                    .unwrap_or_default()
+                    .trim_end()
+            );
+            let _ = std::fs::write(cli.archive.join("summary.yaml"), summary);
             return ExitCode::from(2);
         }
     };
@@ -91,9 +106,14 @@ fn main() -> ExitCode {
         let _ = std::io::stdout().flush();
     }
     let summary = format!(
-        "success: {}\nstatus: {status}\nruntime: {:.3}\n",
+        "success: {}\nstatus: {status}\nruntime: {:.3}\n{}",
         plan.pass,
-        plan.runtime.as_secs_f64()
+        plan.runtime.as_secs_f64(),
+        if plan.pass {
+            ""
+        } else {
+            "failure_reason: 'simulated failure (status: fail)'\n"
+        }
     );
     if let Err(error) = std::fs::write(cli.archive.join("summary.yaml"), summary) {
         eprintln!("cuttle-local-runner: cannot write summary.yaml: {error}");
@@ -120,11 +140,17 @@ mod tests {
             }
         );
         assert_eq!(
-            plan("description: x\n").unwrap(),
+            plan("description: x\nruntime: 0\n").unwrap(),
             Plan {
                 runtime: Duration::ZERO,
                 pass: true
             }
+        );
+        // A config with neither key is a real job: refused, never passed.
+        assert!(
+            plan("description: x\ntasks: [{install: null}]\n")
+                .unwrap_err()
+                .contains("says nothing about how to simulate")
         );
         assert!(plan("runtime: soon\n").unwrap_err().contains("runtime"));
         assert!(

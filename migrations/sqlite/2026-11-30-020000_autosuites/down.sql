@@ -1,0 +1,2 @@
+DROP TABLE autosuite_events;
+DROP TABLE autosuites;
