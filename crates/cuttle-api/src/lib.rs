@@ -12,6 +12,7 @@ pub mod autosuites;
 pub mod builds;
 pub mod enqueue;
 pub mod errors;
+pub mod forecast;
 pub mod http;
 pub mod metrics;
 pub mod paddles;

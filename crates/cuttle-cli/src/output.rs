@@ -201,8 +201,10 @@ pub struct JobJson<'a> {
     pub supervisor_host: &'a str,
     pub supervisor_pid: u32,
     pub started_at_ms: Option<i64>,
-    /// Why a waiting job cannot start yet (only in queue listings); empty otherwise.
+    /// Why a waiting job has not started (queue listings and `run show`); empty otherwise.
     pub waiting_for: &'a str,
+    /// When a waiting job is expected to start (Unix milliseconds), if known.
+    pub estimated_start_ms: Option<i64>,
 }
 
 impl<'a> From<&'a v1::Job> for JobJson<'a> {
@@ -231,6 +233,7 @@ impl<'a> From<&'a v1::Job> for JobJson<'a> {
             supervisor_pid: job.supervisor_pid,
             started_at_ms: job.started_at_ms,
             waiting_for: &job.waiting_for,
+            estimated_start_ms: job.estimated_start_ms,
         }
     }
 }

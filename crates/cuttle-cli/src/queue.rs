@@ -112,6 +112,7 @@ pub fn queue_table(jobs: &[v1::Job], now_ms: i64) -> String {
                 job.priority.to_string(),
                 job.n_nodes.to_string(),
                 format_age(job.created_at_ms, now_ms),
+                starts(job, now_ms),
                 truncated(&job.description, DESCRIPTION_WIDTH),
             ]
         })
@@ -125,10 +126,21 @@ pub fn queue_table(jobs: &[v1::Job], now_ms: i64) -> String {
             "priority",
             "nodes",
             "age",
+            "starts",
             "description",
         ],
         &rows,
     )
+}
+
+/// When a waiting job is expected to start, from `now_ms`: `now`, `in 5m12s`, or `?` when
+/// nothing visible lets it start (its `waiting_for` says why).
+pub fn starts(job: &v1::Job, now_ms: i64) -> String {
+    match job.estimated_start_ms {
+        Some(at) if at <= now_ms => "now".to_owned(),
+        Some(at) => format!("in {}", format_age(now_ms, at)),
+        None => "?".to_owned(),
+    }
 }
 
 /// The whole `cuttle queue list` text: the tube's state, then its waiting jobs. `limit` is
@@ -156,11 +168,12 @@ pub fn queue_text(
     if jobs.is_empty() {
         format!("{header}\nno jobs waiting on {machine_type}\n")
     } else {
-        // Jobs that cannot start however the queue moves say why, under the table.
+        // Why each job waits, under the table (the estimates assume the running jobs end
+        // as estimated and nothing more urgent arrives).
         let notes: String = jobs
             .iter()
             .filter(|job| !job.waiting_for.is_empty())
-            .map(|job| format!("job {} waits for {}\n", job.id, job.waiting_for))
+            .map(|job| format!("job {} waits: {}\n", job.id, job.waiting_for))
             .collect();
         format!("{header}\n{}{notes}", queue_table(jobs, now_ms))
     }
@@ -383,7 +396,10 @@ mod tests {
     #[test]
     fn the_table_keeps_dispatch_order_and_shows_ages() {
         let jobs = [
-            waiting_job(12, 10, 312_000, "rados/basic"),
+            v1::Job {
+                estimated_start_ms: Some(NOW_MS + 90_000),
+                ..waiting_job(12, 10, 312_000, "rados/basic")
+            },
             waiting_job(3, 1000, 7_380_000, ""),
         ];
         let text = queue_table(&jobs, NOW_MS);
@@ -401,6 +417,7 @@ mod tests {
                 "PRIORITY",
                 "NODES",
                 "AGE",
+                "STARTS",
                 "DESCRIPTION"
             ]
         );
@@ -414,12 +431,24 @@ mod tests {
                 "10",
                 "2",
                 "5m12s",
+                "in",
+                "1m30s",
                 "rados/basic"
             ]
         );
         assert_eq!(
             lines[2],
-            ["2", "3", "alice-run", "queued", "1000", "2", "2h03m", "-"]
+            [
+                "2",
+                "3",
+                "alice-run",
+                "queued",
+                "1000",
+                "2",
+                "2h03m",
+                "?",
+                "-"
+            ]
         );
     }
 

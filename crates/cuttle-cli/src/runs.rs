@@ -17,7 +17,7 @@ use crate::output::{
     JobEventJson, JobJson, RunJson, counts_summary, fields, jobs_json, or_dash, print, print_json,
     table,
 };
-use crate::time::format_unix_millis;
+use crate::time::{format_unix_millis, now_unix_millis};
 
 /// Runs one `cuttle run` subcommand.
 pub async fn run(context: &Context, command: RunCommand) -> Result<(), Failure> {
@@ -96,7 +96,7 @@ struct RunDetailJson<'a> {
 }
 
 /// A run's header lines and its jobs table.
-pub fn run_detail_text(detail: &v1::RunDetail) -> String {
+pub fn run_detail_text(detail: &v1::RunDetail, now_ms: i64) -> String {
     let run = detail.run.clone().unwrap_or_default();
     let header = fields(&[
         ("run", run.name.clone()),
@@ -122,8 +122,17 @@ pub fn run_detail_text(detail: &v1::RunDetail) -> String {
                 job.priority.to_string(),
                 job.n_nodes.to_string(),
                 or_dash(job.beanstalk_id),
+                if job.waiting_for.is_empty() && job.estimated_start_ms.is_none() {
+                    "-".to_owned()
+                } else {
+                    crate::queue::starts(job, now_ms)
+                },
                 job.description.clone(),
-                job.reason.clone(),
+                if job.reason.is_empty() {
+                    job.waiting_for.clone()
+                } else {
+                    job.reason.clone()
+                },
             ]
         })
         .collect();
@@ -134,6 +143,7 @@ pub fn run_detail_text(detail: &v1::RunDetail) -> String {
             "priority",
             "nodes",
             "beanstalk_id",
+            "starts",
             "description",
             "reason",
         ],
@@ -159,7 +169,7 @@ async fn show(context: &Context, args: RunShowArgs) -> Result<(), Failure> {
             jobs: jobs_json(&detail.jobs),
         })
     } else {
-        print(&run_detail_text(&detail))
+        print(&run_detail_text(&detail, now_unix_millis()))
     }
 }
 
@@ -288,22 +298,42 @@ mod tests {
     fn run_detail_lists_jobs_with_statuses_by_name() {
         let detail = v1::RunDetail {
             run: Some(sample_run()),
-            jobs: vec![v1::Job {
-                id: 9,
-                status: v1::JobStatus::Dead as i32,
-                priority: 1000,
-                n_nodes: 2,
-                reason: "no nodes".into(),
-                ..Default::default()
-            }],
+            jobs: vec![
+                v1::Job {
+                    id: 9,
+                    status: v1::JobStatus::Dead as i32,
+                    priority: 1000,
+                    n_nodes: 2,
+                    reason: "no nodes".into(),
+                    ..Default::default()
+                },
+                v1::Job {
+                    id: 10,
+                    status: v1::JobStatus::Queued as i32,
+                    priority: 1000,
+                    n_nodes: 1,
+                    waiting_for: "behind job 9, first in line".into(),
+                    estimated_start_ms: Some(125_000),
+                    ..Default::default()
+                },
+            ],
         };
-        let text = run_detail_text(&detail);
+        let text = run_detail_text(&detail, 5_000);
         assert!(text.starts_with("run:"), "{text}");
+        let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
-            text.contains("ID  STATUS  PRIORITY  NODES  BEANSTALK_ID  DESCRIPTION  REASON"),
+            text.lines().any(|line| words(line)
+                == "ID STATUS PRIORITY NODES BEANSTALK_ID STARTS DESCRIPTION REASON"),
             "{text}"
         );
-        assert!(text.contains("9   dead    1000      2      -"), "{text}");
+        assert!(
+            text.contains(
+                "9   dead    1000      2      -             -         -            no nodes"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("in 2m00s"), "{text}");
+        assert!(text.contains("behind job 9, first in line"), "{text}");
     }
 
     #[test]

@@ -440,6 +440,7 @@ fn queue_list_shows_waiting_jobs_in_dispatch_order() {
         .lines()
         .skip_while(|line| !line.starts_with("#  JOB"))
         .skip(1)
+        .take_while(|line| !line.starts_with("job "))
         .map(|line| line.split_whitespace().collect())
         .collect();
     let table_ids: Vec<i64> = rows.iter().map(|row| row[1].parse().unwrap()).collect();
@@ -447,7 +448,12 @@ fn queue_list_shows_waiting_jobs_in_dispatch_order() {
     assert_eq!(rows[0][0], "1");
     assert_eq!(rows[0][4], "10");
     assert!(rows[0][6].ends_with('s'), "age: {text}");
-    assert_eq!(rows[0][7..], ["priority", "10"]);
+    // Nodes are free: every job starts on the dispatcher's next round, and says so.
+    assert_eq!(rows[0][7..], ["now", "priority", "10"]);
+    assert!(
+        text.contains("job 2 waits: starts on the next round"),
+        "{text}"
+    );
 
     // --limit keeps the most urgent.
     let first_two = lab.json(&["queue", "list", "smithi", "--limit", "2"]);

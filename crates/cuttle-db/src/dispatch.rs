@@ -101,10 +101,19 @@ pub struct PlanData {
     /// For each ended job in `running`: how many nodes it still holds (fewer than it
     /// asked for once some are back).
     pub releasing_nodes: std::collections::HashMap<JobId, u32>,
-    /// The requested jobs that are still `waiting`.
+    /// The requested jobs that are still `waiting` (for a forecast: the queue).
     pub window: Vec<Job>,
     /// Recent runtimes (ms) of ended jobs, by description, newest first.
     pub history: std::collections::HashMap<String, Vec<i64>>,
+}
+
+/// Which waiting jobs a [`PlanData`] holds.
+#[derive(Debug, Clone, Copy)]
+enum PlanWindow<'a> {
+    /// These, if still `waiting` (a dispatcher's window).
+    Jobs(&'a [JobId]),
+    /// Up to `limit` queued or waiting jobs, most urgent base priority first.
+    Queue { limit: i64 },
 }
 
 /// A job a kill ended, with the status it had.
@@ -798,7 +807,28 @@ impl Store {
         machine_type: &MachineType,
         window: &[JobId],
     ) -> Result<PlanData, DbError> {
-        let ids: Vec<i64> = window.iter().map(|id| id.0).collect();
+        self.plan_data_of(machine_type, PlanWindow::Jobs(window))
+    }
+
+    /// The lab and up to `limit` of its waiting jobs (queued or held by a dispatcher, in
+    /// `window`): what a forecast of start times plans over.
+    pub fn queue_plan_data(
+        &self,
+        machine_type: &MachineType,
+        limit: i64,
+    ) -> Result<PlanData, DbError> {
+        self.plan_data_of(machine_type, PlanWindow::Queue { limit })
+    }
+
+    fn plan_data_of(
+        &self,
+        machine_type: &MachineType,
+        window: PlanWindow<'_>,
+    ) -> Result<PlanData, DbError> {
+        let ids: Vec<i64> = match window {
+            PlanWindow::Jobs(ids) => ids.iter().map(|id| id.0).collect(),
+            PlanWindow::Queue { .. } => Vec::new(),
+        };
         let mut conn = self.conn()?;
         with_conn!(&mut *conn, |c| {
             let of_type = nodes::table.filter(nodes::machine_type.eq(machine_type.as_str()));
@@ -845,7 +875,25 @@ impl Store {
             for job_id in releasing_ids {
                 running.push(c.load_job(job_id)?);
             }
-            let window = load(c, JobStatus::Waiting, Some(&ids))?;
+            let window = match window {
+                PlanWindow::Jobs(_) => load(c, JobStatus::Waiting, Some(&ids))?,
+                PlanWindow::Queue { limit } => {
+                    let rows: Vec<JobWithRun> = jobs::table
+                        .inner_join(runs::table)
+                        .filter(jobs::machine_type.eq(machine_type.as_str()))
+                        .filter(
+                            jobs::status
+                                .eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()]),
+                        )
+                        .select((JobRow::as_select(), runs::name, runs::owner))
+                        .order((jobs::priority, jobs::id))
+                        .limit(limit)
+                        .load(c)?;
+                    rows.into_iter()
+                        .map(into_job)
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
             let mut descriptions: Vec<&str> = running
                 .iter()
                 .chain(&window)

@@ -22,9 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
-use cuttle_policy::{
-    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, StartReason, plan,
-};
+use cuttle_policy::{Aging, Decision, PolicyConfig, QueuedJob, Snapshot, StartReason, plan};
 use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
@@ -612,23 +610,15 @@ impl Dispatcher {
                 .running
                 .iter()
                 .map(|job| {
-                    let started = job.started_at_ms.unwrap_or(now);
-                    // Past its estimate it may run until its time limit.
-                    let expected = started + job.estimate_ms;
-                    let ends_by = if job.ended {
-                        // Ended: its nodes come back as soon as they are released.
-                        now
-                    } else if expected > now {
-                        expected
-                    } else {
-                        (started + job.time_limit_ms).max(now)
-                    };
-                    RunningJob {
-                        id: job.job_id as u64,
-                        n_nodes: job.n_nodes,
-                        ends_by,
-                        past_estimate: !job.ended && expected <= now,
-                    }
+                    cuttle_policy::running_job(
+                        job.job_id as u64,
+                        job.n_nodes,
+                        job.started_at_ms,
+                        job.estimate_ms,
+                        job.time_limit_ms,
+                        job.ended,
+                        now,
+                    )
                 })
                 .collect(),
         };

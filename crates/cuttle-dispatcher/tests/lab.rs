@@ -1278,6 +1278,103 @@ fn jobs_wait_for_down_nodes_instead_of_dying() {
     assert_eq!(count(&lab.run_jobs("big"), JobStatus::Pass), 10);
 }
 
+/// Start-time estimates (`cuttle run show`, `cuttle queue list`) against what then
+/// happens: on 2 nodes, 6 one-node jobs of a description whose history says 2 s start in
+/// three waves, and each waiting job's estimate is checked against its real start.
+#[test]
+fn estimated_starts_match_what_happens() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 2,
+        ..LabOptions::default()
+    });
+    let submit = |lab: &Lab, name: &str, jobs: usize| {
+        let job = v1::JobSpec {
+            machine_type: TUBE.into(),
+            n_nodes: Some(1),
+            time_limit_s: Some(60),
+            config_yaml: "runtime: 2\nstatus: pass\n".into(),
+            description: "estimates/2s".into(),
+            ..Default::default()
+        };
+        lab.runtime
+            .block_on(lab.runs().create_run(v1::CreateRunRequest {
+                name: name.into(),
+                owner: "alice".into(),
+                jobs: vec![job; jobs],
+                ..Default::default()
+            }))
+            .unwrap();
+    };
+    // The history: three runs of the description (the estimator trusts three).
+    submit(&lab, "estimates-history", 4);
+    lab.dispatcher(false);
+    lab.wait_for("the history", Duration::from_secs(60), |lab| {
+        lab.all_ended("estimates-history")
+    });
+    submit(&lab, "estimates", 6);
+    let shown = lab
+        .runtime
+        .block_on(lab.runs().get_run(v1::GetRunRequest {
+            name: "estimates".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    let estimates: Vec<(i64, i64, String)> = shown
+        .jobs
+        .iter()
+        .filter(|job| matches!(status(job), JobStatus::Queued | JobStatus::Waiting))
+        .map(|job| {
+            let at = job
+                .estimated_start_ms
+                .unwrap_or_else(|| panic!("job {} has no estimate: {:?}", job.id, job.waiting_for));
+            (job.id, at, job.waiting_for.clone())
+        })
+        .collect();
+    assert!(
+        estimates.len() >= 4,
+        "most jobs should still wait right after scheduling: {estimates:?}"
+    );
+    assert!(
+        estimates
+            .iter()
+            .any(|(_, _, why)| why.starts_with("behind job") || why == "nodes busy"),
+        "{estimates:?}"
+    );
+    lab.wait_for("the estimated jobs", Duration::from_secs(60), |lab| {
+        lab.all_ended("estimates")
+    });
+    let asked_at = shown
+        .jobs
+        .iter()
+        .map(|job| job.created_at_ms)
+        .max()
+        .unwrap_or(0);
+    let mut report = Vec::new();
+    let mut problems = Vec::new();
+    for (id, estimated, why) in &estimates {
+        let job = lab.job(*id).job.unwrap();
+        let started = job.started_at_ms.expect("every job ran");
+        let error = started - estimated;
+        report.push(format!(
+            "job {id}: estimated +{:.1} s, started +{:.1} s, error {:+.1} s ({why})",
+            (estimated - asked_at) as f64 / 1000.0,
+            (started - asked_at) as f64 / 1000.0,
+            error as f64 / 1000.0
+        ));
+        // Node turnaround (release, the next dispatch) is not in the runtime history: a
+        // few hundred ms a wave. Three waves of 2 s jobs stay within 3 s.
+        if error.abs() > 3_000 {
+            problems.push(*id);
+        }
+    }
+    eprintln!("start estimates:\n  {}", report.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "estimates off by over 3 s: {problems:?}\n{}",
+        report.join("\n")
+    );
+}
+
 fn pause(lab: &Lab, paused: bool) {
     lab.runtime
         .block_on(lab.queues().set_queue_paused(v1::SetQueuePausedRequest {

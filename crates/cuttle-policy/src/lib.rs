@@ -31,8 +31,10 @@
 use std::cmp::Ordering;
 
 pub mod estimate;
+pub mod forecast;
 
 pub use estimate::Estimator;
+pub use forecast::{Forecast, Wait, forecast, running_job};
 
 /// Aging: how a waiting job's effective priority drops over time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -99,6 +99,7 @@ pub fn job_to_proto(job: &Job, nodes: Vec<String>) -> v1::Job {
         supervisor_pid: job.supervisor.as_ref().map_or(0, |s| s.pid),
         started_at_ms: job.started_at.map(|at| at.0),
         waiting_for: String::new(),
+        estimated_start_ms: None,
     }
 }
 

@@ -346,18 +346,9 @@ impl DispatchService for DispatchApi {
                 .app
                 .db(move |store| store.plan_data(&tube, &ids))
                 .await?;
-            let mut estimator = cuttle_policy::Estimator::new();
-            for (description, runtimes) in &data.history {
-                // Oldest first, so the estimator's window keeps the newest.
-                for runtime in runtimes.iter().rev() {
-                    estimator.record(description, *runtime);
-                }
-            }
+            let estimator = crate::forecast::estimator(&data.history);
             let plan_job = |job: &cuttle_core::Job| {
-                let limit = job
-                    .spec
-                    .time_limit
-                    .map_or(default_limit, |limit| i64::from(limit.seconds()) * 1000);
+                let limit = crate::forecast::time_limit_ms(job, default_limit);
                 v1::PlanJob {
                     job_id: job.id.0,
                     priority: job.spec.priority.get(),
@@ -457,13 +448,12 @@ impl QueueService for QueueApi {
             };
             let at = now();
             let lookup = tube.clone();
-            let (state, mut jobs, (total, up)) = self
+            let (state, mut jobs) = self
                 .app
                 .db(move |store| {
                     Ok((
                         store.get_tube(&lookup, at)?,
                         store.list_queue(&lookup, limit.into())?,
-                        store.node_counts(&lookup)?,
                     ))
                 })
                 .await?;
@@ -487,13 +477,9 @@ impl QueueService for QueueApi {
                 .unwrap_or_default()
                 .into_iter()
                 .collect();
-            let held_back = policy.held_back_nodes;
+            let estimates = crate::forecast::of_machine_type(&self.app, tube.clone()).await?;
             let mut shown = self.app.jobs_with_nodes(jobs).await?;
-            for job in &mut shown {
-                job.waiting_for =
-                    cuttle_core::node::waiting_for_nodes(job.n_nodes, total, up, held_back)
-                        .unwrap_or_default();
-            }
+            crate::forecast::annotate(&mut shown, &estimates);
             Ok(ListQueueResponse {
                 tube: Some(tube_to_proto(&state, at)),
                 jobs: shown,

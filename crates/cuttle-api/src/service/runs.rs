@@ -431,7 +431,9 @@ impl RunService for RunApi {
                 RunName::parse,
             )?;
             let (summary, jobs) = self.app.db(move |store| store.get_run(&name)).await?;
-            let shown = self.jobs_with_nodes(jobs).await?;
+            let estimates = crate::forecast::of_jobs(&self.app, &jobs).await?;
+            let mut shown = self.jobs_with_nodes(jobs).await?;
+            crate::forecast::annotate(&mut shown, &estimates);
             Ok(RunDetail {
                 run: Some(run_to_proto(&summary)),
                 jobs: shown,

@@ -1,0 +1,195 @@
+//! Start-time estimates for waiting jobs (`cuttle queue list`, `cuttle run show`, the
+//! status page): the policy's own [`cuttle_policy::forecast`] over the machine type's
+//! queue, its running jobs and the runtime history, as the dispatcher would plan them.
+//!
+//! The dispatcher plans over the jobs it holds (its window); the forecast plans over the
+//! whole queue (up to [`QUEUE_LIMIT`] jobs) with the same policy, the same estimates and
+//! the same lab, so the two agree whenever the window holds the head of the queue.
+
+use std::collections::HashMap;
+
+use tonic::Status;
+
+use cuttle_core::{Job, JobId, JobStatus, MachineType, UnixMillis};
+use cuttle_db::PlanData;
+use cuttle_policy::{QueuedJob, Snapshot, Wait};
+
+use crate::App;
+
+/// At most this many waiting jobs are forecast per machine type (most urgent base
+/// priority first); jobs past it are shown without an estimate.
+pub const QUEUE_LIMIT: i64 = 2000;
+
+/// The time limit of a job that sets none: the dispatcher's default `max_job_time_s`.
+pub fn default_time_limit_ms() -> i64 {
+    let seconds = cuttle_runtime::lab::LabConfig::default().max_job_time_s;
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// A waiting job's estimate, as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Estimate {
+    /// Its place in dispatch order (0: next).
+    pub position: usize,
+    /// When it should start; `None` when nothing visible now lets it.
+    pub start: Option<UnixMillis>,
+    /// Why it waits, in words.
+    pub why: String,
+}
+
+/// The runtime history as the policy's estimator keeps it.
+pub fn estimator(history: &HashMap<String, Vec<i64>>) -> cuttle_policy::Estimator {
+    let mut estimator = cuttle_policy::Estimator::new();
+    for (description, runtimes) in history {
+        // Oldest first, so the estimator's window keeps the newest.
+        for runtime in runtimes.iter().rev() {
+            estimator.record(description, *runtime);
+        }
+    }
+    estimator
+}
+
+/// A job's time limit in milliseconds, or `default_ms` when it sets none.
+pub fn time_limit_ms(job: &Job, default_ms: i64) -> i64 {
+    job.spec
+        .time_limit
+        .map_or(default_ms, |limit| i64::from(limit.seconds()) * 1000)
+}
+
+/// Estimates for every waiting job of `machine_type` the forecast covers, by job id.
+pub async fn of_machine_type(
+    app: &App,
+    machine_type: MachineType,
+) -> Result<HashMap<JobId, Estimate>, Status> {
+    let at = crate::now();
+    let (data, tube, (_total, up)) = app
+        .db(move |store| {
+            Ok((
+                store.queue_plan_data(&machine_type, QUEUE_LIMIT)?,
+                store.get_tube(&machine_type, at)?,
+                store.node_counts(&machine_type)?,
+            ))
+        })
+        .await?;
+    let policy = app.settings().policy.policy;
+    Ok(estimate(
+        &data,
+        up,
+        tube.paused,
+        &policy,
+        at,
+        default_time_limit_ms(),
+    ))
+}
+
+/// Estimates for many machine types at once (those of `jobs` that wait).
+pub async fn of_jobs(app: &App, jobs: &[Job]) -> Result<HashMap<JobId, Estimate>, Status> {
+    let mut types: Vec<MachineType> = jobs
+        .iter()
+        .filter(|job| matches!(job.status, JobStatus::Queued | JobStatus::Waiting))
+        .map(|job| job.spec.machine_type.clone())
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut all = HashMap::new();
+    for machine_type in types {
+        all.extend(of_machine_type(app, machine_type).await?);
+    }
+    Ok(all)
+}
+
+/// The forecast itself, pure: `up` nodes of the machine type are up; a `paused` queue
+/// starts nothing until it is resumed.
+pub fn estimate(
+    data: &PlanData,
+    up: u32,
+    paused: bool,
+    policy: &cuttle_policy::PolicyConfig,
+    now: UnixMillis,
+    default_limit_ms: i64,
+) -> HashMap<JobId, Estimate> {
+    let estimator = estimator(&data.history);
+    let queued: Vec<QueuedJob> = data
+        .window
+        .iter()
+        .map(|job| {
+            let limit = time_limit_ms(job, default_limit_ms);
+            QueuedJob {
+                estimate_ms: estimator.estimate(&job.spec.description, limit),
+                time_limit_ms: limit,
+                ..crate::aging::as_policy(job)
+            }
+        })
+        .collect();
+    let running = data
+        .running
+        .iter()
+        .map(|job| {
+            let limit = time_limit_ms(job, default_limit_ms);
+            let held = data
+                .releasing_nodes
+                .get(&job.id)
+                .copied()
+                .unwrap_or(job.spec.n_nodes.get());
+            cuttle_policy::running_job(
+                u64::try_from(job.id.0).unwrap_or(0),
+                held,
+                job.started_at.map(|at| at.0),
+                estimator.estimate(&job.spec.description, limit),
+                limit,
+                job.status.is_terminal(),
+                now.0,
+            )
+        })
+        .collect();
+    let snapshot = Snapshot {
+        now: now.0,
+        total_nodes: data.total_nodes,
+        free_nodes: data.free_nodes,
+        queued,
+        running,
+    };
+    let usable = up.saturating_sub(policy.held_back_nodes);
+    cuttle_policy::forecast(&snapshot, policy, usable)
+        .into_iter()
+        .map(|forecast| {
+            let id = JobId(i64::try_from(forecast.job).unwrap_or(i64::MAX));
+            let n_nodes = data
+                .window
+                .iter()
+                .find(|job| job.id == id)
+                .map_or(0, |job| job.spec.n_nodes.get());
+            let why = match &forecast.wait {
+                _ if paused => "queue paused (`cuttle queue resume` starts it again)".to_owned(),
+                Wait::NodesDown { .. } | Wait::NeverFits => cuttle_core::node::waiting_for_nodes(
+                    n_nodes,
+                    data.total_nodes,
+                    up,
+                    policy.held_back_nodes,
+                )
+                .unwrap_or_else(|| forecast.wait.to_string()),
+                Wait::Behind { ahead } => format!("behind job {ahead}, first in line"),
+                other => other.to_string(),
+            };
+            let start = if paused { None } else { forecast.start };
+            (
+                id,
+                Estimate {
+                    position: forecast.position,
+                    start: start.map(UnixMillis),
+                    why,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Fills `estimated_start_ms` and `waiting_for` of the shown jobs that wait.
+pub fn annotate(shown: &mut [cuttle_proto::v1::Job], estimates: &HashMap<JobId, Estimate>) {
+    for job in shown {
+        if let Some(estimate) = estimates.get(&JobId(job.id)) {
+            job.estimated_start_ms = estimate.start.map(|at| at.0);
+            job.waiting_for.clone_from(&estimate.why);
+        }
+    }
+}
