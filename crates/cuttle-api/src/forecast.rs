@@ -4,7 +4,9 @@
 //!
 //! The dispatcher plans over the jobs it holds (its window); the forecast plans over the
 //! whole queue (up to [`QUEUE_LIMIT`] jobs) with the same policy, the same estimates and
-//! the same lab, so the two agree whenever the window holds the head of the queue.
+//! the same lab, so the two agree whenever the window holds the head of the queue. Jobs
+//! are timed with their likely runtimes (the median of their description's history), not
+//! the padded estimates the policy must plan with.
 
 use std::collections::HashMap;
 
@@ -149,8 +151,29 @@ pub fn estimate(
         queued,
         running,
     };
+    let likely_of =
+        |job: &Job| estimator.likely(&job.spec.description, time_limit_ms(job, default_limit_ms));
+    let likely = cuttle_policy::Likely {
+        runtime_ms: data
+            .window
+            .iter()
+            .map(|job| (u64::try_from(job.id.0).unwrap_or(0), likely_of(job)))
+            .collect(),
+        ends_at: data
+            .running
+            .iter()
+            .filter(|job| !job.status.is_terminal())
+            .filter_map(|job| {
+                let started = job.started_at?.0;
+                Some((
+                    u64::try_from(job.id.0).unwrap_or(0),
+                    started + likely_of(job),
+                ))
+            })
+            .collect(),
+    };
     let usable = up.saturating_sub(policy.held_back_nodes);
-    cuttle_policy::forecast(&snapshot, policy, usable)
+    cuttle_policy::forecast(&snapshot, policy, usable, &likely)
         .into_iter()
         .map(|forecast| {
             let id = JobId(i64::try_from(forecast.job).unwrap_or(i64::MAX));

@@ -8,6 +8,8 @@
 //! Estimates move when the lab does not (a job ends early or late, a node goes down, a
 //! more urgent job arrives), which is why each comes with why the job waits.
 
+use std::collections::HashMap;
+
 use crate::{Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, plan};
 
 /// Why a waiting job has not started.
@@ -84,22 +86,54 @@ pub fn running_job(
     }
 }
 
+/// How long jobs will most likely take, where it differs from what the policy plans with
+/// (its estimates must not be short, so they are padded; a forecast should be close).
+/// Jobs missing here take what the snapshot says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Likely {
+    /// A queued job's likely runtime (ms), by job id.
+    pub runtime_ms: HashMap<u64, i64>,
+    /// A running job's likely end (Unix ms), by job id.
+    pub ends_at: HashMap<u64, i64>,
+}
+
 /// Forecasts every queued job of `snapshot`, in dispatch order. `up_nodes` is how many
 /// nodes of the machine type are up (locked or not): a job needing more waits for down
-/// nodes, whatever else happens.
-pub fn forecast(snapshot: &Snapshot, config: &PolicyConfig, up_nodes: u32) -> Vec<Forecast> {
+/// nodes, whatever else happens. The policy decides with the snapshot's estimates, as the
+/// dispatcher will; jobs end at their `likely` times, as the lab will, and the dispatcher
+/// sees their nodes come back then.
+pub fn forecast(
+    snapshot: &Snapshot,
+    config: &PolicyConfig,
+    up_nodes: u32,
+    likely: &Likely,
+) -> Vec<Forecast> {
     let order: Vec<QueuedJob> = crate::ordered(&snapshot.queued, snapshot.now, config)
         .into_iter()
         .cloned()
         .collect();
-    let mut starts: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+    let mut starts: HashMap<u64, i64> = HashMap::new();
     let mut buried: std::collections::HashSet<u64> = std::collections::HashSet::new();
-    let mut lab = snapshot.clone();
+    // The queue in dispatch order, kept in order as jobs leave it: `plan` sorts it every
+    // round, and sorting sorted input is one comparison per job.
+    let mut lab = Snapshot {
+        queued: order.clone(),
+        ..snapshot.clone()
+    };
     let trust = !snapshot.running.iter().any(|job| job.past_estimate);
+    // When each running job really ends (the policy keeps planning with `ends_by`).
+    let mut ends: HashMap<u64, i64> = snapshot
+        .running
+        .iter()
+        .map(|job| {
+            let at = likely.ends_at.get(&job.id).copied().unwrap_or(job.ends_by);
+            (job.id, at.max(snapshot.now))
+        })
+        .collect();
     for round in 0..MAX_ROUNDS {
         if round > 0 {
             // The next instant a job gives its nodes back; nothing else changes the plan.
-            let Some(next) = lab.running.iter().map(|job| job.ends_by).min() else {
+            let Some(next) = lab.running.iter().map(|job| ends[&job.id]).min() else {
                 break;
             };
             lab.now = next.max(lab.now);
@@ -107,11 +141,19 @@ pub fn forecast(snapshot: &Snapshot, config: &PolicyConfig, up_nodes: u32) -> Ve
             let freed: u32 = lab
                 .running
                 .iter()
-                .filter(|job| job.ends_by <= now)
+                .filter(|job| ends[&job.id] <= now)
                 .map(|job| job.n_nodes)
                 .sum();
-            lab.running.retain(|job| job.ends_by > now);
+            lab.running.retain(|job| ends[&job.id] > now);
             lab.free_nodes += freed;
+            // A job still running past what the policy expected: as the dispatcher does,
+            // expect it at its time limit now and stop trusting estimates.
+            for job in &mut lab.running {
+                if job.ends_by <= now && !job.past_estimate {
+                    job.past_estimate = true;
+                    job.ends_by = ends[&job.id];
+                }
+            }
         }
         let mut changed = false;
         for decision in plan(&lab, config) {
@@ -120,18 +162,26 @@ pub fn forecast(snapshot: &Snapshot, config: &PolicyConfig, up_nodes: u32) -> Ve
                     let Some(index) = lab.queued.iter().position(|q| q.id == job) else {
                         continue;
                     };
-                    let queued = lab.queued.swap_remove(index);
+                    let queued = lab.queued.remove(index);
+                    let trust = trust && !lab.running.iter().any(|job| job.past_estimate);
                     let took = if trust {
                         queued.estimate_ms.min(queued.time_limit_ms)
                     } else {
                         queued.time_limit_ms
                     };
+                    let runs = likely
+                        .runtime_ms
+                        .get(&job)
+                        .copied()
+                        .unwrap_or(took)
+                        .min(queued.time_limit_ms);
                     starts.insert(job, lab.now);
                     lab.free_nodes = lab.free_nodes.saturating_sub(queued.n_nodes);
+                    // A zero-length job still holds its nodes for an instant.
+                    ends.insert(job, lab.now.saturating_add(runs.max(1)));
                     lab.running.push(RunningJob {
                         id: job,
                         n_nodes: queued.n_nodes,
-                        // A zero-length job still holds its nodes for an instant.
                         ends_by: lab.now.saturating_add(took.max(1)),
                         past_estimate: false,
                     });
@@ -211,7 +261,7 @@ mod tests {
         }
     }
 
-    fn by_job(forecasts: &[Forecast]) -> std::collections::HashMap<u64, (Option<i64>, Wait)> {
+    fn by_job(forecasts: &[Forecast]) -> HashMap<u64, (Option<i64>, Wait)> {
         forecasts
             .iter()
             .map(|f| (f.job, (f.start, f.wait.clone())))
@@ -232,13 +282,55 @@ mod tests {
             ],
             running: vec![running(9, 3, 10 * MIN)],
         };
-        let forecasts = forecast(&snapshot, &crate::PolicyConfig::default(), 4);
+        let forecasts = forecast(
+            &snapshot,
+            &crate::PolicyConfig::default(),
+            4,
+            &Likely::default(),
+        );
         let got = by_job(&forecasts);
         assert_eq!(got[&1], (Some(10 * MIN), Wait::NodesBusy));
         assert_eq!(got[&3], (Some(0), Wait::StartsNow));
         assert_eq!(got[&2], (Some(30 * MIN), Wait::Behind { ahead: 1 }));
         let positions: Vec<u64> = forecasts.iter().map(|f| f.job).collect();
         assert_eq!(positions, [1, 2, 3], "dispatch order");
+    }
+
+    #[test]
+    fn jobs_end_at_their_likely_times_while_the_policy_plans_with_its_estimates() {
+        // The running job is estimated to 10 min but likely ends at 4; job 1 likely runs
+        // 3 min (estimated 20), so job 2 follows it at 7 min.
+        let snapshot = Snapshot {
+            now: 0,
+            total_nodes: 2,
+            free_nodes: 0,
+            queued: vec![queued(1, 2, -2, 20 * MIN), queued(2, 2, -1, 20 * MIN)],
+            running: vec![running(9, 2, 10 * MIN)],
+        };
+        let likely = Likely {
+            runtime_ms: [(1, 3 * MIN), (2, 3 * MIN)].into_iter().collect(),
+            ends_at: [(9, 4 * MIN)].into_iter().collect(),
+        };
+        let got = by_job(&forecast(
+            &snapshot,
+            &crate::PolicyConfig::default(),
+            2,
+            &likely,
+        ));
+        assert_eq!(got[&1].0, Some(4 * MIN));
+        assert_eq!(got[&2].0, Some(7 * MIN));
+        // A job that outlives what the policy expected is then expected at its likely end.
+        let late = Likely {
+            ends_at: [(9, 15 * MIN)].into_iter().collect(),
+            ..Likely::default()
+        };
+        let got = by_job(&forecast(
+            &snapshot,
+            &crate::PolicyConfig::default(),
+            2,
+            &late,
+        ));
+        assert_eq!(got[&1].0, Some(15 * MIN));
     }
 
     #[test]
@@ -250,7 +342,12 @@ mod tests {
             queued: vec![queued(1, 3, -2, MIN), queued(2, 9, -1, MIN)],
             running: vec![],
         };
-        let got = by_job(&forecast(&snapshot, &crate::PolicyConfig::default(), 2));
+        let got = by_job(&forecast(
+            &snapshot,
+            &crate::PolicyConfig::default(),
+            2,
+            &Likely::default(),
+        ));
         assert_eq!(got[&1], (None, Wait::NodesDown { needed: 3, up: 2 }));
         assert_eq!(got[&2], (None, Wait::NeverFits));
     }
@@ -276,7 +373,12 @@ mod tests {
             queued: (0..500).map(|i| queued(i, 1, -1, MIN)).collect(),
             running: vec![],
         };
-        let forecasts = forecast(&snapshot, &crate::PolicyConfig::default(), 10);
+        let forecasts = forecast(
+            &snapshot,
+            &crate::PolicyConfig::default(),
+            10,
+            &Likely::default(),
+        );
         let last = forecasts.iter().filter_map(|f| f.start).max();
         assert_eq!(last, Some(49 * MIN));
         assert!(forecasts.iter().all(|f| f.start.is_some()));

@@ -34,7 +34,7 @@ pub mod estimate;
 pub mod forecast;
 
 pub use estimate::Estimator;
-pub use forecast::{Forecast, Wait, forecast, running_job};
+pub use forecast::{Forecast, Likely, Wait, forecast, running_job};
 
 /// Aging: how a waiting job's effective priority drops over time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

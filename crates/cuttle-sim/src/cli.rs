@@ -127,6 +127,13 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Also measure cuttle's start-time estimates on about N jobs (every k-th submitted):
+    /// the estimate cuttle-api would show right after scheduling, against the real start.
+    /// The report follows the table (on stderr with --json). Each estimate replays the
+    /// whole queue, so a few hundred take a minute on a saturated week.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub estimates: Option<u32>,
+
     /// Also write an SVG of queue length and utilization over time to FILE.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
@@ -234,6 +241,17 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
         writeln!(out)?;
     } else {
         report::table(&workload, &comparison, out)?;
+    }
+    if let Some(samples) = cli.estimates {
+        let accuracy = crate::estimates::measure(
+            &workload,
+            nodes,
+            policy_config(cli),
+            window,
+            samples as usize,
+        );
+        let sink: &mut dyn Write = if cli.json { err } else { out };
+        write!(sink, "\n{}", accuracy.report())?;
     }
     if let Some(path) = &cli.plot {
         let mut outcomes: Vec<&crate::engine::Outcome> = comparison.outcomes.iter().collect();

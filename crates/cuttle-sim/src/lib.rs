@@ -7,10 +7,12 @@
 //!
 //! Layout: [`workload`] (file format) and [`generate`] (Sepia-style weeks) make the jobs;
 //! [`engine`] runs one [`strategies`] entry over them; [`metrics`] counts; [`report`] and
-//! [`plot`] show; [`goals`] are the policy's targets; [`cli`] is the command line.
+//! [`plot`] show; [`goals`] are the policy's targets; [`estimates`] measures the start-time
+//! estimates; [`cli`] is the command line.
 
 pub mod cli;
 pub mod engine;
+pub mod estimates;
 pub mod generate;
 pub mod goals;
 pub mod metrics;

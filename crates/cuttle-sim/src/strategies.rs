@@ -339,6 +339,33 @@ impl<'a> Cuttle<'a> {
     }
 }
 
+impl Cuttle<'_> {
+    /// The start-time estimates a user would be shown at `now_ms`, before this instant's
+    /// decisions: `cuttle_policy::forecast` over the whole queue, as cuttle-api makes them.
+    pub fn forecast(&mut self, now_ms: i64, free_nodes: u32) -> Vec<cuttle_policy::Forecast> {
+        let window = std::mem::replace(&mut self.window, usize::MAX);
+        let snapshot = self.snapshot(now_ms, free_nodes);
+        self.window = window;
+        let likely_of = |job: &Job| match &job.description {
+            Some(description) => self.estimator.likely(description, job.time_limit_ms),
+            None => job.time_limit_ms,
+        };
+        let likely = cuttle_policy::Likely {
+            runtime_ms: snapshot
+                .queued
+                .iter()
+                .map(|q| (q.id, likely_of(&self.jobs[q.id as usize])))
+                .collect(),
+            ends_at: self
+                .running
+                .iter()
+                .map(|(&id, &(start, _))| (id as u64, start + likely_of(&self.jobs[id])))
+                .collect(),
+        };
+        cuttle_policy::forecast(&snapshot, &self.config, self.nodes, &likely)
+    }
+}
+
 impl Strategy for Cuttle<'_> {
     fn name(&self) -> &'static str {
         self.name
