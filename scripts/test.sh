@@ -37,6 +37,10 @@ command -v git >/dev/null || apt_install git
 # of the test's own on 127.0.0.1:22; teuthology runs the job's commands with sudo).
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
 command -v sudo >/dev/null || apt_install sudo
+# --- systemd's tools and unshare: the install test runs systemd-sysusers, -tmpfiles and
+# -analyze on a scratch root; the journald test catches logs in a mount namespace.
+command -v systemd-analyze >/dev/null || apt_install systemd
+command -v unshare >/dev/null || apt_install util-linux
 # --- teuthology 1.3.0 from PyPI, in a cached venv: the suite tests compare cuttle's
 # expansion with the real teuthology-suite on generated trees.
 teuthology_venv="${CUTTLE_TEUTHOLOGY_VENV:-$HOME/.cache/cuttle-teuthology-venv}"

@@ -29,10 +29,15 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file: FileConfig = cuttle_runtime::config::load_file(cli.config.as_deref())?;
     let settings = Settings::resolve(cli, file, std::env::var_os("HOME").map(Into::into))?;
-    cuttle_runtime::telemetry::init(
+    cuttle_runtime::telemetry::init_daemon(
+        "cuttle-api",
         settings.log_format,
         std::env::var("CUTTLE_LOG").ok().as_deref(),
+        &[],
     );
     let shutdown = cuttle_runtime::shutdown::on_signal()?;
-    cuttle_api::spawn(settings, shutdown).await?.wait().await
+    let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
+    // Migrated and both listeners bound: systemd may start what comes after cuttle-api.
+    let _watchdog = cuttle_runtime::notify::ready_and_watch(&shutdown);
+    api.wait().await
 }

@@ -31,11 +31,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cwd = std::env::current_dir()?;
     let settings = Settings::resolve(cli, file, cwd)?;
     settings.lab.check_runner()?;
-    cuttle_runtime::telemetry::init(
+    // Every journal entry of this dispatcher carries its machine type.
+    cuttle_runtime::telemetry::init_daemon(
+        "cuttle-dispatcher",
         settings.log_format,
         std::env::var("CUTTLE_LOG").ok().as_deref(),
+        &[("MACHINE_TYPE", settings.machine_type.as_str())],
     );
     let shutdown = cuttle_runtime::shutdown::on_signal()?;
+    // Ready once configured: it waits for cuttle-api, beanstalkd and its lease on its own.
+    let _watchdog = cuttle_runtime::notify::ready_and_watch(&shutdown);
     cuttle_dispatcher::run(settings, shutdown).await?;
     Ok(())
 }

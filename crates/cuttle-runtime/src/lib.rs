@@ -1,5 +1,6 @@
-//! What every cuttle daemon shares: reading its TOML config file, starting logging, and
-//! turning SIGTERM/SIGINT into one cancellation token.
+//! What every cuttle daemon shares: reading its TOML config file, starting logging (to
+//! stderr or journald), telling systemd it is ready and alive, and turning SIGTERM/SIGINT
+//! into one cancellation token.
 //!
 //! Layering is defaults < config file < `CUTTLE_*` environment < flags. The file is read
 //! here; environment and flags are both handled by clap (each flag declares its `env`),
@@ -8,6 +9,7 @@
 
 pub mod config;
 pub mod lab;
+pub mod notify;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -546,7 +546,7 @@ impl QueueService for QueueApi {
                 .app
                 .db(move |store| store.set_priority(id, priority, &who, now()))
                 .await?;
-            tracing::info!(job_id = %id, priority = priority.get(), by = %by, "job re-prioritized");
+            tracing::info!(job_id = %id, job_priority = priority.get(), by = %by, "job re-prioritized");
             // Queued on beanstalkd: replace its copy so every client sees the new order. A
             // waiting job's copy is released with its new priority by its dispatcher.
             if job.status == cuttle_core::JobStatus::Queued {
