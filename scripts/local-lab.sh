@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 lab_dir="${CUTTLE_LAB_DIR:-$PWD/cuttle-lab}"
 api_port="${CUTTLE_LAB_API_PORT:-7171}"
+http_port="${CUTTLE_LAB_HTTP_PORT:-7172}"
 beanstalk_port="${CUTTLE_LAB_BEANSTALK_PORT:-11300}"
 machine_type="${CUTTLE_LAB_MACHINE_TYPE:-smithi}"
 n_nodes="${CUTTLE_LAB_NODES:-8}"
@@ -66,7 +67,8 @@ if running cuttle-api; then
 else
     say "starting cuttle-api on 127.0.0.1:$api_port (database $lab_dir/cuttle.db, log $lab_dir/cuttle-api.log)"
     "$bin/cuttle-api" --listen "127.0.0.1:$api_port" --data-dir "$lab_dir" \
-        --beanstalk "127.0.0.1:$beanstalk_port" >"$lab_dir/cuttle-api.log" 2>&1 &
+        --beanstalk "127.0.0.1:$beanstalk_port" --http-listen "127.0.0.1:$http_port" \
+        --archive-root "$lab_dir/archive" >"$lab_dir/cuttle-api.log" 2>&1 &
     echo $! >"$lab_dir/cuttle-api.pid"
 fi
 
@@ -142,13 +144,15 @@ for run in "${runs[@]}"; do
     echo
 done
 "$bin/cuttle" node list --machine-type "$machine_type"
-say "each job's logs: $lab_dir/archive/RUN/JOB/ (config.yaml, runner.log, supervisor.log, summary.yaml)"
+say "each job's logs: $lab_dir/archive/RUN/JOB/ (config.yaml, runner.log, supervisor.log, summary.yaml), served at http://127.0.0.1:$http_port/archive/RUN/JOB/"
 ls "$lab_dir/archive/${runs[2]}"/*/
 
 cat <<MSG
 
 The lab is running: cuttle-api at $CUTTLE_API, beanstalkd at 127.0.0.1:$beanstalk_port,
 a cuttle-dispatcher for $machine_type (log: $lab_dir/cuttle-dispatcher.log).
+Status page:  http://127.0.0.1:$http_port/   (runs, queues with estimated starts, nodes, logs)
+Metrics:      http://127.0.0.1:$http_port/metrics
 Try:   export CUTTLE_API=$CUTTLE_API PATH=$bin:\$PATH
        export CUTTLE_TOKEN=\$(cat $lab_dir/admin.token)   # changes need a token; reads do not
        cuttle run list; cuttle job show ID; cuttle queue list $machine_type

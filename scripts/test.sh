@@ -41,6 +41,8 @@ command -v sudo >/dev/null || apt_install sudo
 # -analyze on a scratch root; the journald test catches logs in a mount namespace.
 command -v systemd-analyze >/dev/null || apt_install systemd
 command -v unshare >/dev/null || apt_install util-linux
+# --- chromium: a lab test renders the status page in a real headless browser.
+[ -x /usr/bin/chromium ] || apt_install chromium
 # --- teuthology 1.3.0 from PyPI, in a cached venv: the suite tests compare cuttle's
 # expansion with the real teuthology-suite on generated trees.
 teuthology_venv="${CUTTLE_TEUTHOLOGY_VENV:-$HOME/.cache/cuttle-teuthology-venv}"

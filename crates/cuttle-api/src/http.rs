@@ -1,6 +1,7 @@
 //! cuttle-api's HTTP listener (beside gRPC, on the same runtime): the build-status webhook
 //! Jenkins calls when a build ends, a health check, Prometheus metrics (`/metrics`, see
-//! `metrics.rs`), and the paddles-compatible API under `/paddles` (see `paddles.rs`).
+//! `metrics.rs`), the paddles-compatible API under `/paddles` (see `paddles.rs`), and the
+//! status page with the job archives (see `page.rs` and `archive.rs`).
 //!
 //! `POST /webhook/build-status` takes the JSON of ceph-build's `submit_final_status`
 //! (`url`, `ref`, `status`, `distro`, `distro_version`, `flavor`, `sha1`), signed with
@@ -63,7 +64,8 @@ pub fn router(app: App, autosuites: AutoSuites) -> Router {
             app: app.clone(),
             autosuites,
         })
-        .merge(crate::paddles::router(app))
+        .merge(crate::paddles::router(app.clone()))
+        .merge(crate::page::router(app))
 }
 
 /// Serves `router` on `listener` until `shutdown`.
@@ -74,7 +76,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "cuttle-api serving HTTP (webhook, health)");
+    tracing::info!(%addr, page = %format!("http://{addr}/"), "cuttle-api serving HTTP (status page, metrics, webhook, paddles)");
     axum::serve(listener, router(app, autosuites))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -7,6 +7,7 @@
 //! database work runs on the blocking pool, beanstalkd work on its connection thread.
 
 pub mod aging;
+pub mod archive;
 pub mod auth;
 pub mod autosuites;
 pub mod builds;
@@ -16,6 +17,7 @@ pub mod forecast;
 pub mod http;
 pub mod metrics;
 pub mod paddles;
+pub mod page;
 pub mod reaper;
 pub mod reports;
 pub mod service;
@@ -69,6 +71,8 @@ struct Inner {
     builds: Option<Arc<dyn builds::BuildChecker>>,
     /// The build-status webhook's shared secret, when configured.
     webhook_secret: Option<Vec<u8>>,
+    /// Where the HTTP listener was bound, once it is.
+    http_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl App {
@@ -118,8 +122,19 @@ impl App {
                 tls,
                 builds,
                 webhook_secret,
+                http_addr: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// The status page's base URL: `public_url`, else the bound HTTP listener's address;
+    /// `None` without an HTTP listener.
+    pub fn page_url(&self) -> Option<String> {
+        match (&self.settings().web.public_url, self.inner.http_addr.get()) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(addr)) => Some(format!("http://{addr}")),
+            (None, None) => None,
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -495,6 +510,9 @@ pub async fn spawn(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    if let Some(bound) = http_addr {
+        let _ = app.inner.http_addr.set(bound);
+    }
     let task = tokio::spawn(serve(
         app.clone(),
         listener,

@@ -175,6 +175,17 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Checks the caller may read, for the status page and the archives: the HTTP status
+/// and the reason when not.
+pub(crate) async fn read_allowed(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, String)> {
+    may_read(app, headers)
+        .await
+        .map_err(|refusal| (refusal.status, refusal.message))
+}
+
 /// Checks the caller may read (anonymous reads follow `anonymous_reads`).
 async fn may_read(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
     let metadata = metadata(headers)?;

@@ -68,6 +68,20 @@ pub struct Cli {
     /// lost) [default: 300].
     #[arg(long, env = "CUTTLE_SHAMAN_POLL_S", value_name = "SECONDS")]
     pub shaman_poll_s: Option<u64>,
+    /// A directory holding job archives as RUN/JOB/ (a dispatcher host's archive_dir, or
+    /// its mount here); the status page serves logs from these. Repeat for several hosts;
+    /// CUTTLE_ARCHIVE_ROOTS takes a comma-separated list [default: none, no logs served].
+    #[arg(
+        long = "archive-root",
+        env = "CUTTLE_ARCHIVE_ROOTS",
+        value_name = "DIR",
+        value_delimiter = ','
+    )]
+    pub archive_roots: Vec<PathBuf>,
+    /// The status page's address as people reach it, such as http://teuthology:8080; links
+    /// printed by `cuttle job show` start with it [default: http://<http-listen>].
+    #[arg(long, env = "CUTTLE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// The config file. Every key is optional; unknown keys are errors.
@@ -169,6 +183,11 @@ pub struct FileConfig {
     pub shaman_poll_s: Option<u64>,
     /// Hours an AutoSuite may wait for its build before it expires (default 168).
     pub autosuite_max_age_h: Option<u64>,
+    /// Directories holding job archives as RUN/JOB/ (the dispatchers' archive_dir, or
+    /// their mounts); the status page serves logs from the first that has a job.
+    pub archive_roots: Option<Vec<PathBuf>>,
+    /// The status page's address as people reach it (default http://<http_listen>).
+    pub public_url: Option<String>,
     /// A queued job whose `timestamp` (when its suite was scheduled) is older than this
     /// many seconds is not started but ends dead as expired (teuthology's max_job_age;
     /// default 1209600, two weeks).
@@ -198,6 +217,16 @@ pub struct Settings {
     pub builds: BuildSettings,
     /// teuthology's max_job_age, in seconds.
     pub max_job_age_s: i64,
+    pub web: WebSettings,
+}
+
+/// The status page and the archives it serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebSettings {
+    /// Where job archives are found, as RUN/JOB/ under each.
+    pub archive_roots: Vec<PathBuf>,
+    /// The page's base URL, without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 /// The HTTP listener, Shaman, the webhook and AutoSuites.
@@ -302,6 +331,7 @@ impl Settings {
             suites: SuiteSettings::default(),
             builds: BuildSettings::default(),
             max_job_age_s: cuttle_core::expiry::DEFAULT_MAX_JOB_AGE_S,
+            web: WebSettings::default(),
         }
     }
 
@@ -459,6 +489,36 @@ impl Settings {
             (3600..=365 * 86_400).contains(&max_job_age_s),
             "invalid max_job_age_s {max_job_age_s}: use 3600 to 31536000 seconds"
         );
+        let archive_roots = if cli.archive_roots.is_empty() {
+            file.archive_roots.clone().unwrap_or_default()
+        } else {
+            cli.archive_roots
+        };
+        for root in &archive_roots {
+            anyhow::ensure!(
+                root.is_absolute(),
+                "invalid archive_roots entry {}: give absolute paths (the dispatchers' archive_dir)",
+                root.display()
+            );
+        }
+        let public_url = match cli.public_url.or(file.public_url.clone()) {
+            Some(url) if !url.trim().is_empty() => {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                let parsed = url::Url::parse(&url).map_err(|e| {
+                    anyhow::anyhow!("invalid --public-url {url:?}: {e}; use a URL such as http://teuthology:8080")
+                })?;
+                anyhow::ensure!(
+                    matches!(parsed.scheme(), "http" | "https"),
+                    "invalid --public-url {url:?}: use an http or https URL such as http://teuthology:8080"
+                );
+                Some(url)
+            }
+            _ => None,
+        };
+        let web = WebSettings {
+            archive_roots,
+            public_url,
+        };
         let max_db_connections = file.max_db_connections.unwrap_or(8);
         anyhow::ensure!(
             (1..=256).contains(&max_db_connections),
@@ -495,6 +555,7 @@ impl Settings {
             suites,
             builds,
             max_job_age_s,
+            web,
         })
     }
 }

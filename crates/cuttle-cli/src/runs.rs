@@ -178,6 +178,8 @@ async fn show(context: &Context, args: RunShowArgs) -> Result<(), Failure> {
 struct JobDetailJson<'a> {
     job: Option<JobJson<'a>>,
     events: Vec<JobEventJson<'a>>,
+    /// Where the job's logs are served; empty when not served.
+    archive_url: &'a str,
 }
 
 /// The supervisor that runs or ran a job as `pid@host`, or `-` before it started.
@@ -229,6 +231,10 @@ pub fn job_detail_text(detail: &v1::JobDetail) -> String {
         ),
         ("created", format_unix_millis(job.created_at_ms)),
         ("updated", format_unix_millis(job.updated_at_ms)),
+        (
+            "logs",
+            or_dash((!detail.archive_url.is_empty()).then_some(&detail.archive_url)),
+        ),
     ]);
     let rows: Vec<Vec<String>> = detail
         .events
@@ -261,6 +267,7 @@ async fn show_job(context: &Context, args: JobShowArgs) -> Result<(), Failure> {
         print_json(&JobDetailJson {
             job: detail.job.as_ref().map(JobJson::from),
             events: detail.events.iter().map(JobEventJson::from).collect(),
+            archive_url: &detail.archive_url,
         })
     } else {
         print(&job_detail_text(&detail))
@@ -357,6 +364,7 @@ mod tests {
                     reason: "by alice".into(),
                 },
             ],
+            archive_url: String::new(),
         };
         let text = job_detail_text(&detail);
         assert!(text.contains("(new) → queued"), "{text}");
@@ -364,6 +372,7 @@ mod tests {
         assert!(text.contains("\nsupervisor:    -\n"), "{text}");
         assert!(text.contains("\ndispatcher:    -\n"), "{text}");
         assert!(text.contains("\nstarted:       -\n"), "{text}");
+        assert!(text.contains("\nlogs:          -\n"), "{text}");
     }
 
     #[test]
@@ -381,6 +390,7 @@ mod tests {
                 ..Default::default()
             }),
             events: vec![],
+            archive_url: "http://teuthology:7180/archive/r/9/".into(),
         };
         let text = job_detail_text(&detail);
         for line in [
@@ -390,6 +400,7 @@ mod tests {
             "dispatcher:    dispatcher-1",
             "supervisor:    4242@teuthology01",
             "started:       2026-11-23T10:00:00Z",
+            "logs:          http://teuthology:7180/archive/r/9/",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

@@ -29,17 +29,7 @@ pub fn now_unix_millis() -> i64 {
 /// `2h03m`, `1d02h`. A time in the future (the API's clock ahead of ours) reads as `0s`
 /// rather than a negative age.
 pub fn format_age(then_ms: i64, now_ms: i64) -> String {
-    let seconds = now_ms.saturating_sub(then_ms).max(0) / 1000;
-    let (days, hours, minutes) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60);
-    if days > 0 {
-        format!("{days}d{hours:02}h")
-    } else if hours > 0 {
-        format!("{hours}h{minutes:02}m")
-    } else if minutes > 0 {
-        format!("{minutes}m{:02}s", seconds % 60)
-    } else {
-        format!("{seconds}s")
-    }
+    cuttle_core::time::format_span(now_ms.saturating_sub(then_ms))
 }
 
 /// A Unix-milliseconds value from the API as `2026-11-23T10:00:00Z`.

@@ -34,6 +34,22 @@ pub struct UtcDateTime {
     pub second: u32,
 }
 
+/// A span of `ms` milliseconds in its two largest units, as people read them in a
+/// table: `42s`, `5m12s`, `2h03m`, `1d02h`. Negative spans read as `0s`.
+pub fn format_span(ms: i64) -> String {
+    let seconds = ms.max(0) / 1000;
+    let (days, hours, minutes) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60);
+    if days > 0 {
+        format!("{days}d{hours:02}h")
+    } else if hours > 0 {
+        format!("{hours}h{minutes:02}m")
+    } else if minutes > 0 {
+        format!("{minutes}m{:02}s", seconds % 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
 /// The proleptic Gregorian date of `days` since 1970-01-01, as (year, month, day).
 ///
 /// Howard Hinnant's `civil_from_days`: shift the year to start on 1 March so the leap day

@@ -156,10 +156,10 @@ impl Lab {
                 dir.path().to_owned(),
             )
         };
-        if options.teuthology.is_some() {
-            // teuthology reads the nodes through the paddles API on the HTTP listener.
-            settings.builds.http_listen = Some("127.0.0.1:0".parse().unwrap());
-        }
+        // teuthology reads the nodes through the paddles API on the HTTP listener, which
+        // also serves the status page and the archives.
+        settings.builds.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        settings.web.archive_roots = vec![dir.path().join("archive")];
         let api = runtime
             .block_on(cuttle_api::spawn(
                 settings.clone(),
@@ -1373,6 +1373,208 @@ fn estimated_starts_match_what_happens() {
         "estimates off by over 3 s: {problems:?}\n{}",
         report.join("\n")
     );
+}
+
+/// Runs Debian's chromium headless on `url` with `args` (`--dump-dom`, `--screenshot=...`)
+/// and returns what it printed; a missing chromium fails with the install line.
+fn chromium(args: &[&str], url: &str) -> String {
+    let bin = std::env::var("CUTTLE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&bin).exists(),
+        "no chromium at {bin}: `apt-get install chromium` (scripts/test.sh does), or set CUTTLE_CHROMIUM"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--window-size=1600,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).ok();
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish with {url} in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().unwrap()
+}
+
+/// The status page, live, in a real browser: a run with jobs that passed, failed, died
+/// (past its time limit), one running and one waiting for its nodes. Chromium renders the
+/// run's page; its DOM has every state with its reason and an estimated start for the
+/// waiting job, the screenshot shows the state colours, and the log links open.
+#[test]
+fn the_status_page_shows_a_live_run_in_headless_chromium() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 2,
+        ..LabOptions::default()
+    });
+    let spec =
+        |description: &str, config: &str, n_nodes: u32, priority: u32, limit: u32| v1::JobSpec {
+            machine_type: TUBE.into(),
+            n_nodes: Some(n_nodes),
+            priority: Some(priority),
+            time_limit_s: Some(limit),
+            config_yaml: config.into(),
+            description: description.into(),
+            ..Default::default()
+        };
+    lab.runtime
+        .block_on(lab.runs().create_run(v1::CreateRunRequest {
+            name: "page-demo".into(),
+            owner: "alice".into(),
+            jobs: vec![
+                spec("quick/pass", "runtime: 0\nstatus: pass\n", 1, 10, 120),
+                spec("quick/fail", "runtime: 0\nstatus: fail\n", 1, 10, 120),
+                // Ends dead at its 1 s time limit.
+                spec("too/slow", "runtime: 30\n", 1, 10, 1),
+                spec("long/running", "runtime: 60\nstatus: pass\n", 2, 500, 120),
+                spec("after/the-long-one <b>", "runtime: 0\n", 2, 600, 120),
+            ],
+            ..Default::default()
+        }))
+        .unwrap();
+    lab.dispatcher(false);
+    lab.wait_for("jobs in every state", Duration::from_secs(60), |lab| {
+        let jobs = lab.run_jobs("page-demo");
+        [
+            JobStatus::Pass,
+            JobStatus::Fail,
+            JobStatus::Dead,
+            JobStatus::Running,
+        ]
+        .iter()
+        .all(|wanted| jobs.iter().any(|job| status(job) == *wanted))
+    });
+    let http = lab.api.http_addr.unwrap();
+    let url = format!("http://{http}/runs/page-demo");
+    let dom = chromium(&["--dump-dom"], &url);
+    for wanted in [
+        "Run page-demo",
+        "quick/pass",
+        ">pass<",
+        ">fail<",
+        ">dead<",
+        ">running<",
+        "hit max job timeout",
+        "after/the-long-one &lt;b&gt;",
+        "nodes busy",
+    ] {
+        assert!(dom.contains(wanted), "the page lacks {wanted:?}:\n{dom}");
+    }
+    assert!(
+        !dom.contains("<b>\""),
+        "a description reached the page unescaped"
+    );
+    // The waiting job has an estimated start: its row says "in ..." or "now".
+    let waiting_row = dom
+        .split("<tr>")
+        .find(|row| row.contains("after/the-long-one"))
+        .unwrap();
+    assert!(
+        waiting_row.contains(">in ") || waiting_row.contains(">now<"),
+        "no estimate in {waiting_row}"
+    );
+    // The screenshot: the states' colours are on it (dead is a solid #800 box).
+    let shot = lab.dir.path().join("page.png");
+    chromium(&[&format!("--screenshot={}", shot.display())], &url);
+    // CUTTLE_SCREENSHOT_DIR keeps it, to look at.
+    if let Ok(keep) = std::env::var("CUTTLE_SCREENSHOT_DIR") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&shot, Path::new(&keep).join("status-page-run.png")).unwrap();
+    }
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!((frame.width, frame.height), (1600, 900));
+    let channels = frame.color_type.samples();
+    let rgb: Vec<(u8, u8, u8)> = pixels[..frame.buffer_size()]
+        .chunks(channels)
+        .map(|p| (p[0], p[1], p[2]))
+        .collect();
+    let count = |f: &dyn Fn(&(u8, u8, u8)) -> bool| rgb.iter().filter(|p| f(p)).count();
+    let dead_box = count(&|&(r, g, b)| r == 0x88 && g == 0 && b == 0);
+    let green = count(&|&(r, g, b)| g > 90 && r < 60 && b < 60);
+    let red = count(&|&(r, g, b)| r > 150 && g < 50 && b < 50);
+    let blue = count(&|&(r, g, b)| b > 130 && r < 40 && g < 120 && g > 40);
+    assert!(
+        dead_box > 50 && green > 20 && red > 20 && blue > 20,
+        "the screenshot {} lacks the state colours: dead {dead_box}, pass {green}, fail {red}, running {blue}",
+        shot.display()
+    );
+    // The log links open: the passed job's archive lists its logs, which are served.
+    let passed = lab
+        .run_jobs("page-demo")
+        .into_iter()
+        .find(|job| status(job) == JobStatus::Pass)
+        .unwrap();
+    let archive = format!("http://{http}/archive/page-demo/{}/", passed.id);
+    assert!(
+        dom.contains(&format!("href=\"/archive/page-demo/{}/\"", passed.id)),
+        "no log link for job {}",
+        passed.id
+    );
+    let listing = chromium(&["--dump-dom"], &archive);
+    for file in ["config.yaml", "runner.log", "supervisor.log"] {
+        assert!(listing.contains(file), "{file} not listed:\n{listing}");
+    }
+    let get = |url: String| {
+        lab.runtime.block_on(async {
+            let response = reqwest::get(&url).await.unwrap();
+            let status = response.status().as_u16();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (status, kind, response.text().await.unwrap())
+        })
+    };
+    let (code, kind, log) = get(format!("{archive}runner.log"));
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    assert!(log.contains("cuttle-local-runner"), "{log}");
+    // Nothing outside a job's archive: traversal and bad names are refused.
+    for bad in [
+        format!(
+            "http://{http}/archive/page-demo/{}/..%2F..%2Fdispatcher.toml",
+            passed.id
+        ),
+        format!("http://{http}/archive/..%2F..%2F/{}/config.yaml", passed.id),
+        format!("http://{http}/archive/page-demo/{}/.hidden", passed.id),
+    ] {
+        let (code, _, body) = get(bad.clone());
+        assert!(code == 400 || code == 404, "{bad}: {code} {body}");
+        assert!(!body.contains("lease_ttl_ms"), "{bad} leaked the config");
+    }
+    // `cuttle job show` gives the same link.
+    let detail = lab.job(passed.id);
+    assert_eq!(detail.archive_url, archive);
+    // The queue page shows the waiting job with its estimate.
+    let queue = chromium(&["--dump-dom"], &format!("http://{http}/queues/{TUBE}"));
+    assert!(queue.contains("after/the-long-one"), "{queue}");
 }
 
 fn pause(lab: &Lab, paused: bool) {

@@ -472,9 +472,16 @@ impl RunService for RunApi {
             self.app.authorize(request.metadata(), Action::Read).await?;
             let id = job_id(request.get_ref().job_id)?;
             let (job, events) = self.app.db(move |store| store.get_job(id)).await?;
+            let archive_url = match self.app.page_url() {
+                Some(base) if job.started_at.is_some() => {
+                    crate::archive::job_url(&base, job.run_name.as_str(), job.id.0)
+                }
+                _ => String::new(),
+            };
             Ok(JobDetail {
                 job: Some(self.job_with_nodes(job).await?),
                 events: events.iter().map(event_to_proto).collect(),
+                archive_url,
             })
         })
         .await
