@@ -24,6 +24,11 @@ struct Rpc {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Action {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Answer {
     status: String,
 }
@@ -56,6 +61,7 @@ struct Metrics {
     registry: Registry,
     rpc_seconds: Family<Rpc, Histogram>,
     webhook: Family<Answer, Counter>,
+    reaper: Family<Action, Counter>,
     jobs: Family<JobLabels, Gauge>,
     nodes: Family<NodeLabels, Gauge>,
     autosuites: Family<StateLabels, Gauge>,
@@ -81,6 +87,12 @@ fn metrics() -> &'static Mutex<Metrics> {
             "webhook_requests",
             "build-status webhook requests, by the HTTP status they were answered with",
             webhook.clone(),
+        );
+        let reaper = Family::<Action, Counter>::default();
+        registry.register(
+            "reaper_actions",
+            "what the reaper did: dead_supervisor_lost (jobs), requeued_lease_lost (jobs), nodes_freed (nodes), called_off (passes skipped after an outage)",
+            reaper.clone(),
         );
         let jobs = Family::<JobLabels, Gauge>::default();
         registry.register(
@@ -108,6 +120,7 @@ fn metrics() -> &'static Mutex<Metrics> {
             registry,
             rpc_seconds,
             webhook,
+            reaper,
             jobs,
             nodes,
             autosuites,
@@ -134,6 +147,19 @@ pub fn webhook(status: u16) {
     };
     let metrics = metrics().lock().expect("metrics lock");
     metrics.webhook.get_or_create(&labels).inc();
+}
+
+/// Counts `n` reaper actions of one kind.
+pub fn reaper(action: &str, n: usize) {
+    let labels = Action {
+        action: action.to_owned(),
+    };
+    let metrics = metrics().lock().expect("metrics lock");
+    // Created even at 0, so a dashboard sees the series before the first action.
+    metrics
+        .reaper
+        .get_or_create(&labels)
+        .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
 }
 
 /// The text a scrape answers: the lab as `gauges` and `tubes` show it at `now`, and

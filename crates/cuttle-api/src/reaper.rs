@@ -140,10 +140,16 @@ pub async fn reap_loop(app: App, shutdown: CancellationToken) {
         let judge = app.clone();
         let clock = move || (judge.outages().healthy_for(Instant::now()).0 >= grace).then(now);
         match app.db(move |store| store.reap_with(grace_ms, clock)).await {
-            Ok(None) => tracing::info!(
-                "reaper pass called off: cuttle-api was not healthy for a whole grace"
-            ),
+            Ok(None) => {
+                crate::metrics::reaper("called_off", 1);
+                tracing::info!(
+                    "reaper pass called off: cuttle-api was not healthy for a whole grace"
+                );
+            }
             Ok(Some(report)) => {
+                crate::metrics::reaper("dead_supervisor_lost", report.supervisor_lost.len());
+                crate::metrics::reaper("requeued_lease_lost", report.requeued.len());
+                crate::metrics::reaper("nodes_freed", report.freed_nodes.len());
                 for (job_id, reason) in &report.supervisor_lost {
                     tracing::warn!(%job_id, %reason, "job dead: supervisor lost");
                 }

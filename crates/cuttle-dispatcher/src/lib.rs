@@ -10,6 +10,7 @@
 //! The dispatcher decides nothing about jobs itself: cuttle-api answers each reservation
 //! with start, discard or bury. It never waits for a job to finish.
 
+pub mod metrics;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -71,6 +72,10 @@ pub struct Dispatcher {
     window_size: usize,
     /// Jobs reserved and claimed, waiting for the policy to start them.
     window: Vec<Held>,
+    metrics: metrics::Metrics,
+    /// When the last planning round ended, and how many nodes it left free while jobs
+    /// still waited: the idle node-seconds counted at the next round.
+    last_round: Option<(Instant, u32)>,
 }
 
 /// A job in the look-ahead window: reserved on our connection and claimed (`waiting`).
@@ -83,6 +88,8 @@ struct Held {
     /// The priority its beanstalkd copy has.
     queue_priority: u32,
     touched: Instant,
+    /// When it was reserved into the window: its lock wait starts here.
+    reserved_at: Instant,
 }
 
 /// The wall clock in Unix milliseconds, read here at the edge for the policy.
@@ -135,6 +142,8 @@ impl Dispatcher {
             );
         }
         Ok(Dispatcher {
+            metrics: metrics::Metrics::new(settings.machine_type.as_str()),
+            last_round: None,
             queue: QueueClient::new(&settings.beanstalk),
             settings,
             holder,
@@ -199,11 +208,13 @@ impl Dispatcher {
             }
         }
         self.paused = paused;
+        self.metrics.paused.set(i64::from(paused));
         if response.granted {
             self.lease_confirmed = Some(Instant::now());
         } else {
             self.lease_confirmed = None;
         }
+        self.metrics.lease_held.set(i64::from(response.granted));
         Ok(response.granted)
     }
 
@@ -280,6 +291,7 @@ impl Dispatcher {
                 break Stop::Shutdown;
             }
             if !self.keep_lease().await {
+                self.metrics.lease_held.set(0);
                 tracing::warn!(tube = self.tube(), "lease lost: standing by");
                 break Stop::LeaseLost;
             }
@@ -502,6 +514,7 @@ impl Dispatcher {
                     job,
                     queue_priority,
                     touched: Instant::now(),
+                    reserved_at: Instant::now(),
                 });
                 self.crash_if(CrashPoint::AfterClaim);
                 Ok(true)
@@ -538,6 +551,11 @@ impl Dispatcher {
 
     /// One planning round over the window; returns how many jobs started.
     async fn plan_round(&mut self) -> usize {
+        if let Some((at, idle)) = self.last_round.take() {
+            self.metrics
+                .idle_node_seconds
+                .inc_by(f64::from(idle) * at.elapsed().as_secs_f64());
+        }
         let ids: Vec<i64> = self.window.iter().map(|held| held.job.id).collect();
         let default_limit = i64::try_from(self.settings.lab.max_job_time_s.saturating_mul(1000))
             .unwrap_or(i64::MAX);
@@ -623,14 +641,17 @@ impl Dispatcher {
                 .collect(),
         };
         let mut started = 0;
+        let mut free = state.free_nodes.saturating_sub(self.policy.held_back_nodes);
         for decision in plan(&snapshot, &self.policy) {
             match decision {
                 Decision::Start { job, reason } => {
                     let Some(index) = self.window_index(job) else {
                         continue;
                     };
+                    let n_nodes = self.window[index].job.n_nodes;
                     if self.start_held(index, &reason).await {
                         started += 1;
+                        free = free.saturating_sub(n_nodes);
                     }
                 }
                 Decision::Reserve {
@@ -648,12 +669,19 @@ impl Dispatcher {
                 }
             }
         }
+        // Nodes left free while jobs still wait count as idle until the next round.
+        let idle = if self.window.is_empty() { 0 } else { free };
+        self.last_round = Some((Instant::now(), idle));
+        self.metrics
+            .window_jobs
+            .set(i64::try_from(self.window.len()).unwrap_or(i64::MAX));
         started
     }
 
     /// Locks the nodes of the window's job at `index` and starts it. False if the nodes
     /// were taken meanwhile (it stays in the window) or the job ended (it leaves).
     async fn start_held(&mut self, index: usize, reason: &StartReason) -> bool {
+        let began = Instant::now();
         let job = self.window[index].job.clone();
         let locked = self
             .nodes
@@ -696,13 +724,23 @@ impl Dispatcher {
                 "backfilling ahead of the waiting head job"
             );
         }
-        self.start(&held.job, held.beanstalk_id, &held.body, &nodes)
-            .await;
+        self.metrics
+            .lock_wait
+            .observe(held.reserved_at.elapsed().as_secs_f64());
+        if self
+            .start(&held.job, held.beanstalk_id, &held.body, &nodes)
+            .await
+        {
+            self.metrics
+                .dispatch_seconds
+                .observe(began.elapsed().as_secs_f64());
+        }
         true
     }
 
     /// A job the policy says can never run here: dead with the reason, copy buried.
     async fn bury_held(&mut self, held: Held, reason: &str) {
+        self.metrics.buried.inc();
         tracing::warn!(
             job_id = held.job.id,
             reason,
@@ -768,6 +806,9 @@ impl Dispatcher {
     }
 
     async fn hand_back_window(&mut self, reason: &str) {
+        // Nothing waits here any more: no idle nodes to count.
+        self.last_round = None;
+        self.metrics.window_jobs.set(0);
         for held in std::mem::take(&mut self.window) {
             self.give_back(held, reason).await;
         }
@@ -785,6 +826,7 @@ impl Dispatcher {
     }
 
     async fn requeue(&mut self, job_id: i64, reason: &str) {
+        self.metrics.requeued.inc();
         let requeued = self
             .dispatch
             .requeue_job(RequeueJobRequest {
@@ -830,7 +872,14 @@ impl Dispatcher {
 
     /// Starts the supervisor, records the dispatch, lets the supervisor go, deletes the
     /// beanstalkd copy; in that order.
-    async fn start(&mut self, job: &v1::Job, beanstalk_id: u64, body: &[u8], nodes: &[String]) {
+    /// Starts the job's supervisor and records the dispatch; true when it runs.
+    async fn start(
+        &mut self,
+        job: &v1::Job,
+        beanstalk_id: u64,
+        body: &[u8],
+        nodes: &[String],
+    ) -> bool {
         let mut child = match self.spawn_supervisor(job, false) {
             Ok(child) => child,
             Err(error) => {
@@ -840,7 +889,7 @@ impl Dispatcher {
                 // Later, so a broken install does not spin through the queue.
                 self.hand_back(beanstalk_id, Some(job.priority), Duration::from_secs(30))
                     .await;
-                return;
+                return false;
             }
         };
         let pid = child.id().unwrap_or(0);
@@ -855,8 +904,10 @@ impl Dispatcher {
             })
             .await;
         let mut stdin = child.stdin.take();
+        let started = recorded.is_ok();
         match recorded {
             Ok(_) => {
+                self.metrics.started.inc();
                 self.crash_if(CrashPoint::AfterRecord);
                 if let Some(stdin) = stdin.as_mut() {
                     // If this fails the supervisor sees end-of-file and checks the record
@@ -884,9 +935,18 @@ impl Dispatcher {
                     .await;
             }
         }
-        // Reap the supervisor when it exits, so it never lingers as a zombie of ours.
+        self.reap_when_done(child);
+        started
+    }
+
+    /// Waits for a supervisor in the background, so it never lingers as a zombie of ours,
+    /// and counts it alive until then.
+    fn reap_when_done(&self, mut child: tokio::process::Child) {
+        let alive = self.metrics.supervisors_alive.clone();
+        alive.inc();
         tokio::spawn(async move {
             let _ = child.wait().await;
+            alive.dec();
         });
     }
 
@@ -1003,11 +1063,10 @@ impl Dispatcher {
         for release in releases {
             let Some(job) = release.job else { continue };
             match self.spawn_supervisor(&job, true) {
-                Ok(mut child) => {
+                Ok(child) => {
                     tracing::info!(job_id = job.id, nodes = %release.nodes.join(","), "releasing the nodes of an ended job");
-                    tokio::spawn(async move {
-                        let _ = child.wait().await;
-                    });
+                    self.metrics.releases.inc();
+                    self.reap_when_done(child);
                 }
                 Err(error) => tracing::error!(job_id = job.id, "{error:#}"),
             }
@@ -1015,6 +1074,7 @@ impl Dispatcher {
     }
 
     async fn release_lease(&mut self) {
+        self.metrics.lease_held.set(0);
         let released = self
             .dispatch
             .release_lease(ReleaseLeaseRequest {
@@ -1035,6 +1095,9 @@ impl Dispatcher {
 /// the tube is empty). Returns how many jobs it dispatched.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<u64> {
     let mut dispatcher = Dispatcher::new(settings)?;
+    if let Some(addr) = dispatcher.settings.metrics_listen {
+        dispatcher.metrics.serve(addr, shutdown.clone()).await?;
+    }
     tracing::info!(
         tube = dispatcher.tube(),
         holder = %dispatcher.holder,

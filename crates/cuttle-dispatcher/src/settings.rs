@@ -87,6 +87,10 @@ pub struct Cli {
     /// Log format: text (default) or json.
     #[arg(long, env = "CUTTLE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (one port per dispatcher:
+    /// several machine types on one host need several) [default: none].
+    #[arg(long, env = "CUTTLE_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// File holding this dispatcher's service token (first line); cuttle-api refuses a
     /// dispatcher without one. An admin creates it with `cuttle admin token create --user
     /// dispatcher-TYPE --role service`. CUTTLE_TOKEN, when set, is used instead.
@@ -117,6 +121,8 @@ pub struct FileConfig {
     pub beanstalk: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<LogFormat>,
+    /// Where to serve Prometheus metrics (`/metrics`); default none.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The cuttle-supervisor binary [default: next to this binary].
     pub supervisor_bin: Option<PathBuf>,
     /// How long the tube's lease lasts unless renewed, in milliseconds (default 10000). A
@@ -152,6 +158,8 @@ pub struct Settings {
     pub token: Option<cuttle_proto::bearer::Token>,
     /// The CA file for an https:// `api`, checked readable; handed to supervisors.
     pub tls_ca_file: Option<PathBuf>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -269,6 +277,7 @@ impl Settings {
             api,
             beanstalk,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            metrics_listen: cli.metrics_listen.or(file.metrics_listen),
             exit_on_empty_queue: cli.exit_on_empty_queue,
             crash_at: cli.test_crash_at,
             supervisor_bin,

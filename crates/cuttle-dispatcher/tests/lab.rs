@@ -1577,6 +1577,186 @@ fn the_status_page_shows_a_live_run_in_headless_chromium() {
     assert!(queue.contains("after/the-long-one"), "{queue}");
 }
 
+/// A metric's value in a Prometheus scrape (the first series whose name and labels start
+/// with `series`), or `None`.
+fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// `/metrics` of the dispatcher and of cuttle-api during a run, against what the CLI's
+/// calls say at the same moment: jobs started and running, supervisors alive, the lease,
+/// the window, how long a 2-node job waited for its nodes and how long one node stayed
+/// idle meanwhile, and the reaper's counts.
+#[test]
+fn metrics_during_a_run_match_the_lab() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 2,
+        ..LabOptions::default()
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    // A 1-node job of 3 s first, then a 2-node job that waits for it with one node idle.
+    lab.schedule_at(
+        "metrics-first",
+        "runtime: 3\nstatus: pass\n",
+        1,
+        1,
+        Some(60),
+        10,
+    );
+    lab.schedule_at(
+        "metrics-pair",
+        "runtime: 1\nstatus: pass\n",
+        1,
+        2,
+        Some(60),
+        20,
+    );
+    lab.dispatcher_with(false, &[("CUTTLE_METRICS_LISTEN", listen.as_str())]);
+    let scrape = |url: String| {
+        lab.runtime.block_on(async {
+            match reqwest::get(&url).await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        })
+    };
+    let dispatcher_url = format!("http://{listen}/metrics");
+    let api_url = format!("http://{}/metrics", lab.api.http_addr.unwrap());
+    // While the first job runs and the pair waits: one supervisor alive, the lease held,
+    // one job in the window, and cuttle-api counts one running and one waiting job, as the
+    // run listing does.
+    lab.wait_for("the first job running", Duration::from_secs(30), |lab| {
+        status(&lab.run_jobs("metrics-first")[0]) == JobStatus::Running
+            && status(&lab.run_jobs("metrics-pair")[0]) == JobStatus::Waiting
+    });
+    let during = scrape(dispatcher_url.clone());
+    let api = scrape(api_url.clone());
+    let m = "{machine_type=\"smithi\"}";
+    assert_eq!(
+        metric(&during, &format!("cuttle_dispatcher_lease_held{m}")),
+        Some(1.0),
+        "{during}"
+    );
+    assert_eq!(
+        metric(&during, &format!("cuttle_dispatcher_supervisors_alive{m}")),
+        Some(1.0),
+        "{during}"
+    );
+    assert_eq!(
+        metric(&during, &format!("cuttle_dispatcher_window_jobs{m}")),
+        Some(1.0),
+        "{during}"
+    );
+    assert_eq!(
+        metric(&during, &format!("cuttle_dispatcher_jobs_started_total{m}")),
+        Some(1.0),
+        "{during}"
+    );
+    let running = [lab.run_jobs("metrics-first"), lab.run_jobs("metrics-pair")]
+        .concat()
+        .iter()
+        .filter(|job| status(job) == JobStatus::Running)
+        .count();
+    assert_eq!(
+        metric(
+            &api,
+            "cuttle_jobs{machine_type=\"smithi\",status=\"running\"}"
+        ),
+        Some(running as f64),
+        "{api}"
+    );
+    assert_eq!(
+        metric(
+            &api,
+            "cuttle_nodes{machine_type=\"smithi\",state=\"locked\"}"
+        ),
+        Some(1.0),
+        "{api}"
+    );
+    lab.wait_for("both runs", Duration::from_secs(60), |lab| {
+        lab.all_ended("metrics-first") && lab.all_ended("metrics-pair")
+    });
+    lab.wait_for("the supervisors to exit", Duration::from_secs(30), |_| {
+        metric(
+            &scrape(dispatcher_url.clone()),
+            &format!("cuttle_dispatcher_supervisors_alive{m}"),
+        ) == Some(0.0)
+    });
+    let after = scrape(dispatcher_url.clone());
+    assert_eq!(
+        metric(&after, &format!("cuttle_dispatcher_jobs_started_total{m}")),
+        Some(2.0),
+        "{after}"
+    );
+    assert_eq!(
+        metric(
+            &after,
+            &format!("cuttle_dispatcher_lock_wait_seconds_count{m}")
+        ),
+        Some(2.0),
+        "{after}"
+    );
+    // The pair waited about 3 s for the first job's node; one node idled meanwhile.
+    let waited = metric(
+        &after,
+        &format!("cuttle_dispatcher_lock_wait_seconds_sum{m}"),
+    )
+    .unwrap();
+    let idle = metric(
+        &after,
+        &format!("cuttle_dispatcher_idle_node_seconds_total{m}"),
+    )
+    .unwrap();
+    assert!(
+        (2.0..30.0).contains(&waited),
+        "lock wait {waited} s:\n{after}"
+    );
+    assert!(
+        (1.5..30.0).contains(&idle),
+        "idle {idle} node-seconds:\n{after}"
+    );
+    assert!(
+        metric(
+            &after,
+            &format!("cuttle_dispatcher_dispatch_seconds_count{m}")
+        ) == Some(2.0),
+        "{after}"
+    );
+    // cuttle-api: nothing running any more, and the reaper's passes are counted.
+    let api = scrape(api_url);
+    assert_eq!(
+        metric(
+            &api,
+            "cuttle_jobs{machine_type=\"smithi\",status=\"running\"}"
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "{api}"
+    );
+    // The counts are the process's (other labs of this test binary add to them): the
+    // reaper's series are there once it made a pass.
+    for action in ["dead_supervisor_lost", "requeued_lease_lost", "nodes_freed"] {
+        assert!(
+            metric(
+                &api,
+                &format!("cuttle_reaper_actions_total{{action=\"{action}\"}}")
+            )
+            .is_some(),
+            "{action}: {api}"
+        );
+    }
+}
+
 fn pause(lab: &Lab, paused: bool) {
     lab.runtime
         .block_on(lab.queues().set_queue_paused(v1::SetQueuePausedRequest {
