@@ -14,6 +14,7 @@ pub mod builds;
 pub mod enqueue;
 pub mod errors;
 pub mod forecast;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod paddles;
@@ -394,6 +395,24 @@ pub async fn serve(
     // writes) waits for the client's delayed ACK: 40 ms per call. tonic sets it only on
     // listeners it binds itself.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // The standard plumbing, so grpcurl and grpc-health-probe work without the protos and
+    // without a token: grpc.health.v1 follows the database, and server reflection
+    // describes package cuttle.v1.
+    let (health_reporter, standard_health) = tonic_health::server::health_reporter();
+    let health = tokio::spawn(health::report_loop(
+        app.clone(),
+        health_reporter,
+        shutdown.clone(),
+    ));
+    // Both reflection versions: older grpcurl and grpc_cli ask v1alpha.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cuttle_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot describe the gRPC services for reflection")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cuttle_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("cannot describe the gRPC services for reflection")?;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &app.inner.tls {
         builder = builder
@@ -429,6 +448,9 @@ pub async fn serve(
         .add_service(AutoSuiteServiceServer::new(
             service::autosuites::AutoSuiteApi::new(app.clone()),
         ))
+        .add_service(standard_health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await
         .context("gRPC server failed");
@@ -436,6 +458,7 @@ pub async fn serve(
     let _ = retry.await;
     let _ = reaper.await;
     let _ = firing.await;
+    let _ = health.await;
     if let Some(http) = http {
         match http.await {
             Ok(Err(error)) => tracing::warn!("{error:#}"),

@@ -1067,3 +1067,90 @@ async fn only_the_recorded_supervisor_speaks_for_a_running_job() {
         .into_inner();
     assert_eq!(ended.status, JobStatus::Pass as i32);
 }
+
+/// grpc.health.v1 and server reflection answer without a token, as grpc-health-probe and
+/// grpcurl call them: the server and each cuttle service are SERVING, an unknown service
+/// is NOT_FOUND, and reflection lists cuttle's services and gives the file declaring one.
+#[tokio::test]
+async fn standard_health_and_reflection_answer_without_a_token() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let lab = Lab::start(Db::Sqlite).await;
+    let mut health = HealthClient::new(lab.channel().await);
+    for service in ["", "cuttle.v1.RunService", "cuttle.v1.QueueService"] {
+        // The first report is written as the server starts; wait for it.
+        let mut status = None;
+        for _ in 0..50 {
+            match health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+            {
+                Ok(answer) => {
+                    status = Some(answer.into_inner().status);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        assert_eq!(status, Some(ServingStatus::Serving as i32), "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "cuttle.v1.NoSuchService".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let mut reflection = ServerReflectionClient::new(lab.channel().await);
+    let ask = |request: MessageRequest| {
+        tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        }])
+    };
+    let mut answers = reflection
+        .server_reflection_info(ask(MessageRequest::ListServices(String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(listed)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+    for wanted in [
+        "cuttle.v1.RunService",
+        "cuttle.v1.QueueService",
+        "cuttle.v1.AdminService",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} not in {names:?}"
+        );
+    }
+    let mut answers = reflection
+        .server_reflection_info(ask(MessageRequest::FileContainingSymbol(
+            "cuttle.v1.RunService".into(),
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no file for cuttle.v1.RunService");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    let file = String::from_utf8_lossy(&files.file_descriptor_proto[0]).into_owned();
+    assert!(file.contains("cuttle/v1/runs.proto"), "{file}");
+}
