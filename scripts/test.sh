@@ -41,6 +41,9 @@ command -v sudo >/dev/null || apt_install sudo
 # -analyze on a scratch root; the journald test catches logs in a mount namespace.
 command -v systemd-analyze >/dev/null || apt_install systemd
 command -v unshare >/dev/null || apt_install util-linux
+# --- sqlite3: the backup test runs the operator guide's recipes (pg_dump and
+# pg_restore come with postgresql-client, below).
+command -v sqlite3 >/dev/null || apt_install sqlite3
 # --- chromium: a lab test renders the status page in a real headless browser.
 [ -x /usr/bin/chromium ] || apt_install chromium
 # --- teuthology 1.3.0 from PyPI, in a cached venv: the suite tests compare cuttle's

@@ -1757,6 +1757,76 @@ fn metrics_during_a_run_match_the_lab() {
     }
 }
 
+/// scripts/prune-archives.sh on a real lab's archive: runs older than --days whose jobs
+/// all ended (and a directory of a run cuttle never knew) go, a run still running and a
+/// recent run stay, and --dry-run removes nothing.
+#[test]
+fn old_archives_of_ended_runs_are_pruned_and_live_ones_kept() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 2,
+        ..LabOptions::default()
+    });
+    lab.schedule("prune-ended", "runtime: 0\n", 2, 1, Some(60));
+    lab.schedule("prune-recent", "runtime: 0\n", 1, 1, Some(60));
+    lab.schedule_at("prune-live", "runtime: 60\n", 1, 1, Some(120), 2000);
+    lab.dispatcher(false);
+    lab.wait_for("the runs to end or run", Duration::from_secs(60), |lab| {
+        lab.all_ended("prune-ended")
+            && lab.all_ended("prune-recent")
+            && status(&lab.run_jobs("prune-live")[0]) == JobStatus::Running
+    });
+    let archive = lab.archive();
+    std::fs::create_dir_all(archive.join("prune-orphan/1")).unwrap();
+    std::fs::write(archive.join("prune-orphan/1/teuthology.log"), "old\n").unwrap();
+    for run in ["prune-ended", "prune-live", "prune-orphan"] {
+        let aged = Command::new("sh")
+            .arg("-c")
+            .arg("find \"$1\" -exec touch -d '100 days ago' {} +")
+            .arg("sh")
+            .arg(archive.join(run))
+            .status()
+            .unwrap();
+        assert!(aged.success());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/prune-archives.sh");
+    let cuttle = Path::new(env!("CARGO_BIN_EXE_cuttle-dispatcher")).with_file_name("cuttle");
+    let prune = |args: &[&str]| {
+        let output = Command::new(&script)
+            .args(args)
+            .arg(&archive)
+            .env("CUTTLE_BIN", &cuttle)
+            .env("CUTTLE_API", lab.api_url())
+            .env_remove("CUTTLE_TOKEN")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{text}");
+        text
+    };
+    let dry = prune(&["--days", "30", "--dry-run"]);
+    assert!(dry.contains("would remove 2 runs"), "{dry}");
+    for run in ["prune-ended", "prune-live", "prune-recent", "prune-orphan"] {
+        assert!(
+            archive.join(run).exists(),
+            "--dry-run removed {run}:\n{dry}"
+        );
+    }
+    let done = prune(&["--days", "30"]);
+    assert!(
+        done.contains("keeping prune-live: it has jobs that have not ended"),
+        "{done}"
+    );
+    assert!(done.contains("removed 2 runs"), "{done}");
+    assert!(!archive.join("prune-ended").exists(), "{done}");
+    assert!(!archive.join("prune-orphan").exists(), "{done}");
+    assert!(archive.join("prune-live").exists(), "{done}");
+    assert!(archive.join("prune-recent").exists(), "{done}");
+}
+
 fn pause(lab: &Lab, paused: bool) {
     lab.runtime
         .block_on(lab.queues().set_queue_paused(v1::SetQueuePausedRequest {

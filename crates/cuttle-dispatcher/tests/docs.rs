@@ -1,0 +1,115 @@
+//! The operator guide's configuration tables and the shipped example configs against the
+//! config structs: every key either daemon accepts is documented, with a row of its own,
+//! and no row names a key that no longer exists.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use cuttle_runtime::config::keys;
+
+fn read(relative: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The text of the guide from the heading `from` to the next heading `until`.
+fn section<'a>(text: &'a str, from: &str, until: &str) -> &'a str {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from:?} in the operator guide"));
+    let rest = &text[start..];
+    let end = rest.find(until).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The keys a table's rows name in their first cell (`key`, `[lab] key`, or several
+/// keys separated by commas); rows whose first cell is anything else (messages, log
+/// lines, headers) are not key rows.
+fn documented(section: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with("| ")) {
+        let cell = line.split('|').nth(1).unwrap_or("").trim();
+        let names: Vec<&str> = cell.split(',').map(str::trim).collect();
+        let keys: Option<Vec<String>> = names
+            .iter()
+            .map(|name| {
+                let name = name.strip_prefix('`')?.strip_suffix('`')?;
+                let name = name.strip_prefix("[lab] ").unwrap_or(name);
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    .then(|| name.to_owned())
+            })
+            .collect();
+        if let Some(keys) = keys {
+            found.extend(keys);
+        }
+    }
+    found
+}
+
+fn set(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| (*k).to_owned()).collect()
+}
+
+#[test]
+fn every_cuttle_api_key_has_a_row_and_every_row_a_key() {
+    let guide = read("docs/operator-guide.md");
+    let rows = documented(section(&guide, "### cuttle-api", "### cuttle-dispatcher"));
+    let accepted = set(keys::<cuttle_api::settings::FileConfig>());
+    assert!(accepted.len() > 30, "{accepted:?}");
+    let missing: Vec<_> = accepted.difference(&rows).collect();
+    let stale: Vec<_> = rows.difference(&accepted).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "cuttle-api keys without a row in docs/operator-guide.md: {missing:?}; rows naming no key: {stale:?}"
+    );
+}
+
+#[test]
+fn every_dispatcher_and_lab_key_has_a_row_and_every_row_a_key() {
+    let guide = read("docs/operator-guide.md");
+    let rows = documented(section(&guide, "### cuttle-dispatcher", "\n## "));
+    let mut accepted = set(keys::<cuttle_dispatcher::FileConfig>());
+    accepted.remove("lab");
+    accepted.extend(set(keys::<cuttle_runtime::lab::LabConfig>()));
+    assert!(accepted.len() > 25, "{accepted:?}");
+    let missing: Vec<_> = accepted.difference(&rows).collect();
+    let stale: Vec<_> = rows.difference(&accepted).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "dispatcher keys without a row in docs/operator-guide.md: {missing:?}; rows naming no key: {stale:?}"
+    );
+}
+
+#[test]
+fn the_example_configs_mention_every_key() {
+    for (file, accepted) in [
+        (
+            "deploy/cuttle-api.toml",
+            set(keys::<cuttle_api::settings::FileConfig>()),
+        ),
+        ("deploy/cuttle-dispatcher.toml", {
+            let mut keys = set(keys::<cuttle_dispatcher::FileConfig>());
+            keys.remove("lab");
+            keys.extend(set(cuttle_runtime::config::keys::<
+                cuttle_runtime::lab::LabConfig,
+            >()));
+            keys
+        }),
+    ] {
+        let text = read(file);
+        let missing: Vec<&String> = accepted
+            .iter()
+            .filter(|key| {
+                !text.lines().any(|line| {
+                    let line = line.trim_start_matches(['#', ' ']);
+                    line.starts_with(&format!("{key} ="))
+                        || line.starts_with("[lab]") && *key == "lab"
+                })
+            })
+            .collect();
+        assert!(missing.is_empty(), "{file} does not show {missing:?}");
+    }
+}
