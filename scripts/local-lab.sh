@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 lab_dir="${CUTTLE_LAB_DIR:-$PWD/cuttle-lab}"
 api_port="${CUTTLE_LAB_API_PORT:-7171}"
 http_port="${CUTTLE_LAB_HTTP_PORT:-7172}"
+metrics_port="${CUTTLE_LAB_DISPATCHER_METRICS_PORT:-7191}"
 beanstalk_port="${CUTTLE_LAB_BEANSTALK_PORT:-11300}"
 machine_type="${CUTTLE_LAB_MACHINE_TYPE:-smithi}"
 n_nodes="${CUTTLE_LAB_NODES:-8}"
@@ -109,7 +110,7 @@ else
     say "starting cuttle-dispatcher for $machine_type (archive $lab_dir/archive, log $lab_dir/cuttle-dispatcher.log)"
     "$bin/cuttle-dispatcher" --machine-type "$machine_type" --api "$CUTTLE_API" \
         --beanstalk "127.0.0.1:$beanstalk_port" --archive-dir "$lab_dir/archive" \
-        --token-file "$lab_dir/dispatcher.token" \
+        --token-file "$lab_dir/dispatcher.token" --metrics-listen "127.0.0.1:$metrics_port" \
         --runner-command '{bin_dir}/cuttle-local-runner --job-config {job_config} --archive {archive}' \
         >"$lab_dir/cuttle-dispatcher.log" 2>&1 &
     echo $! >"$lab_dir/cuttle-dispatcher.pid"
@@ -152,7 +153,7 @@ cat <<MSG
 The lab is running: cuttle-api at $CUTTLE_API, beanstalkd at 127.0.0.1:$beanstalk_port,
 a cuttle-dispatcher for $machine_type (log: $lab_dir/cuttle-dispatcher.log).
 Status page:  http://127.0.0.1:$http_port/   (runs, queues with estimated starts, nodes, logs)
-Metrics:      http://127.0.0.1:$http_port/metrics
+Metrics:      http://127.0.0.1:$http_port/metrics (cuttle-api), http://127.0.0.1:$metrics_port/metrics (dispatcher)
 Try:   export CUTTLE_API=$CUTTLE_API PATH=$bin:\$PATH
        export CUTTLE_TOKEN=\$(cat $lab_dir/admin.token)   # changes need a token; reads do not
        cuttle run list; cuttle job show ID; cuttle queue list $machine_type
