@@ -80,6 +80,11 @@ struct DispatchArgs {
     /// fresh SQLite file.
     #[arg(long, value_name = "URL")]
     db: Option<String>,
+    /// Also drain queues of these depths (comma-separated, such as 100,1000,10000) and
+    /// report the cost per job at each: flat means the dispatcher does not slow down as
+    /// the queue grows.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
+    depths: Vec<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -377,6 +382,36 @@ fn dispatch_baseline_round(port: u16, bodies: &[Vec<u8>]) -> anyhow::Result<f64>
     Ok(bodies.len() as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The `p`-th percentile (0–100) of `values`, nearest rank; 0 when empty.
+fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Node freed → next job started on it: for each node, the time from an unlock to the
+/// lock right after it, over the lock history's entries (any order), in milliseconds.
+fn node_gaps(events: &[cuttle_proto::v1::LockEvent]) -> Vec<f64> {
+    let mut by_node: std::collections::BTreeMap<&str, Vec<&cuttle_proto::v1::LockEvent>> =
+        std::collections::BTreeMap::new();
+    for event in events {
+        by_node.entry(event.node.as_str()).or_default().push(event);
+    }
+    let mut gaps = Vec::new();
+    for events in by_node.values_mut() {
+        events.sort_by_key(|event| event.id);
+        for pair in events.windows(2) {
+            if pair[0].action == "unlock" && pair[1].action == "lock" {
+                gaps.push((pair[1].at_ms - pair[0].at_ms) as f64);
+            }
+        }
+    }
+    gaps
+}
+
 /// Where one round's time went, as medians over its jobs, in milliseconds.
 #[derive(Debug, Default, Clone, Copy)]
 struct Phases {
@@ -386,6 +421,9 @@ struct Phases {
     dispatch_ms: f64,
     /// Running → ended (supervisor start, runner process, result report).
     run_ms: f64,
+    /// A node freed → the next job locking it, while the round's jobs waited: p50, p99.
+    node_gap_p50_ms: f64,
+    node_gap_p99_ms: f64,
 }
 
 fn phases(details: &[cuttle_proto::v1::JobDetail]) -> Phases {
@@ -422,6 +460,7 @@ fn phases(details: &[cuttle_proto::v1::JobDetail]) -> Phases {
         queued_ms: median(queued),
         dispatch_ms: median(dispatch),
         run_ms: median(run),
+        ..Phases::default()
     }
 }
 
@@ -429,11 +468,22 @@ fn phases(details: &[cuttle_proto::v1::JobDetail]) -> Phases {
 /// Returns jobs per second from the CreateRun call to the last terminal state.
 async fn dispatch_round(
     runs: &mut RunServiceClient<Authed>,
+    admin: &mut AdminServiceClient<Authed>,
     round: usize,
     jobs: usize,
 ) -> anyhow::Result<(f64, Phases)> {
     let name = format!("dispatch-{round}");
     let started = Instant::now();
+    let history_before = admin
+        .lock_history(cuttle_proto::v1::LockHistoryRequest {
+            node: String::new(),
+            limit: 1,
+        })
+        .await?
+        .into_inner()
+        .events
+        .last()
+        .map_or(0, |event| event.id);
     runs.create_run(CreateRunRequest {
         name: name.clone(),
         owner: "bench".into(),
@@ -484,7 +534,30 @@ async fn dispatch_round(
                 .into_inner(),
         );
     }
-    Ok((jobs as f64 / elapsed.as_secs_f64(), phases(&details)))
+    // Every lock and unlock of the round (each job locks and unlocks its node once).
+    let history = admin
+        .lock_history(cuttle_proto::v1::LockHistoryRequest {
+            node: String::new(),
+            limit: u32::try_from(jobs * 2 + 100)
+                .unwrap_or(100_000)
+                .min(100_000),
+        })
+        .await?
+        .into_inner()
+        .events;
+    let round_events: Vec<_> = history
+        .into_iter()
+        .filter(|event| event.id > history_before)
+        .collect();
+    let gaps = node_gaps(&round_events);
+    Ok((
+        jobs as f64 / elapsed.as_secs_f64(),
+        Phases {
+            node_gap_p50_ms: percentile(gaps.clone(), 50.0),
+            node_gap_p99_ms: percentile(gaps, 99.0),
+            ..phases(&details)
+        },
+    ))
 }
 
 async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
@@ -496,14 +569,16 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
     let mut dispatcher = lab.start_dispatcher()?;
     let (beanstalkd, backend) = (&lab.beanstalkd, lab.backend);
     let channel = lab.channel.clone();
-    let mut runs = RunServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+    let mut runs = RunServiceClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
+    let mut admin = AdminServiceClient::new(channel).max_decoding_message_size(usize::MAX);
     // One warm-up job: the dispatcher takes its lease, the binaries are in the page cache.
-    dispatch_round(&mut runs, 0, 1).await?;
+    dispatch_round(&mut runs, &mut admin, 0, 1).await?;
 
     let body = b"job_id: '1'\nruntime: 0\nstatus: pass\nmachine_type: smithi\n".to_vec();
     let bodies = vec![body; args.jobs];
     let port = beanstalkd.port();
     let (mut baseline, mut cuttle, mut all_phases) = (Vec::new(), Vec::new(), Vec::new());
+    let mut depth_rates: Vec<(usize, f64)> = Vec::new();
     let result: anyhow::Result<()> = async {
         for round in 1..=args.rounds {
             let round_bodies = bodies.clone();
@@ -511,9 +586,14 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
                 tokio::task::spawn_blocking(move || dispatch_baseline_round(port, &round_bodies))
                     .await??,
             );
-            let (rate, phases) = dispatch_round(&mut runs, round, args.jobs).await?;
+            let (rate, phases) = dispatch_round(&mut runs, &mut admin, round, args.jobs).await?;
             cuttle.push(rate);
             all_phases.push(phases);
+        }
+        for (i, &depth) in args.depths.iter().enumerate() {
+            let (rate, _) =
+                dispatch_round(&mut runs, &mut admin, args.rounds + 1 + i, depth).await?;
+            depth_rates.push((depth, rate));
         }
         Ok(())
     }
@@ -526,6 +606,8 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
         queued_ms: median(all_phases.iter().map(|p| p.queued_ms).collect()),
         dispatch_ms: median(all_phases.iter().map(|p| p.dispatch_ms).collect()),
         run_ms: median(all_phases.iter().map(|p| p.run_ms).collect()),
+        node_gap_p50_ms: median(all_phases.iter().map(|p| p.node_gap_p50_ms).collect()),
+        node_gap_p99_ms: median(all_phases.iter().map(|p| p.node_gap_p99_ms).collect()),
     };
     let ratio = cuttle / baseline;
     if json {
@@ -543,6 +625,16 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
                 "median_queued_ms": phases.queued_ms,
                 "median_dispatch_ms": phases.dispatch_ms,
                 "median_run_ms": phases.run_ms,
+                "node_freed_to_next_start_p50_ms": phases.node_gap_p50_ms,
+                "node_freed_to_next_start_p99_ms": phases.node_gap_p99_ms,
+                "depths": depth_rates
+                    .iter()
+                    .map(|(depth, rate)| serde_json::json!({
+                        "waiting_jobs": depth,
+                        "jobs_per_s": rate,
+                        "ms_per_job": 1000.0 / rate,
+                    }))
+                    .collect::<Vec<_>>(),
             })
         );
     } else {
@@ -566,6 +658,16 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
             "    running → ended (supervisor, runner, report)    {:>8.1} ms",
             phases.run_ms
         );
+        println!(
+            "  a node freed → the next job on it (medians of rounds): p50 {:.1} ms, p99 {:.1} ms",
+            phases.node_gap_p50_ms, phases.node_gap_p99_ms
+        );
+        for (depth, rate) in &depth_rates {
+            println!(
+                "  draining {depth:>6} waiting jobs: {rate:>8.1} jobs/s, {:>6.2} ms per job",
+                1000.0 / rate
+            );
+        }
     }
     lab.stop().await
 }
@@ -591,6 +693,32 @@ mod tests {
     #[test]
     fn the_cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn node_gaps_pair_each_unlock_with_the_next_lock_of_its_node() {
+        let event = |id: i64, node: &str, action: &str, at_ms: i64| cuttle_proto::v1::LockEvent {
+            id,
+            node: node.into(),
+            action: action.into(),
+            at_ms,
+            ..Default::default()
+        };
+        let events = [
+            event(1, "a", "lock", 0),
+            event(2, "b", "lock", 1),
+            event(3, "a", "unlock", 10),
+            event(5, "a", "lock", 14),
+            event(4, "b", "unlock", 12),
+            event(6, "b", "lock", 20),
+            event(7, "a", "unlock", 30),
+        ];
+        let mut gaps = node_gaps(&events);
+        gaps.sort_by(f64::total_cmp);
+        assert_eq!(gaps, [4.0, 8.0]);
+        assert_eq!(percentile(vec![3.0, 1.0, 2.0, 4.0], 50.0), 2.0);
+        assert_eq!(percentile(vec![3.0, 1.0, 2.0, 4.0], 99.0), 4.0);
+        assert_eq!(percentile(Vec::new(), 99.0), 0.0);
     }
 
     #[test]
