@@ -4,7 +4,7 @@
 //! shape (numbers stay `i64` so cuttle-core can refuse them with its own clear message) and
 //! never talks to the API; the command modules do that.
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Where cuttle-api listens when neither `--api` nor `CUTTLE_API` says otherwise.
 pub const DEFAULT_API: &str = "http://127.0.0.1:7171";
@@ -25,9 +25,12 @@ the first line of ~/.config/cuttle/token; it is sent as `authorization: Bearer T
 developer's token acts on their own runs, jobs and locks; an admin's on everything (a lab \
 admin creates tokens with `cuttle admin token create`). Listing and showing need no token \
 unless the lab turned anonymous reads off.\n\n\
-Every listing and show takes --json for machine-readable output.\n\n\
+Every listing and show takes --json for machine-readable output, and colours statuses on \
+a terminal (--color, NO_COLOR).\n\n\
+Shell completions: `cuttle completions bash|zsh|fish > FILE`; man pages: `cuttle man DIR`.\n\n\
 Exit status: 0 on success, 1 when the API refused the request or the input is invalid, \
-2 for a usage error, 3 when cuttle-api cannot be reached."
+2 for a usage error (and for `cuttle run wait` when --timeout passed), 3 when cuttle-api \
+cannot be reached."
 )]
 pub struct Cli {
     /// URL of cuttle-api's gRPC endpoint.
@@ -61,9 +64,31 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// When to colour job and run statuses: `auto` only on a terminal and not when
+    /// NO_COLOR is set; `always` even into a pipe, NO_COLOR or not.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = ColorChoice::Auto,
+        value_name = "WHEN"
+    )]
+    pub color: ColorChoice,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour statuses (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
 }
 
 /// The top-level verbs.
@@ -73,6 +98,10 @@ pub enum Command {
     #[command(subcommand)]
     Node(NodeCommand),
     /// Create a run of one or more jobs and queue them (teuthology-schedule).
+    #[command(after_help = "Examples:
+  cuttle schedule -m smithi --jobs 3 --nodes 2 --description 'rados smoke'
+  cuttle schedule job.yaml --name alice-smoke -p 100   # a teuthology job config
+  cuttle schedule - < job.yaml                         # the config on stdin")]
     Schedule(ScheduleArgs),
     /// Expand a Ceph qa suite into its jobs and schedule them as one run (teuthology-suite).
     #[command(
@@ -92,10 +121,16 @@ one transaction and queues them.\n\n\
 with their descriptions and configs, as a new run.\n\n\
 Guard rails: more jobs than --job-threshold (the lab's suite_job_threshold by default), or \
 an urgent priority for a large run (below 50 at all, 50-74 over 25 jobs, 75-149 over 100 \
-jobs), are refused; --job-threshold 0 and --force-priority pass them, for admins only."
+jobs), are refused; --job-threshold 0 and --force-priority pass them, for admins only.",
+        after_help = "Examples:
+  cuttle suite -s rados/singleton -c main -m smithi -p 100
+  cuttle suite -s rados/basic --suite-dir ~/ceph --dry-run    # expand here, queue nothing
+  cuttle suite -r RUN -R dead,fail -p 90                      # rerun what failed or died
+  cuttle suite --preset nightly -c squid                      # a saved request, one flag changed
+  cuttle run wait \"$(cuttle suite -s rados/basic -m smithi --json | jq -r .run_name)\""
     )]
     Suite(Box<SuiteCliArgs>),
-    /// List runs or show one run with its jobs.
+    /// List runs, show one run with its jobs, or wait until a run has ended.
     #[command(subcommand)]
     Run(RunCommand),
     /// Show a job and its timeline.
@@ -108,8 +143,14 @@ job given with --job. Each becomes `killed` at once: queued jobs are deleted fro
 beanstalkd tube and never start; running jobs stop at their supervisor's next heartbeat, and \
 the supervisor archives the logs and gives the nodes back. Jobs that already ended are left \
 as they are, so killing a finished run kills nothing and succeeds.\n\n\
-Only the run's owner may kill it (--owner, default $USER), or anyone with the admin token \
-(--token / CUTTLE_TOKEN)."
+Whose run it is comes from cuttle-api's records: only the run's owner (with their own \
+developer token) or anyone with the admin token (--token / CUTTLE_TOKEN) may kill it. \
+--owner (default $USER) only says who killed it, in the jobs' timelines.\n\n\
+teuthology-kill's -r RUN and -j JOB work too.",
+        after_help = "Examples:
+  cuttle kill alice-2026-05-01_10:00:00-rados-main-distro-default-smithi
+  cuttle kill RUN -j 42                # one job of the run
+  cuttle kill -r RUN -j 42             # teuthology-kill's spelling"
     )]
     Kill(KillArgs),
     /// Saved suite requests: list, show, add, edit, delete (cuttle suite --preset NAME).
@@ -126,7 +167,7 @@ build's sha1. `cuttle suite ... --wait-for-build` makes one when the build is no
 build's URL; one that waits too long expires. See docs/builds.md."
     )]
     Autosuite(AutoSuiteCommand),
-    /// See and steer a machine type's queue: list waiting jobs, pause, resume.
+    /// See and steer a machine type's queue: waiting and buried jobs, pause, resume, kick.
     #[command(subcommand)]
     Queue(QueueCommand),
     /// Show cuttle-api's health and version; exits 1 if its database or beanstalkd is not ok.
@@ -134,6 +175,30 @@ build's URL; one that waits too long expires. See docs/builds.md."
     /// The lab's books: audit the lock history, show it.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Print a shell completion script for cuttle on stdout (bash, zsh, fish, elvish,
+    /// powershell), e.g. `cuttle completions bash > /etc/bash_completion.d/cuttle`.
+    #[command(hide = true)]
+    Completions(CompletionsArgs),
+    /// Write cuttle's man pages (cuttle.1, cuttle-run-wait.1, ...) into DIR, e.g.
+    /// `cuttle man /usr/local/share/man/man1`.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+/// `cuttle completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `cuttle man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into; created if missing.
+    #[arg(value_name = "DIR")]
+    pub dir: std::path::PathBuf,
 }
 
 /// `cuttle admin ...`
@@ -210,10 +275,21 @@ pub enum NodeCommand {
     /// Add a node to the inventory; it starts up and unlocked.
     Add(NodeAddArgs),
     /// List nodes, optionally filtered.
+    #[command(after_help = "Examples:
+  cuttle node list -m smithi --unlocked --up    # free nodes of a type
+  cuttle node list --owner alice                # what alice holds
+  cuttle node list --down --json | jq -r '.[].name'")]
     List(NodeListArgs),
     /// Lock COUNT free nodes of a machine type, or the named nodes; all or nothing.
+    #[command(after_help = "Examples:
+  cuttle node lock -m smithi --count 3          # any 3 free smithi nodes, for $USER
+  cuttle node lock smithi004 smithi007          # these two
+  cuttle node lock smithi004 --owner alice      # for someone else (admins only)")]
     Lock(NodeLockArgs),
     /// Unlock nodes you locked by hand (an admin: anyone's; a running job's: nobody's).
+    #[command(after_help = "Examples:
+  cuttle node unlock smithi004 smithi007
+  cuttle node unlock smithi004 --owner alice    # alice's lock (admins only)")]
     Unlock(NodeUnlockArgs),
     /// Change a node's descriptive fields and/or mark it up or down.
     Update(NodeUpdateArgs),
@@ -236,7 +312,7 @@ pub struct NodeImportArgs {
     #[arg(value_name = "FILE")]
     pub file: String,
     /// Import only the nodes of this machine type.
-    #[arg(long, value_name = "TYPE")]
+    #[arg(short = 'm', long, value_name = "TYPE")]
     pub machine_type: Option<String>,
 }
 
@@ -246,7 +322,7 @@ pub struct NodeAddArgs {
     /// Host name of the node, e.g. smithi001.
     pub name: String,
     /// Machine type the node belongs to, e.g. smithi.
-    #[arg(long, value_name = "TYPE")]
+    #[arg(short = 'm', long, value_name = "TYPE")]
     pub machine_type: String,
     /// Free-text description.
     #[arg(long, value_name = "TEXT")]
@@ -267,7 +343,7 @@ pub struct NodeAddArgs {
 #[derive(Debug, Args)]
 pub struct NodeListArgs {
     /// Only nodes of this machine type.
-    #[arg(long, value_name = "TYPE")]
+    #[arg(short = 'm', long, value_name = "TYPE")]
     pub machine_type: Option<String>,
     /// Only locked nodes.
     #[arg(long, conflicts_with = "unlocked")]
@@ -299,7 +375,7 @@ pub struct NodeLockArgs {
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// Machine type to take free nodes from; needs --count.
-    #[arg(long, value_name = "TYPE", requires = "count")]
+    #[arg(short = 'm', long, value_name = "TYPE", requires = "count")]
     pub machine_type: Option<String>,
     /// How many nodes of --machine-type to lock.
     #[arg(
@@ -310,12 +386,12 @@ pub struct NodeLockArgs {
         allow_negative_numbers = true
     )]
     pub count: Option<i64>,
-    /// Who will hold the nodes; default: your token's user. Only an admin may lock for
-    /// someone else.
+    /// Who will hold the nodes [default: $USER; with a developer's token, its own user,
+    /// the only one it may lock for]. An admin's token locks for anyone.
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
     /// The job the nodes are locked for, if any.
-    #[arg(long, value_name = "ID")]
+    #[arg(short = 'j', long, value_name = "ID")]
     pub job_id: Option<String>,
 }
 
@@ -325,8 +401,9 @@ pub struct NodeUnlockArgs {
     /// Nodes to unlock.
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
-    /// Whose hand lock to undo; default: your token's user. Only an admin may unlock
-    /// someone else's nodes, and nobody a running job's (kill the job instead).
+    /// Whose hand lock to undo [default: $USER; with a developer's token, its own user].
+    /// Only an admin may unlock someone else's nodes, and nobody a running job's (kill the
+    /// job instead).
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
 }
@@ -343,7 +420,7 @@ pub struct NodeUpdateArgs {
     /// The node to change.
     pub name: String,
     /// Move the node to another machine type (refused while it is locked).
-    #[arg(long, value_name = "TYPE")]
+    #[arg(short = 'm', long, value_name = "TYPE")]
     pub machine_type: Option<String>,
     /// New free-text description.
     #[arg(long, value_name = "TEXT")]
@@ -515,7 +592,9 @@ pub struct SuiteCliArgs {
     /// Job priority, lower is sooner [default: 1000].
     #[arg(short = 'p', long, value_name = "P")]
     pub priority: Option<u32>,
-    /// Whose run it is (default: your token's user).
+    /// Whose run it is. For `cuttle suite` [default: $USER; with a developer's token, its
+    /// own user; with --preset, the preset's]; a saved preset or AutoSuite without one
+    /// takes your token's user. A developer's token schedules only for its own user.
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
     /// Schedule part WHICH (from 0) of OF parts; each part covers every facet.
@@ -620,14 +699,15 @@ pub struct ScheduleArgs {
     /// OWNER-YYYY-MM-DD_HH:MM:SS-SUITE-BRANCH-MACHINE_TYPE (UTC).
     #[arg(long, value_name = "RUN")]
     pub name: Option<String>,
-    /// Owner of the run. Without FILE, defaults to $USER (or `cuttle`).
+    /// Owner of the run [default: FILE's owner, else $USER, else `cuttle`]. A developer's
+    /// token schedules only for its own user.
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
     /// Machine type the jobs run on; required without FILE.
-    #[arg(long, value_name = "TYPE")]
+    #[arg(short = 'm', long, value_name = "TYPE")]
     pub machine_type: Option<String>,
     /// beanstalkd priority, 0 (most urgent) to 65535; default 1000.
-    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    #[arg(short = 'p', long, value_name = "P", allow_negative_numbers = true)]
     pub priority: Option<i64>,
     /// Nodes each job needs; default: the number of roles in FILE, or 1.
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
@@ -667,22 +747,46 @@ pub struct ScheduleArgs {
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
     /// List runs, newest first.
+    #[command(after_help = "Examples:
+  cuttle run list --owner alice --limit 10
+  cuttle run list -m smithi --status running
+  cuttle run list --status fail --json | jq -r '.[].name'")]
     List(RunListArgs),
     /// Show one run and its jobs.
+    #[command(after_help = "Examples:
+  cuttle run show alice-2026-05-01_10:00:00-rados-main-distro-default-smithi
+  cuttle run show RUN --json | jq '.jobs[] | select(.status == \"dead\") | .reason'")]
     Show(RunShowArgs),
+    /// Wait until every job of a run has ended; exit 0 if all passed, 1 if not, 2 on timeout.
+    #[command(
+        long_about = "Wait until every job of run RUN has ended, asking cuttle-api every \
+--interval seconds. On a terminal one progress line rewrites itself (`12/40 ended: pass=10 \
+fail=1 dead=1; 3 running, 25 waiting`); otherwise a plain line is printed when the counts \
+change, and at least once a minute. Then the run's result is printed, with the jobs that \
+did not pass and why (--json: the run as `cuttle run show --json` prints it).\n\n\
+Exit status: 0 when every job passed, 1 when any ended fail, dead or killed (or the run \
+cannot be read), 2 when --timeout passed first (the run goes on), 3 when cuttle-api cannot \
+be reached at the start. A cuttle-api that goes away while waiting is asked again until \
+--timeout.",
+        after_help = "Examples:
+  cuttle run wait RUN                           # until it ends, however long
+  cuttle run wait RUN --timeout 7200 --interval 60
+  cuttle run wait RUN && echo all passed"
+    )]
+    Wait(RunWaitArgs),
 }
 
 /// `cuttle run list`
 #[derive(Debug, Args)]
 pub struct RunListArgs {
-    /// Only runs of this owner.
+    /// Only runs of this owner (default: everyone's).
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
     /// Only runs with this status: queued, running, pass, fail, dead or killed.
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
     /// Only runs with jobs on this machine type.
-    #[arg(long, value_name = "TYPE")]
+    #[arg(short = 'm', long, value_name = "TYPE")]
     pub machine_type: Option<String>,
     /// Only runs of this branch.
     #[arg(long, value_name = "BRANCH")]
@@ -700,11 +804,33 @@ pub struct RunShowArgs {
     pub name: String,
 }
 
+/// `cuttle run wait`
+#[derive(Debug, Args)]
+pub struct RunWaitArgs {
+    /// Run name.
+    #[arg(value_name = "RUN")]
+    pub name: String,
+    /// Give up after this many seconds (exit 2; the run goes on) [default: wait for ever].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Seconds between two looks at the run.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub interval: u64,
+}
+
 /// `cuttle job ...`
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Show one job: status and reason, nodes, the dispatcher that claimed it, its
     /// supervisor (pid@host), when it started, and its timeline of status changes.
+    #[command(after_help = "Examples:
+  cuttle job show 42
+  cuttle job show 42 --json | jq -r .archive_url   # where its logs are served")]
     Show(JobShowArgs),
 }
 
@@ -718,17 +844,36 @@ pub struct JobShowArgs {
 
 /// `cuttle kill`
 #[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("which_run")
+        .required(true)
+        .multiple(false)
+        .args(["run_name", "run"])
+))]
 pub struct KillArgs {
     /// Name of the run to kill.
     #[arg(value_name = "RUN")]
-    pub run_name: String,
+    pub run_name: Option<String>,
+    /// The run to kill, as teuthology-kill takes it (instead of RUN).
+    #[arg(short = 'r', long = "run", value_name = "RUN")]
+    pub run: Option<String>,
     /// Kill only this job of the run.
-    #[arg(long = "job", value_name = "ID")]
+    #[arg(short = 'j', long = "job", value_name = "ID")]
     pub job_id: Option<String>,
-    /// Who kills the run: it must be the run's owner unless --token carries the admin
-    /// token. Defaults to $USER (or `cuttle`).
+    /// Who kills it, for the jobs' timelines [default: $USER, else `cuttle`]. Whether
+    /// they may is decided by the token: the run's owner's, or an admin's.
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
+}
+
+impl KillArgs {
+    /// The run named by RUN or -r/--run (clap requires exactly one).
+    pub fn run_name(&self) -> &str {
+        self.run_name
+            .as_deref()
+            .or(self.run.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 /// `cuttle queue ...`
@@ -742,9 +887,63 @@ is paused and by whom, which dispatcher holds its lease (host and pid), beanstal
 ready/reserved/buried counts, and the jobs waiting on it (queued, or reserved by a dispatcher \
 that has not started them yet), most urgent first: by aged priority, then older, then \
 within a suite (smaller jobs first below cuttle-api's fewer_nodes_first_below, 1000 by \
-default; biggest first otherwise). AGE is how long ago the job was scheduled."
+default; biggest first otherwise). AGE is how long ago the job was scheduled.",
+        after_help = "Examples:
+  cuttle queue list smithi
+  cuttle queue list smithi --limit 20
+  cuttle queue list smithi --json | jq '.jobs[] | {id, waiting_for}'"
     )]
     List(QueueListArgs),
+    /// Show a machine type's buried beanstalkd jobs: their cuttle job, run and reason.
+    #[command(
+        long_about = "Show the buried jobs of machine type TYPE's beanstalkd tube: copies a \
+dispatcher set aside because they can never run as they are (a job needing more nodes than \
+the machine type has, a job put on the wrong tube, a body that is not a job). For each: its \
+beanstalkd id, how long ago it was put, the cuttle job, run and status it belongs to and \
+the recorded reason, or, for a body cuttle has no record of, why cuttle refuses it and its \
+first line. KICK says whether `cuttle queue kick` would put it back (`yes`) or why not.\n\n\
+beanstalkd itself shows only a tube's first buried job, so cuttle-api finds the copies of \
+cuttle jobs in its records (jobs that died before they started, the newest 1000) and checks \
+each on beanstalkd. A body with no record is only seen when it is the tube's first buried \
+job: when beanstalkd counts more buried jobs than are listed, kick or delete the first to \
+see the next.",
+        after_help = "Examples:
+  cuttle queue buried smithi
+  cuttle queue buried smithi --json | jq '.jobs[] | {beanstalk_id, reason}'"
+    )]
+    Buried(QueueBuriedArgs),
+    /// Put buried jobs back to ready (beanstalkd kick-job), so a dispatcher takes them again.
+    #[command(
+        long_about = "Put buried jobs of machine type TYPE back to ready (beanstalkd \
+`kick-job`), so a dispatcher reserves them and cuttle-api decides again what to do with \
+each. Needs the admin token.\n\n\
+A copy of a cuttle job that has ended (usually `dead`: its dispatcher buried it with the \
+reason) is never kicked: an ended job never runs again, so its dispatcher would only \
+discard the copy. Schedule such a job again instead (`cuttle suite --rerun RUN \
+--rerun-statuses dead`, after fixing what buried it, e.g. adding nodes) and delete the copy \
+(`cuttle queue delete-buried`). The same goes for a copy on the wrong tube and a stale \
+copy. What is left to kick: a body cuttle has no record of (it is classified again, and \
+buried again if nothing changed) and the copy of a job still waiting to run.\n\n\
+--all kicks every buried job of the tube that may be kicked, one at a time (never \
+beanstalkd's `kick N`, which would kick the refused ones too), and lists the ones left \
+with why.",
+        after_help = "Examples:
+  cuttle queue kick smithi -b 1234        # beanstalkd job 1234
+  cuttle queue kick smithi -j 42          # the buried copy of cuttle job 42
+  cuttle queue kick smithi --all"
+    )]
+    Kick(QueueKickArgs),
+    /// Delete one buried job from the tube for good (its cuttle job keeps its record).
+    #[command(
+        long_about = "Delete one buried job of machine type TYPE's tube for good \
+(beanstalkd `delete`). Needs the admin token. The cuttle job the copy belongs to keeps its \
+record and gets a note in its timeline; if that job is still waiting to run (its copy was \
+on the wrong tube), cuttle-api puts a fresh copy on its own machine type's tube.",
+        after_help = "Examples:
+  cuttle queue delete-buried smithi -b 1234
+  cuttle queue delete-buried smithi -j 42"
+    )]
+    DeleteBuried(QueueDeleteBuriedArgs),
     /// Pause a machine type's queue: no new jobs are dispatched; running jobs continue.
     Pause(QueuePauseArgs),
     /// Resume a paused queue: its dispatcher starts jobs again.
@@ -772,9 +971,64 @@ pub struct QueueReprioritizeArgs {
     /// The new priority: 0 (most urgent) to 65535.
     #[arg(value_name = "PRI")]
     pub priority: i64,
-    /// Who asks. Defaults to $USER (or `cuttle`).
+    /// Who asks, for the job's timeline [default: $USER, else `cuttle`]. Whether they may
+    /// is decided by the token: the job's owner's, or an admin's.
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
+}
+
+/// `cuttle queue buried`
+#[derive(Debug, Args)]
+pub struct QueueBuriedArgs {
+    /// Machine type (the beanstalkd tube's name), e.g. smithi.
+    #[arg(value_name = "TYPE")]
+    pub machine_type: String,
+    /// Show at most this many (the API's default is 100, its most 1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+}
+
+/// `cuttle queue kick`
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("which_buried")
+        .required(true)
+        .multiple(false)
+        .args(["beanstalk_id", "job_id", "all"])
+))]
+pub struct QueueKickArgs {
+    /// Machine type (the beanstalkd tube's name), e.g. smithi.
+    #[arg(value_name = "TYPE")]
+    pub machine_type: String,
+    /// The buried job's beanstalkd id (`cuttle queue buried TYPE` lists them).
+    #[arg(short = 'b', long, value_name = "ID")]
+    pub beanstalk_id: Option<u64>,
+    /// The cuttle job whose buried copy to kick.
+    #[arg(short = 'j', long = "job", value_name = "ID")]
+    pub job_id: Option<String>,
+    /// Every buried job of the tube that may be kicked.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `cuttle queue delete-buried`
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("which_buried")
+        .required(true)
+        .multiple(false)
+        .args(["beanstalk_id", "job_id"])
+))]
+pub struct QueueDeleteBuriedArgs {
+    /// Machine type (the beanstalkd tube's name), e.g. smithi.
+    #[arg(value_name = "TYPE")]
+    pub machine_type: String,
+    /// The buried job's beanstalkd id (`cuttle queue buried TYPE` lists them).
+    #[arg(short = 'b', long, value_name = "ID")]
+    pub beanstalk_id: Option<u64>,
+    /// The cuttle job whose buried copy to delete.
+    #[arg(short = 'j', long = "job", value_name = "ID")]
+    pub job_id: Option<String>,
 }
 
 /// `cuttle queue list`
@@ -794,7 +1048,7 @@ pub struct QueuePauseArgs {
     /// Machine type (the beanstalkd tube's name), e.g. smithi.
     #[arg(value_name = "TYPE")]
     pub machine_type: String,
-    /// Who does it, for the record. Defaults to $USER (or `cuttle`).
+    /// Who does it, for the record [default: $USER, else `cuttle`].
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
 }

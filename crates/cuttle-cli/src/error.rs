@@ -10,6 +10,9 @@ use tonic::Code;
 
 /// Exit code for an error answered by the API or refused input.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code when `cuttle run wait --timeout` passed before the run ended (clap's usage
+/// errors exit 2 too, but never reach a wait).
+pub const EXIT_TIMEOUT: u8 = 2;
 /// Exit code when cuttle-api cannot be reached.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
@@ -24,6 +27,18 @@ pub enum Failure {
     Unhealthy(String),
     /// The lock audit found violations (`cuttle admin audit`); they were printed.
     AuditFailed(usize),
+    /// `cuttle run wait`: the run ended, but not every job passed.
+    RunNotPassed {
+        run: String,
+        status: String,
+        counts: String,
+    },
+    /// `cuttle run wait`: `--timeout` passed first; `progress` is where the run stood.
+    WaitTimedOut {
+        run: String,
+        seconds: u64,
+        progress: String,
+    },
     /// cuttle-api could not be reached at `url`.
     Unreachable { url: String, detail: String },
     /// Writing the output failed.
@@ -37,7 +52,9 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Unreachable { .. } => EXIT_UNREACHABLE,
-            Failure::Invalid(_)
+            Failure::WaitTimedOut { .. } => EXIT_TIMEOUT,
+            Failure::RunNotPassed { .. }
+            | Failure::Invalid(_)
             | Failure::Api(_)
             | Failure::Unhealthy(_)
             | Failure::AuditFailed(_)
@@ -88,6 +105,20 @@ impl fmt::Display for Failure {
             Failure::Unreachable { url, detail } => format!(
                 "cannot reach cuttle-api at {url} ({detail}); start cuttle-api or point \
                  --api / CUTTLE_API at it"
+            ),
+            Failure::RunNotPassed {
+                run,
+                status,
+                counts,
+            } => format!(
+                "run {run} ended {status} ({counts}): not every job passed; see why with cuttle run show {run}"
+            ),
+            Failure::WaitTimedOut {
+                run,
+                seconds,
+                progress,
+            } => format!(
+                "run {run} has not ended after {seconds} s ({progress}); it goes on: wait again with cuttle run wait {run} (a longer --timeout), or stop it with cuttle kill {run}"
             ),
             Failure::Output(error) => format!("cannot write output: {error}"),
             Failure::Runtime(error) => format!("cannot start the async runtime: {error}"),
@@ -168,6 +199,28 @@ mod tests {
         assert!(text.contains("http://127.0.0.1:1"), "{text}");
         assert!(text.contains("CUTTLE_API"), "{text}");
         assert_eq!(failure.exit_code(), 3);
+    }
+
+    #[test]
+    fn waits_exit_1_for_a_run_that_did_not_pass_and_2_on_timeout() {
+        let failed = Failure::RunNotPassed {
+            run: "r".into(),
+            status: "fail".into(),
+            counts: "pass=1 fail=1".into(),
+        };
+        assert_eq!(failed.exit_code(), 1);
+        assert!(failed.to_string().contains("cuttle run show r"), "{failed}");
+        let timed_out = Failure::WaitTimedOut {
+            run: "r".into(),
+            seconds: 5,
+            progress: "0/2 ended; 0 running, 2 waiting".into(),
+        };
+        assert_eq!(timed_out.exit_code(), 2);
+        let text = timed_out.to_string();
+        assert!(
+            text.contains("after 5 s") && text.contains("--timeout"),
+            "{text}"
+        );
     }
 
     #[test]

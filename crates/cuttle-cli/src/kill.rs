@@ -17,7 +17,7 @@ use crate::schedule::owner_or_user;
 /// Builds the Kill request; `user` is `$USER`, the owner when `--owner` is absent.
 fn kill_request(args: &KillArgs, user: Option<&str>) -> Result<v1::KillRequest, InvalidInput> {
     Ok(v1::KillRequest {
-        run_name: RunName::parse(&args.run_name)?.into(),
+        run_name: RunName::parse(args.run_name())?.into(),
         job_id: args
             .job_id
             .as_deref()
@@ -137,6 +137,20 @@ mod tests {
         let request = kill_request(&args, Some("carol")).unwrap();
         assert_eq!(request.job_id, None);
         assert_eq!(request.owner, "carol", "--owner defaults to $USER");
+    }
+
+    #[test]
+    fn teuthology_kills_short_flags_name_the_run_and_the_job() {
+        let args = kill_args(&["-r", "alice-run", "-j", "42"]);
+        let request = kill_request(&args, Some("carol")).unwrap();
+        assert_eq!(request.run_name, "alice-run");
+        assert_eq!(request.job_id, Some(42));
+        // The run is named once: RUN or -r, never both, never neither.
+        for args in [&["-r", "a", "b"][..], &["-j", "42"][..]] {
+            let parsed =
+                Cli::try_parse_from(["cuttle", "kill"].into_iter().chain(args.iter().copied()));
+            assert!(parsed.is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod autosuite;
 pub mod cli;
 pub mod client;
+pub mod docs;
 pub mod error;
 pub mod health;
 pub mod kill;
@@ -38,6 +39,8 @@ pub struct Context {
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// Print JSON instead of text.
     pub json: bool,
+    /// Whether statuses on stdout are coloured.
+    pub paint: output::Paint,
 }
 
 impl Context {
@@ -77,7 +80,19 @@ pub fn resolve_token(
 /// Runs a parsed command line to completion on a single-threaded runtime. `token_file`
 /// is where a token is read from when neither --token nor CUTTLE_TOKEN gives one.
 pub fn run(cli: Cli, token_file: Option<&std::path::Path>) -> Result<(), Failure> {
+    // Completions and man pages describe the command line itself: no token, no API.
+    match &cli.command {
+        Command::Completions(args) => return docs::completions(args.shell),
+        Command::Man(args) => return docs::man_pages(&args.dir),
+        _ => {}
+    }
     let token = resolve_token(cli.token, token_file)?;
+    let no_color = std::env::var("NO_COLOR").ok();
+    let paint = output::Paint::resolve(
+        cli.color,
+        no_color.as_deref(),
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,6 +102,7 @@ pub fn run(cli: Cli, token_file: Option<&std::path::Path>) -> Result<(), Failure
         token,
         tls_ca_file: cli.tls_ca_file,
         json: cli.json,
+        paint,
     };
     runtime.block_on(async {
         match cli.command {
@@ -101,6 +117,7 @@ pub fn run(cli: Cli, token_file: Option<&std::path::Path>) -> Result<(), Failure
             Command::Queue(command) => queue::run(&context, command).await,
             Command::Health => health::run(&context).await,
             Command::Admin(command) => admin::run(&context, command).await,
+            Command::Completions(_) | Command::Man(_) => Ok(()),
         }
     })
 }

@@ -16,6 +16,7 @@ use crate::cli::{
 };
 use crate::error::Failure;
 use crate::output::{self, node_fields, nodes_json, or_dash, print, print_json, table, yes_no};
+use crate::schedule::default_owner;
 
 /// Runs one `cuttle node` subcommand.
 pub async fn run(context: &Context, command: NodeCommand) -> Result<(), Failure> {
@@ -149,12 +150,18 @@ enum LockRequest {
     Named(v1::LockNamedNodesRequest),
 }
 
-fn lock_request(args: &NodeLockArgs) -> Result<LockRequest, InvalidInput> {
-    // Empty means "me": cuttle-api uses the token's user.
-    let owner = match &args.owner {
-        Some(owner) => Owner::parse(owner)?.into(),
-        None => String::new(),
-    };
+/// `--owner` validated, else `default_owner` (see [`default_owner`]; empty: the token's
+/// user).
+fn owner_or(flag: Option<&str>, default_owner: &str) -> Result<String, InvalidInput> {
+    match flag {
+        Some(owner) => Ok(Owner::parse(owner)?.into()),
+        None => Ok(default_owner.to_owned()),
+    }
+}
+
+/// Builds the lock request, for `default_owner` when `--owner` is absent.
+fn lock_request(args: &NodeLockArgs, default_owner: &str) -> Result<LockRequest, InvalidInput> {
+    let owner = owner_or(args.owner.as_deref(), default_owner)?;
     let job_id = args
         .job_id
         .as_deref()
@@ -180,8 +187,14 @@ fn lock_request(args: &NodeLockArgs) -> Result<LockRequest, InvalidInput> {
 }
 
 async fn lock(context: &Context, args: NodeLockArgs) -> Result<(), Failure> {
-    let request = lock_request(&args)?;
+    // Checked before connecting, so bad input is reported even when the API is down.
+    lock_request(&args, "")?;
     let api = context.connect().await?;
+    let default = match args.owner {
+        Some(_) => String::new(),
+        None => default_owner(&api, std::env::var("USER").ok().as_deref()).await?,
+    };
+    let request = lock_request(&args, &default)?;
     let mut client = api.nodes();
     let answer = match request {
         LockRequest::ByType(request) => client.lock_nodes(request).await,
@@ -220,15 +233,15 @@ fn unlock_lines(answer: &v1::UnlockNodesResponse) -> String {
 }
 
 async fn unlock(context: &Context, args: NodeUnlockArgs) -> Result<(), Failure> {
-    let request = v1::UnlockNodesRequest {
+    let mut request = v1::UnlockNodesRequest {
         names: node_names(&args.names)?,
-        owner: match &args.owner {
-            Some(owner) => Owner::parse(owner)?.into(),
-            None => String::new(),
-        },
+        owner: owner_or(args.owner.as_deref(), "")?,
         job_id: None,
     };
     let api = context.connect().await?;
+    if args.owner.is_none() {
+        request.owner = default_owner(&api, std::env::var("USER").ok().as_deref()).await?;
+    }
     let answer = api
         .nodes()
         .unlock_nodes(request)
@@ -506,7 +519,7 @@ mod tests {
         ]) else {
             panic!()
         };
-        let error = lock_request(&args).unwrap_err();
+        let error = lock_request(&args, "").unwrap_err();
         assert_eq!(error.field, "node count");
     }
 
@@ -524,12 +537,34 @@ mod tests {
         ]) else {
             panic!()
         };
-        match lock_request(&args).unwrap() {
+        match lock_request(&args, "carol").unwrap() {
             LockRequest::Named(request) => {
                 assert_eq!(request.names, ["smithi001", "smithi002"]);
                 assert_eq!(request.owner, "alice");
                 assert_eq!(request.job_id, Some(42));
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lock_owner_defaults_to_the_default_owner_and_takes_short_flags() {
+        let NodeCommand::Lock(args) =
+            node_command(&["node", "lock", "-m", "smithi", "--count", "2", "-j", "7"])
+        else {
+            panic!()
+        };
+        match lock_request(&args, "carol").unwrap() {
+            LockRequest::ByType(request) => {
+                assert_eq!(request.machine_type, "smithi");
+                assert_eq!(request.owner, "carol", "no --owner: the default owner");
+                assert_eq!(request.job_id, Some(7));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Empty: cuttle-api uses the token's user.
+        match lock_request(&args, "").unwrap() {
+            LockRequest::ByType(request) => assert_eq!(request.owner, ""),
             other => panic!("{other:?}"),
         }
     }

@@ -4,6 +4,10 @@
 //! The JSON field names are the proto field names (snake_case) and statuses are their
 //! names (`"queued"`), never enum numbers: scripts depend on them, so renaming a field here
 //! is a breaking change. This module formats; it never calls the API.
+//!
+//! Colour is only ever added by [`Paint`], around a status word, after the text was made
+//! one line: text from the server never reaches the terminal with its own escapes, and
+//! JSON is never coloured.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,8 +17,74 @@ use cuttle_proto::convert::status_name;
 use cuttle_proto::v1;
 use serde::Serialize;
 
+use crate::cli::ColorChoice;
 use crate::error::{Failure, one_line};
 use crate::time::format_unix_millis;
+
+/// Whether stdout gets ANSI colours: decided once per command from `--color`, NO_COLOR
+/// and whether stdout is a terminal, then handed to whatever renders statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Paint {
+    enabled: bool,
+}
+
+impl Paint {
+    /// No colour: pipes, files, NO_COLOR, `--color never`, and the tests.
+    pub const OFF: Paint = Paint { enabled: false };
+    /// Colour.
+    pub const ON: Paint = Paint { enabled: true };
+
+    /// `--color`'s rule: `always` and `never` say it all; `auto` colours only a terminal,
+    /// and only when NO_COLOR is unset or empty (no-color.org: a flag given on the command
+    /// line wins over NO_COLOR).
+    pub fn resolve(choice: ColorChoice, no_color: Option<&str>, stdout_is_terminal: bool) -> Paint {
+        let enabled = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stdout_is_terminal && no_color.is_none_or(str::is_empty),
+        };
+        Paint { enabled }
+    }
+
+    pub fn enabled(self) -> bool {
+        self.enabled
+    }
+
+    /// `text` in the colour of the job or run status it names (pass green, fail red, dead
+    /// bold red, killed magenta, running blue, waiting ones yellow); other text, or any
+    /// text when colour is off, unchanged.
+    pub fn status(self, text: &str) -> String {
+        match status_style(text) {
+            Some(style) if self.enabled => format!("\x1b[{style}m{text}\x1b[0m"),
+            _ => text.to_owned(),
+        }
+    }
+
+    /// A run's counts as `queued=2 running=1`, each pair in its status's colour.
+    pub fn counts(self, counts: &std::collections::HashMap<String, u32>) -> String {
+        counts_summary(counts)
+            .split(' ')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, n)) => format!("{}={n}", self.status(name)),
+                None => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The SGR parameters of a status's colour.
+fn status_style(status: &str) -> Option<&'static str> {
+    match status {
+        "pass" => Some("32"),
+        "fail" => Some("31"),
+        "dead" => Some("1;31"),
+        "killed" => Some("35"),
+        "running" => Some("34"),
+        "queued" | "waiting" | "waiting_for_build" => Some("33"),
+        _ => None,
+    }
+}
 
 /// Writes `text` to stdout, adding a final newline if it lacks one. A closed pipe
 /// (`cuttle run list | head`) is not an error.
@@ -47,6 +117,17 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
 /// and padded to its widest cell, two spaces between columns. Empty cells show as `-` and
 /// line breaks inside a cell become spaces, so each row stays one line for `grep`/`awk`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    painted_table(headers, rows, Paint::OFF, &[])
+}
+
+/// [`table`] with the cells of `status_columns` (by index) painted as statuses. The
+/// colour goes around the cell, never into the padding, so columns stay aligned.
+pub fn painted_table(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    paint: Paint,
+    status_columns: &[usize],
+) -> String {
     let clean = |cell: &str| {
         let cell = one_line(cell);
         if cell.is_empty() {
@@ -71,15 +152,18 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header_row).chain(body.iter()) {
+    for (index, row) in std::iter::once(&header_row).chain(body.iter()).enumerate() {
         let mut line = String::new();
         for (column, cell) in row.iter().enumerate() {
-            if column + 1 == row.len() {
-                // No padding after the last cell: trailing spaces only confuse diffs.
-                line.push_str(cell);
+            let shown = if index > 0 && status_columns.contains(&column) {
+                paint.status(cell)
             } else {
+                cell.clone()
+            };
+            line.push_str(&shown);
+            // No padding after the last cell: trailing spaces only confuse diffs.
+            if column + 1 < row.len() {
                 let padding = widths[column] - cell.chars().count();
-                line.push_str(cell);
                 line.extend(std::iter::repeat_n(' ', padding + 2));
             }
         }
@@ -91,6 +175,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// `key: value` lines with the values aligned, one field per line.
 pub fn fields(pairs: &[(&str, String)]) -> String {
+    painted_fields(pairs, Paint::OFF, &[])
+}
+
+/// [`fields`] with the values of `status_keys` painted as statuses.
+pub fn painted_fields(pairs: &[(&str, String)], paint: Paint, status_keys: &[&str]) -> String {
     // The widest key plus its colon.
     let width = pairs
         .iter()
@@ -99,7 +188,13 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
         .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
-        let line = format!("{:<width$}  {}", format!("{key}:"), one_line(value));
+        let value = one_line(value);
+        let value = if status_keys.contains(key) {
+            paint.status(&value)
+        } else {
+            value
+        };
+        let line = format!("{:<width$}  {value}", format!("{key}:"));
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -494,6 +589,85 @@ mod tests {
         assert_eq!(value["paused_at_ms"], 5);
         assert_eq!(value["lease_holder"], "");
         assert!(value["lease_expires_at_ms"].is_null());
+    }
+
+    #[test]
+    fn color_is_auto_on_a_terminal_without_no_color_and_flags_win() {
+        use ColorChoice::*;
+        assert!(Paint::resolve(Auto, None, true).enabled());
+        assert!(
+            Paint::resolve(Auto, Some(""), true).enabled(),
+            "empty NO_COLOR is unset"
+        );
+        assert!(
+            !Paint::resolve(Auto, None, false).enabled(),
+            "a pipe gets no colour"
+        );
+        assert!(!Paint::resolve(Auto, Some("1"), true).enabled(), "NO_COLOR");
+        assert!(Paint::resolve(Always, Some("1"), false).enabled());
+        assert!(!Paint::resolve(Never, None, true).enabled());
+    }
+
+    #[test]
+    fn statuses_get_their_colours_and_nothing_else_does() {
+        assert_eq!(Paint::ON.status("pass"), "\x1b[32mpass\x1b[0m");
+        assert_eq!(Paint::ON.status("fail"), "\x1b[31mfail\x1b[0m");
+        assert_eq!(Paint::ON.status("dead"), "\x1b[1;31mdead\x1b[0m");
+        assert_eq!(Paint::ON.status("running"), "\x1b[34mrunning\x1b[0m");
+        for waiting in ["queued", "waiting", "waiting_for_build"] {
+            assert_eq!(
+                Paint::ON.status(waiting),
+                format!("\x1b[33m{waiting}\x1b[0m")
+            );
+        }
+        assert_eq!(Paint::ON.status("smithi001"), "smithi001");
+        assert_eq!(Paint::OFF.status("pass"), "pass");
+        let counts = [("pass", 3), ("fail", 1)]
+            .into_iter()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect();
+        assert_eq!(
+            Paint::ON.counts(&counts),
+            "\x1b[32mpass\x1b[0m=3 \x1b[31mfail\x1b[0m=1"
+        );
+    }
+
+    #[test]
+    fn painted_tables_stay_aligned_and_paint_only_status_cells() {
+        let rows = vec![
+            vec!["1".to_owned(), "pass".to_owned(), "pass".to_owned()],
+            vec!["22".to_owned(), "running".to_owned(), "x".to_owned()],
+        ];
+        let plain = table(&["id", "status", "note"], &rows);
+        let painted = painted_table(&["id", "status", "note"], &rows, Paint::ON, &[1]);
+        assert_eq!(
+            painted,
+            "ID  STATUS   NOTE\n\
+             1   \x1b[32mpass\x1b[0m     pass\n\
+             22  \x1b[34mrunning\x1b[0m  x\n"
+        );
+        let stripped = painted
+            .replace("\x1b[32m", "")
+            .replace("\x1b[34m", "")
+            .replace("\x1b[0m", "");
+        assert_eq!(stripped, plain);
+        // Off, it is the plain table; and a server's own escapes never get through.
+        assert_eq!(
+            painted_table(&["id", "status", "note"], &rows, Paint::OFF, &[1]),
+            plain
+        );
+        let sneaky = table(&["a"], &[vec!["\x1b[31mred".to_owned()]]);
+        assert!(!sneaky.contains('\x1b'), "{sneaky:?}");
+    }
+
+    #[test]
+    fn painted_fields_paint_only_the_named_values() {
+        let text = painted_fields(
+            &[("status", "dead".into()), ("reason", "dead".into())],
+            Paint::ON,
+            &["status"],
+        );
+        assert_eq!(text, "status:  \x1b[1;31mdead\x1b[0m\nreason:  dead\n");
     }
 
     #[test]

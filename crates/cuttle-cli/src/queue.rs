@@ -1,5 +1,7 @@
 //! `cuttle queue ...`: what each machine type's queue holds and who serves it (list,
-//! tubes), and pausing or resuming it, through QueueService.
+//! tubes, buried), pausing or resuming it, and kicking or deleting its buried jobs,
+//! through QueueService. beanstalkd is never dialled from here: cuttle-api decides what a
+//! buried copy is and whether it may be kicked.
 //!
 //! The order of the listed jobs is the API's (dispatch order) and is never re-sorted here;
 //! the only clock read is for the AGE column, and rendering takes `now` as an argument so
@@ -7,16 +9,20 @@
 
 use std::collections::BTreeMap;
 
-use cuttle_core::{InvalidInput, MachineType};
+use cuttle_core::{InvalidInput, JobId, MachineType};
 use cuttle_proto::convert::status_name;
 use cuttle_proto::v1;
 use serde::Serialize;
 
 use crate::Context;
-use crate::cli::{QueueCommand, QueueListArgs, QueuePauseArgs, QueueReprioritizeArgs};
+use crate::cli::{
+    QueueBuriedArgs, QueueCommand, QueueDeleteBuriedArgs, QueueKickArgs, QueueListArgs,
+    QueuePauseArgs, QueueReprioritizeArgs,
+};
 use crate::error::Failure;
 use crate::output::{
-    JobJson, TubeJson, fields, jobs_json, or_dash, print, print_json, table, truncated, yes_no,
+    JobJson, Paint, TubeJson, fields, jobs_json, or_dash, painted_table, print, print_json, table,
+    truncated, yes_no,
 };
 use crate::schedule::owner_or_user;
 use crate::time::{format_age, format_unix_millis, now_unix_millis};
@@ -36,6 +42,9 @@ pub async fn run(context: &Context, command: QueueCommand) -> Result<(), Failure
         QueueCommand::Resume(args) => set_paused(context, args, false).await,
         QueueCommand::Tubes => tubes(context).await,
         QueueCommand::Reprioritize(args) => reprioritize(context, args).await,
+        QueueCommand::Buried(args) => buried(context, args).await,
+        QueueCommand::Kick(args) => kick(context, args).await,
+        QueueCommand::DeleteBuried(args) => delete_buried(context, args).await,
     }
 }
 
@@ -98,8 +107,9 @@ fn beanstalk_counts(stats: &std::collections::HashMap<String, String>) -> String
     }
 }
 
-/// Waiting jobs as the `cuttle queue list` table, in the order given (dispatch order).
-pub fn queue_table(jobs: &[v1::Job], now_ms: i64) -> String {
+/// Waiting jobs as the `cuttle queue list` table, in the order given (dispatch order),
+/// statuses painted by `paint`.
+pub fn queue_table(jobs: &[v1::Job], now_ms: i64, paint: Paint) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .enumerate()
@@ -117,7 +127,7 @@ pub fn queue_table(jobs: &[v1::Job], now_ms: i64) -> String {
             ]
         })
         .collect();
-    table(
+    painted_table(
         &[
             "#",
             "job",
@@ -130,6 +140,8 @@ pub fn queue_table(jobs: &[v1::Job], now_ms: i64) -> String {
             "description",
         ],
         &rows,
+        paint,
+        &[3],
     )
 }
 
@@ -150,6 +162,7 @@ pub fn queue_text(
     machine_type: &str,
     limit: u32,
     now_ms: i64,
+    paint: Paint,
 ) -> String {
     let tube = answer.tube.clone().unwrap_or_default();
     let jobs = &answer.jobs;
@@ -175,7 +188,7 @@ pub fn queue_text(
             .filter(|job| !job.waiting_for.is_empty())
             .map(|job| format!("job {} waits: {}\n", job.id, job.waiting_for))
             .collect();
-        format!("{header}\n{}{notes}", queue_table(jobs, now_ms))
+        format!("{header}\n{}{notes}", queue_table(jobs, now_ms, paint))
     }
 }
 
@@ -215,6 +228,7 @@ async fn list(context: &Context, args: QueueListArgs) -> Result<(), Failure> {
             &machine_type,
             limit,
             now_unix_millis(),
+            context.paint,
         ))
     }
 }
@@ -301,6 +315,290 @@ async fn reprioritize(context: &Context, args: QueueReprioritizeArgs) -> Result<
             job.priority,
             status_name(job.status)
         ))
+    }
+}
+
+/// A buried beanstalkd job as JSON: the proto's fields, its job as [`JobJson`].
+#[derive(Debug, Serialize)]
+pub struct BuriedJobJson<'a> {
+    pub beanstalk_id: u64,
+    pub priority: u32,
+    pub age_s: u64,
+    pub buries: u32,
+    pub job: Option<JobJson<'a>>,
+    pub reason: &'a str,
+    pub body_first_line: &'a str,
+    /// Empty when `cuttle queue kick` would put it back to ready.
+    pub kick_refused: &'a str,
+}
+
+impl<'a> From<&'a v1::BuriedJob> for BuriedJobJson<'a> {
+    fn from(buried: &'a v1::BuriedJob) -> Self {
+        BuriedJobJson {
+            beanstalk_id: buried.beanstalk_id,
+            priority: buried.priority,
+            age_s: buried.age_s,
+            buries: buried.buries,
+            job: buried.job.as_ref().map(JobJson::from),
+            reason: &buried.reason,
+            body_first_line: &buried.body_first_line,
+            kick_refused: &buried.kick_refused,
+        }
+    }
+}
+
+fn buried_json(list: &[v1::BuriedJob]) -> Vec<BuriedJobJson<'_>> {
+    list.iter().map(BuriedJobJson::from).collect()
+}
+
+/// What `cuttle queue buried --json` prints.
+#[derive(Debug, Serialize)]
+struct BuriedListJson<'a> {
+    machine_type: &'a str,
+    buried_total: u64,
+    jobs: Vec<BuriedJobJson<'a>>,
+}
+
+/// Widest REASON cell of the buried table; the whole reason is in --json.
+const REASON_WIDTH: usize = 70;
+
+/// Buried jobs as the `cuttle queue buried` table: for a body with no cuttle record the
+/// JOB/RUN/STATUS cells are `-` and its first line follows the reason.
+pub fn buried_table(list: &[v1::BuriedJob], paint: Paint) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|buried| {
+            let (job, run, status) = match &buried.job {
+                Some(job) => (
+                    job.id.to_string(),
+                    job.run_name.clone(),
+                    status_name(job.status),
+                ),
+                None => (String::new(), String::new(), String::new()),
+            };
+            let reason = if buried.job.is_none() && !buried.body_first_line.is_empty() {
+                format!("{} (body: {})", buried.reason, buried.body_first_line)
+            } else {
+                buried.reason.clone()
+            };
+            vec![
+                buried.beanstalk_id.to_string(),
+                format_age(
+                    0,
+                    i64::try_from(buried.age_s).unwrap_or(i64::MAX / 1000) * 1000,
+                ),
+                job,
+                run,
+                status,
+                if buried.kick_refused.is_empty() {
+                    "yes".to_owned()
+                } else {
+                    "no".to_owned()
+                },
+                truncated(&reason, REASON_WIDTH),
+            ]
+        })
+        .collect();
+    painted_table(
+        &[
+            "beanstalk_id",
+            "age",
+            "job",
+            "run",
+            "status",
+            "kick",
+            "reason",
+        ],
+        &rows,
+        paint,
+        &[4],
+    )
+}
+
+/// The whole `cuttle queue buried` text: the table, then why some may not be kicked, and
+/// what to do when beanstalkd counts more than could be listed.
+pub fn buried_text(answer: &v1::ListBuriedResponse, machine_type: &str, paint: Paint) -> String {
+    if answer.jobs.is_empty() && answer.buried_total == 0 {
+        return format!("no buried jobs on {machine_type}\n");
+    }
+    let mut text = format!(
+        "{} buried on {machine_type} (beanstalkd's count), {} listed\n",
+        answer.buried_total,
+        answer.jobs.len()
+    );
+    if !answer.jobs.is_empty() {
+        text.push('\n');
+        text.push_str(&buried_table(&answer.jobs, paint));
+    }
+    for buried in answer.jobs.iter().filter(|b| !b.kick_refused.is_empty()) {
+        text.push_str(&format!(
+            "{} is not kicked: {}\n",
+            buried.beanstalk_id, buried.kick_refused
+        ));
+    }
+    let unlisted = answer.buried_total.saturating_sub(answer.jobs.len() as u64);
+    if unlisted > 0 {
+        text.push_str(&format!(
+            "{unlisted} more buried on {machine_type} cannot be listed: beanstalkd shows only a tube's first buried job, and cuttle has no record of these bodies (or they are older than the newest 1000 it checks); kick or delete the first to see the next (cuttle queue kick {machine_type} --all)\n"
+        ));
+    }
+    text
+}
+
+fn buried_request(args: &QueueBuriedArgs) -> Result<v1::ListBuriedRequest, InvalidInput> {
+    Ok(v1::ListBuriedRequest {
+        machine_type: MachineType::parse(&args.machine_type)?.into(),
+        limit: args.limit.unwrap_or(0),
+    })
+}
+
+async fn buried(context: &Context, args: QueueBuriedArgs) -> Result<(), Failure> {
+    let request = buried_request(&args)?;
+    let machine_type = request.machine_type.clone();
+    let api = context.connect().await?;
+    let answer = api
+        .queue()
+        .list_buried(request)
+        .await
+        .map_err(|status| api.failure(status))?
+        .into_inner();
+    if context.json {
+        print_json(&BuriedListJson {
+            machine_type: &machine_type,
+            buried_total: answer.buried_total,
+            jobs: buried_json(&answer.jobs),
+        })
+    } else {
+        print(&buried_text(&answer, &machine_type, context.paint))
+    }
+}
+
+/// The beanstalkd id and job id a kick or delete names (0 for the one not given).
+fn buried_target(
+    beanstalk_id: Option<u64>,
+    job_id: Option<&str>,
+) -> Result<(u64, i64), InvalidInput> {
+    if beanstalk_id == Some(0) {
+        return Err(InvalidInput::new(
+            "beanstalk id",
+            "0 is not a beanstalkd id; they start at 1 (see cuttle queue buried TYPE)",
+        ));
+    }
+    let job_id = job_id.map(JobId::parse).transpose()?.map_or(0, |id| id.0);
+    Ok((beanstalk_id.unwrap_or(0), job_id))
+}
+
+fn kick_request(args: &QueueKickArgs) -> Result<v1::KickBuriedRequest, InvalidInput> {
+    let (beanstalk_id, job_id) = buried_target(args.beanstalk_id, args.job_id.as_deref())?;
+    Ok(v1::KickBuriedRequest {
+        machine_type: MachineType::parse(&args.machine_type)?.into(),
+        beanstalk_id,
+        job_id,
+        all: args.all,
+    })
+}
+
+/// One buried job in words: `beanstalkd job 12 (job 42 of run r)`.
+fn buried_words(buried: &v1::BuriedJob) -> String {
+    match &buried.job {
+        Some(job) => format!(
+            "beanstalkd job {} (job {} of run {})",
+            buried.beanstalk_id, job.id, job.run_name
+        ),
+        None => format!("beanstalkd job {}", buried.beanstalk_id),
+    }
+}
+
+/// What `cuttle queue kick` prints: a line per kicked job, then the ones left and why.
+pub fn kick_text(answer: &v1::KickBuriedResponse, machine_type: &str) -> String {
+    let mut text = String::new();
+    for buried in &answer.kicked {
+        text.push_str(&format!("kicked {} back to ready\n", buried_words(buried)));
+    }
+    for buried in &answer.refused {
+        text.push_str(&format!(
+            "left {} buried: {}\n",
+            buried_words(buried),
+            buried.kick_refused
+        ));
+    }
+    if answer.unseen > 0 {
+        text.push_str(&format!(
+            "{} more buried on {machine_type} could not be seen (behind one left buried); delete that one to reach them\n",
+            answer.unseen
+        ));
+    }
+    if text.is_empty() {
+        text = format!("nothing to kick: no buried jobs on {machine_type}\n");
+    }
+    text
+}
+
+/// What `cuttle queue kick --json` prints.
+#[derive(Debug, Serialize)]
+struct KickJson<'a> {
+    kicked: Vec<BuriedJobJson<'a>>,
+    refused: Vec<BuriedJobJson<'a>>,
+    unseen: u64,
+}
+
+async fn kick(context: &Context, args: QueueKickArgs) -> Result<(), Failure> {
+    let request = kick_request(&args)?;
+    let machine_type = request.machine_type.clone();
+    let api = context.connect().await?;
+    let answer = api
+        .queue()
+        .kick_buried(request)
+        .await
+        .map_err(|status| api.failure(status))?
+        .into_inner();
+    if context.json {
+        print_json(&KickJson {
+            kicked: buried_json(&answer.kicked),
+            refused: buried_json(&answer.refused),
+            unseen: answer.unseen,
+        })
+    } else {
+        print(&kick_text(&answer, &machine_type))
+    }
+}
+
+fn delete_buried_request(
+    args: &QueueDeleteBuriedArgs,
+) -> Result<v1::DeleteBuriedRequest, InvalidInput> {
+    let (beanstalk_id, job_id) = buried_target(args.beanstalk_id, args.job_id.as_deref())?;
+    Ok(v1::DeleteBuriedRequest {
+        machine_type: MachineType::parse(&args.machine_type)?.into(),
+        beanstalk_id,
+        job_id,
+    })
+}
+
+async fn delete_buried(context: &Context, args: QueueDeleteBuriedArgs) -> Result<(), Failure> {
+    let request = delete_buried_request(&args)?;
+    let api = context.connect().await?;
+    let deleted = api
+        .queue()
+        .delete_buried(request)
+        .await
+        .map_err(|status| api.failure(status))?
+        .into_inner();
+    if context.json {
+        print_json(&BuriedJobJson::from(&deleted))
+    } else {
+        let requeued = match &deleted.job {
+            Some(job)
+                if cuttle_proto::convert::status_from_proto(job.status)
+                    .is_some_and(|status| !status.is_terminal()) =>
+            {
+                format!(
+                    "; job {} is put on its tube {} again",
+                    job.id, job.machine_type
+                )
+            }
+            _ => String::new(),
+        };
+        print(&format!("deleted {}{requeued}", buried_words(&deleted)))
     }
 }
 
@@ -402,7 +700,7 @@ mod tests {
             },
             waiting_job(3, 1000, 7_380_000, ""),
         ];
-        let text = queue_table(&jobs, NOW_MS);
+        let text = queue_table(&jobs, NOW_MS, Paint::OFF);
         let lines: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect())
@@ -456,7 +754,7 @@ mod tests {
     fn long_descriptions_are_cut() {
         let long =
             "rados/thrash/{clusters/fixed-2 msgr-failures/few objectstore/bluestore}".repeat(3);
-        let text = queue_table(&[waiting_job(1, 1, 0, &long)], NOW_MS);
+        let text = queue_table(&[waiting_job(1, 1, 0, &long)], NOW_MS, Paint::OFF);
         let row = text.lines().nth(1).unwrap();
         assert!(row.ends_with('…'), "{row}");
         assert!(row.chars().count() < long.chars().count(), "{row}");
@@ -477,7 +775,7 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         };
-        let text = queue_text(&answer, "smithi", 1000, NOW_MS);
+        let text = queue_text(&answer, "smithi", 1000, NOW_MS, Paint::OFF);
         assert!(text.contains("queue:       smithi\n"), "{text}");
         assert!(text.contains("state:       dispatching\n"), "{text}");
         assert!(
@@ -507,7 +805,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let text = queue_text(&answer, "mira", 1000, NOW_MS);
+        let text = queue_text(&answer, "mira", 1000, NOW_MS, Paint::OFF);
         assert!(
             text.contains(
                 "state:       paused by alice since 2026-11-23T10:00:00Z: no new jobs will be \
@@ -532,10 +830,10 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            queue_text(&answer, "smithi", 2, NOW_MS)
+            queue_text(&answer, "smithi", 2, NOW_MS, Paint::OFF)
                 .contains("waiting:     2 (the first 2; see more with --limit)")
         );
-        assert!(queue_text(&answer, "smithi", 3, NOW_MS).contains("waiting:     2\n"));
+        assert!(queue_text(&answer, "smithi", 3, NOW_MS, Paint::OFF).contains("waiting:     2\n"));
     }
 
     #[test]

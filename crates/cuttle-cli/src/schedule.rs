@@ -82,6 +82,37 @@ pub(crate) fn owner_or_user(
     })
 }
 
+/// Who a node lock or a suite is for when `--owner` is absent: `$USER` (teuthology's
+/// default), unless the token is a developer's (or a service's), which may only act as its
+/// own user: then empty, and cuttle-api takes the token's user. An API too old to say
+/// who the token is gets empty too, as before `$USER` was the default.
+pub(crate) async fn default_owner(
+    api: &crate::client::Api,
+    env_user: Option<&str>,
+) -> Result<String, Failure> {
+    let me = api.admin().who_am_i(v1::WhoAmIRequest {}).await;
+    match me {
+        Ok(me) if me.get_ref().role == "admin" || me.get_ref().user.is_empty() => {
+            Ok(owner_or_user_or_token(None, env_user)?)
+        }
+        Ok(_) => Ok(String::new()),
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(String::new()),
+        Err(status) => Err(api.failure(status)),
+    }
+}
+
+/// Who a request is for where cuttle-api falls back to the token's user: `--owner` when
+/// given, else `$USER`, else empty (the token's user), validated as an owner.
+pub(crate) fn owner_or_user_or_token(
+    flag: Option<&str>,
+    user: Option<&str>,
+) -> Result<String, InvalidInput> {
+    match (flag, user.filter(|user| !user.is_empty())) {
+        (None, None) => Ok(String::new()),
+        (flag, user) => owner_or_user(flag, user),
+    }
+}
+
 /// One part of a generated run name: teuthology turns the `/` of `rados/basic` into `:`;
 /// any other character a run name cannot hold becomes `_`.
 fn name_part(text: &str) -> String {
@@ -352,6 +383,19 @@ mod tests {
         assert_eq!(owner_or_user(None, Some("carol")).unwrap(), "carol");
         assert_eq!(owner_or_user(None, Some("")).unwrap(), "cuttle");
         assert_eq!(owner_or_user(None, None).unwrap(), "cuttle");
+        // Where cuttle-api knows the token's user, no $USER leaves it to the API.
+        assert_eq!(owner_or_user_or_token(None, None).unwrap(), "");
+        assert_eq!(owner_or_user_or_token(None, Some("")).unwrap(), "");
+        assert_eq!(
+            owner_or_user_or_token(None, Some("carol")).unwrap(),
+            "carol"
+        );
+        assert_eq!(
+            owner_or_user_or_token(Some("bob"), Some("carol")).unwrap(),
+            "bob"
+        );
+        let error = owner_or_user_or_token(None, Some("bad user")).unwrap_err();
+        assert!(error.to_string().contains("$USER"), "{error}");
         let error = owner_or_user(None, Some("bad user")).unwrap_err();
         assert!(error.to_string().contains("$USER"), "{error}");
         let error = owner_or_user(Some("bad user"), None).unwrap_err();

@@ -214,7 +214,7 @@ fn expand_locally(args: &SuiteArgs, dir: &str, json: bool) -> Result<(), Failure
 
 /// `cuttle suite ...`
 pub async fn run(context: &Context, args: SuiteCliArgs) -> Result<(), Failure> {
-    let wire = to_proto(args)?;
+    let mut wire = to_proto(args)?;
     let dry_run = wire.dry_run;
     // With a preset the request is only complete on the server, laid over the preset;
     // without one it is checked here, before any call.
@@ -230,6 +230,13 @@ pub async fn run(context: &Context, args: SuiteCliArgs) -> Result<(), Failure> {
         }
     }
     let api = context.connect().await?;
+    // The run's owner defaults to $USER (a developer's token: its own user); with a
+    // preset, to the preset's (cuttle-api lays the flags given over it, so an owner filled
+    // in here would override it).
+    if wire.preset.trim().is_empty() && wire.owner.is_empty() {
+        let user = std::env::var("USER").ok();
+        wire.owner = crate::schedule::default_owner(&api, user.as_deref()).await?;
+    }
     let answer = api
         .suites()
         .schedule_suite(wire)

@@ -279,7 +279,7 @@ fn kill_and_queue_spellings() {
     let Verb::Kill(args) = cli.command else {
         panic!("{:?}", cli.command)
     };
-    assert_eq!(args.run_name, "alice-run");
+    assert_eq!(args.run_name(), "alice-run");
     assert_eq!(args.job_id.as_deref(), Some("42"));
     assert_eq!(args.owner.as_deref(), Some("bob"));
     let Verb::Kill(args) = parse(&["kill", "alice-run"]).unwrap().command else {
@@ -441,4 +441,189 @@ fn invalid_input_exits_1_before_connecting() {
         assert!(stderr.starts_with("cuttle: "), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn teuthology_short_flags_mean_what_they_mean_there() {
+    // -m machine type, -p priority (teuthology-suite, teuthology-schedule).
+    let Verb::Schedule(args) = parse(&["schedule", "-m", "smithi", "-p", "90"])
+        .unwrap()
+        .command
+    else {
+        panic!()
+    };
+    assert_eq!(args.machine_type.as_deref(), Some("smithi"));
+    assert_eq!(args.priority, Some(90));
+    for args in [
+        &["node", "list", "-m", "smithi"][..],
+        &["node", "lock", "-m", "smithi", "--count", "1"][..],
+        &["node", "add", "smithi001", "-m", "smithi"][..],
+        &["node", "import", "nodes.json", "-m", "smithi"][..],
+        &["run", "list", "-m", "smithi"][..],
+        &["suite", "-s", "rados/basic", "-m", "smithi", "-p", "100"][..],
+    ] {
+        assert!(parse(args).is_ok(), "{args:?}");
+    }
+    // -r run and -j job (teuthology-kill); -r is --rerun in suite, as in teuthology-suite.
+    let Verb::Kill(args) = parse(&["kill", "-r", "alice-run", "-j", "42"])
+        .unwrap()
+        .command
+    else {
+        panic!()
+    };
+    assert_eq!(args.run_name(), "alice-run");
+    assert_eq!(args.job_id.as_deref(), Some("42"));
+    let Verb::Suite(args) = parse(&["suite", "-s", "x", "-r", "old-run"])
+        .unwrap()
+        .command
+    else {
+        panic!()
+    };
+    assert_eq!(args.rerun.as_deref(), Some("old-run"));
+    let Verb::Queue(QueueCommand::Kick(args)) = parse(&["queue", "kick", "smithi", "-j", "42"])
+        .unwrap()
+        .command
+    else {
+        panic!()
+    };
+    assert_eq!(args.job_id.as_deref(), Some("42"));
+    let Verb::Node(NodeCommand::Lock(args)) = parse(&["node", "lock", "smithi001", "-j", "7"])
+        .unwrap()
+        .command
+    else {
+        panic!()
+    };
+    assert_eq!(args.job_id.as_deref(), Some("7"));
+}
+
+#[test]
+fn run_wait_and_buried_job_spellings() {
+    let Verb::Run(RunCommand::Wait(args)) =
+        parse(&["run", "wait", "r", "--timeout", "60", "--interval", "5"])
+            .unwrap()
+            .command
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (args.name.as_str(), args.timeout, args.interval),
+        ("r", Some(60), 5)
+    );
+    let Verb::Run(RunCommand::Wait(args)) = parse(&["run", "wait", "r"]).unwrap().command else {
+        panic!()
+    };
+    assert_eq!((args.timeout, args.interval), (None, 10));
+    assert!(parse(&["run", "wait", "r", "--interval", "0"]).is_err());
+    assert!(parse(&["run", "wait", "r", "--timeout", "0"]).is_err());
+
+    assert!(parse(&["queue", "buried", "smithi", "--limit", "5"]).is_ok());
+    assert!(parse(&["queue", "kick", "smithi", "--all"]).is_ok());
+    assert!(parse(&["queue", "kick", "smithi", "-b", "12"]).is_ok());
+    assert!(parse(&["queue", "kick", "smithi"]).is_err(), "kick what?");
+    assert!(parse(&["queue", "kick", "smithi", "-b", "1", "-j", "2"]).is_err());
+    assert!(parse(&["queue", "delete-buried", "smithi", "-b", "12"]).is_ok());
+    assert!(parse(&["queue", "delete-buried", "smithi", "--all"]).is_err());
+    assert!(parse(&["queue", "delete-buried", "smithi"]).is_err());
+    for color in ["auto", "always", "never"] {
+        assert!(parse(&["--color", color, "run", "list"]).is_ok());
+    }
+    assert!(parse(&["run", "list", "--color", "sometimes"]).is_err());
+}
+
+#[test]
+fn the_main_commands_show_examples() {
+    for command in [
+        &["schedule"][..],
+        &["suite"][..],
+        &["run", "list"][..],
+        &["run", "show"][..],
+        &["run", "wait"][..],
+        &["job", "show"][..],
+        &["queue", "list"][..],
+        &["queue", "buried"][..],
+        &["node", "list"][..],
+        &["node", "lock"][..],
+        &["node", "unlock"][..],
+        &["kill"][..],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let output = cuttle(&args);
+        assert!(output.status.success(), "{command:?}");
+        let help = String::from_utf8(output.stdout).unwrap();
+        let examples = help
+            .split_once("Examples:\n")
+            .unwrap_or_else(|| panic!("`cuttle {}` has no examples:\n{help}", command.join(" ")))
+            .1;
+        let first = examples.lines().next().unwrap_or_default();
+        assert!(
+            first
+                .trim_start()
+                .starts_with(&format!("cuttle {}", command[0])),
+            "{command:?}: {first:?}"
+        );
+    }
+}
+
+#[test]
+fn completions_name_every_subcommand() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = cuttle(&["completions", shell]);
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        for word in [
+            "schedule",
+            "suite",
+            "kill",
+            "queue",
+            "buried",
+            "delete-buried",
+            "wait",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    assert!(
+        String::from_utf8(cuttle(&["completions", "bash"]).stdout)
+            .unwrap()
+            .contains("--machine-type")
+    );
+    // Hidden: they do not clutter the help, and a shell that does not exist is a usage error.
+    let help = String::from_utf8(cuttle(&["--help"]).stdout).unwrap();
+    assert!(!help.contains("\n  completions"), "{help}");
+    assert!(help.contains("cuttle completions bash"), "{help}");
+    assert_eq!(cuttle(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn man_pages_are_written_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("man1");
+    let output = cuttle(&["man", out_dir.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let main = std::fs::read_to_string(out_dir.join("cuttle.1")).unwrap();
+    for word in ["schedule", "suite", "kill", "queue", "node", "run"] {
+        assert!(main.contains(word), "cuttle.1 lacks {word}");
+    }
+    let wait = std::fs::read_to_string(out_dir.join("cuttle-run-wait.1")).unwrap();
+    assert!(wait.contains("timeout"), "{wait}");
+    assert!(out_dir.join("cuttle-queue-kick.1").exists());
+    // No pages for the hidden commands themselves.
+    assert!(!out_dir.join("cuttle-completions.1").exists());
+    let listing = String::from_utf8(output.stdout).unwrap();
+    assert!(listing.contains("cuttle-queue-buried.1"), "{listing}");
+    // A place that cannot be written is named, with the fix.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let output = cuttle(&["man", blocker.join("sub").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        message.contains("cannot create") && message.contains("pick a directory"),
+        "{message}"
+    );
 }

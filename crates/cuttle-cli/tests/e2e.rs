@@ -167,6 +167,48 @@ impl Lab {
         });
     }
 
+    /// Moves job `job_id` to `status` through RunService.UpdateJobStatus with the admin
+    /// token, as a supervisor (or, for dead, a dispatcher burying it) would.
+    fn set_status(&self, job_id: i64, status: v1::JobStatus, reason: &str) {
+        let admin = cuttle_proto::bearer::Bearer::new(Some(&self.admin_token())).unwrap();
+        self.runtime.block_on(async {
+            let channel = tonic::transport::Endpoint::from_shared(self.api.url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = RunServiceClient::with_interceptor(channel, admin);
+            client
+                .update_job_status(v1::UpdateJobStatusRequest {
+                    job_id,
+                    status: status as i32,
+                    reason: reason.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        });
+    }
+
+    /// A beanstalkd client of the lab's own, to play the dispatcher.
+    fn beanstalk(&self) -> QueueClient {
+        QueueClient::new(&self.beanstalkd.addr().to_string())
+    }
+
+    /// Reserves the next ready job of `tube` and buries it, as a dispatcher does with a
+    /// copy that can never run; returns its beanstalkd id.
+    fn reserve_and_bury(&self, queue: &QueueClient, tube: &str) -> u64 {
+        self.runtime.block_on(async {
+            let reserved = queue
+                .reserve(tube, std::time::Duration::from_secs(1))
+                .await
+                .unwrap()
+                .expect("a ready job to bury");
+            queue.bury(reserved.id, 1000).await.unwrap();
+            reserved.id
+        })
+    }
+
     /// beanstalkd's own count of ready jobs on `tube`, asked of beanstalkd directly.
     fn ready_on(&self, tube: &str) -> String {
         let queue = QueueClient::new(&self.beanstalkd.addr().to_string());
@@ -1060,4 +1102,429 @@ fn node_import_takes_a_paddles_labs_nodes() {
         stdout.contains("1 added, 2 already there, 1 failed"),
         "{stdout}"
     );
+}
+
+/// Runs `cuttle run wait` in the background, as the admin.
+fn spawn_wait(lab: &Lab, args: &[&str]) -> std::process::Child {
+    let mut full = vec!["run", "wait"];
+    full.extend(args);
+    lab.command(&full)
+        .env("CUTTLE_TOKEN", lab.admin_token())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Schedules `jobs` one-node jobs as run `name` on smithi; returns their ids.
+fn schedule_jobs(lab: &Lab, name: &str, jobs: usize) -> Vec<i64> {
+    lab.ok(&[
+        "schedule",
+        "--name",
+        name,
+        "--owner",
+        "alice",
+        "-m",
+        "smithi",
+        "-p",
+        "100",
+        "--jobs",
+        &jobs.to_string(),
+    ]);
+    ids(&lab.json(&["run", "show", name])["jobs"])
+}
+
+#[test]
+fn run_wait_exits_with_the_runs_result() {
+    use v1::JobStatus::{Dead, Pass, Running};
+    let lab = Lab::start();
+    lab.add_nodes("smithi", 2);
+
+    // Every job passes while it waits: progress lines (plain, into a pipe), then the
+    // result, exit 0.
+    let passing = schedule_jobs(&lab, "passing", 2);
+    let waiting = spawn_wait(&lab, &["passing", "--interval", "1", "--timeout", "120"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for id in &passing {
+        lab.set_status(*id, Running, "");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for id in &passing {
+        lab.set_status(*id, Pass, "");
+    }
+    let out = waiting.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "0/2 ended; 0 running, 2 waiting", "{stdout}");
+    assert!(
+        lines.contains(&"0/2 ended; 2 running, 0 waiting"),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&"2/2 ended: pass=2; 0 running, 0 waiting"),
+        "{stdout}"
+    );
+    assert_eq!(
+        *lines.last().unwrap(),
+        "run passing ended pass: 2 jobs, pass=2"
+    );
+    assert!(
+        !stdout.contains('\x1b'),
+        "no colour into a pipe: {stdout:?}"
+    );
+
+    // A run that already ended answers at once; --json prints the run as `run show` does.
+    let out = lab
+        .command(&["run", "wait", "passing", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["run"]["status"], "pass");
+    assert_eq!(shown["jobs"].as_array().unwrap().len(), 2);
+
+    // A job dies: exit 1, the dead job listed with its reason, one line on stderr.
+    let dying = schedule_jobs(&lab, "dying", 2);
+    lab.set_status(dying[0], Running, "");
+    lab.set_status(dying[0], Pass, "");
+    lab.set_status(
+        dying[1],
+        Dead,
+        "needs 3 nodes but machine type smithi has 2",
+    );
+    let out = lab.cuttle(&["run", "wait", "dying", "--interval", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("run dying ended dead: 2 jobs, pass=1 dead=1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("needs 3 nodes but machine type smithi has 2"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("run dying ended dead (pass=1 dead=1)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cuttle run show dying"), "{stderr}");
+
+    // Killed counts as not passed.
+    schedule_jobs(&lab, "killed", 1);
+    lab.ok(&["kill", "-r", "killed"]);
+    let (code, message) = lab.fails(&["run", "wait", "killed"]);
+    assert_eq!(code, 1);
+    assert!(message.contains("ended killed"), "{message}");
+
+    // Nothing moves: --timeout gives up with exit 2 and says the run goes on.
+    schedule_jobs(&lab, "stuck", 1);
+    let started = std::time::Instant::now();
+    let (code, message) = lab.fails(&["run", "wait", "stuck", "--timeout", "2", "--interval", "1"]);
+    assert_eq!(code, 2, "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        message.contains("run stuck has not ended after 2 s (0/1 ended; 0 running, 1 waiting)"),
+        "{message}"
+    );
+    assert!(message.contains("--timeout"), "{message}");
+
+    // An unknown run is the API's answer: exit 1, named.
+    let (code, message) = lab.fails(&["run", "wait", "no-such-run"]);
+    assert_eq!(code, 1);
+    assert!(message.contains("does not exist"), "{message}");
+}
+
+#[test]
+fn statuses_are_coloured_only_when_asked_or_on_a_terminal() {
+    let lab = Lab::start();
+    lab.add_nodes("smithi", 1);
+    schedule_jobs(&lab, "colours", 1);
+    // Into a pipe (as here) auto means no colour; always colours anyway, NO_COLOR or not.
+    let plain = lab.ok(&["run", "show", "colours"]);
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    let out = lab
+        .command(&["run", "show", "colours", "--color", "always"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let coloured = String::from_utf8(out.stdout).unwrap();
+    assert!(coloured.contains("\x1b[33mqueued\x1b[0m"), "{coloured:?}");
+    // Without the escapes it is the plain text, so columns stay aligned.
+    assert_eq!(
+        coloured.replace("\x1b[33m", "").replace("\x1b[0m", ""),
+        plain
+    );
+    let never = lab.ok(&["run", "list", "--color", "never"]);
+    assert!(!never.contains('\x1b'), "{never:?}");
+    // JSON is never coloured.
+    let json = lab.ok(&["run", "show", "colours", "--json", "--color", "always"]);
+    assert!(!json.contains('\x1b'), "{json:?}");
+}
+
+#[test]
+fn buried_jobs_are_listed_kicked_and_deleted_through_the_api() {
+    let lab = Lab::start();
+    lab.add_nodes("smithi", 2);
+    let queue = lab.beanstalk();
+    let ttr = std::time::Duration::from_secs(60);
+    // Play the dispatcher, burying in this order. A job whose copy was buried but whose
+    // record still waits (its dispatcher could not mark it dead): the tube's first buried
+    // job, the one beanstalkd's peek-buried shows.
+    let live = schedule_jobs(&lab, "still-queued", 1)[0];
+    let live_copy = lab.reserve_and_bury(&queue, "smithi");
+    // A job that can never run: marked dead with the reason, its copy buried.
+    let dead = schedule_jobs(&lab, "too-big", 1)[0];
+    lab.set_status(
+        dead,
+        v1::JobStatus::Dead,
+        "buried by its dispatcher: needs 5 nodes but machine type smithi has 2",
+    );
+    let dead_copy = lab.reserve_and_bury(&queue, "smithi");
+    // Two bodies that are no jobs at all, which cuttle has no record of.
+    let mut garbage = Vec::new();
+    for body in ["hello: [\nnot yaml", "\n  just words\nmore words"] {
+        lab.runtime
+            .block_on(queue.put("smithi", body.as_bytes().to_vec(), 1, ttr))
+            .unwrap();
+        garbage.push(lab.reserve_and_bury(&queue, "smithi"));
+    }
+
+    // The first buried job and the recorded dead job's copy are listed; the bodies with no
+    // record behind the first are counted, not seen.
+    let listed = lab.json(&["queue", "buried", "smithi"]);
+    assert_eq!(listed["buried_total"], 4, "{listed:#}");
+    let jobs = listed["jobs"].as_array().unwrap();
+    let listed_ids: Vec<u64> = jobs
+        .iter()
+        .map(|j| j["beanstalk_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed_ids, [live_copy, dead_copy], "{listed:#}");
+    assert_eq!(jobs[0]["job"]["id"], live);
+    assert_eq!(jobs[0]["job"]["status"], "queued");
+    assert_eq!(jobs[0]["kick_refused"], "");
+    assert_eq!(jobs[1]["job"]["id"], dead);
+    assert_eq!(jobs[1]["job"]["run_name"], "too-big");
+    assert_eq!(jobs[1]["job"]["status"], "dead");
+    assert_eq!(
+        jobs[1]["reason"],
+        "buried by its dispatcher: needs 5 nodes but machine type smithi has 2"
+    );
+    let refusal = jobs[1]["kick_refused"].as_str().unwrap();
+    assert!(refusal.contains("has ended (dead)"), "{refusal}");
+    let text = lab.ok(&["queue", "buried", "smithi"]);
+    assert!(
+        text.starts_with("4 buried on smithi (beanstalkd's count), 2 listed\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{dead_copy} is not kicked: job {dead} of run too-big has ended (dead)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 more buried on smithi cannot be listed"),
+        "{text}"
+    );
+
+    // Only admins kick or delete: a developer is refused and told why.
+    let out = lab.cuttle_as("alice", &["queue", "kick", "smithi", "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("may not kick buried jobs"), "{message}");
+    assert!(message.contains("admin token"), "{message}");
+
+    // An ended job's copy is never kicked: the refusal says to schedule it again.
+    let (code, message) = lab.fails(&["queue", "kick", "smithi", "-j", &dead.to_string()]);
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("failed precondition: not kicked: job"),
+        "{message}"
+    );
+    assert!(
+        message.contains("cuttle suite --rerun too-big --rerun-statuses dead"),
+        "{message}"
+    );
+    // What is not buried there is named, with where to look.
+    let (_, message) = lab.fails(&["queue", "kick", "smithi", "-b", "999999"]);
+    assert!(
+        message.contains("beanstalkd job 999999 is not buried on tube smithi"),
+        "{message}"
+    );
+    assert!(message.contains("cuttle queue buried smithi"), "{message}");
+    let out = lab.cuttle(&["queue", "kick", "smithi", "-b", "1", "--all"]);
+    assert_eq!(out.status.code(), Some(2), "one target only (clap)");
+
+    // The waiting job's copy is kicked by its job id, and its timeline says so.
+    let out = lab.ok(&["queue", "kick", "smithi", "-j", &live.to_string()]);
+    assert_eq!(
+        out.trim(),
+        format!("kicked beanstalkd job {live_copy} (job {live} of run still-queued) back to ready")
+    );
+    let timeline = lab.json(&["job", "show", &live.to_string()]);
+    assert!(
+        timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap_or("").contains(&format!(
+                "buried beanstalkd copy {live_copy} kicked back to ready by admin"
+            ))),
+        "{timeline:#}"
+    );
+
+    // Now the refused copy is the first: --all leaves it and cannot see past it.
+    let kicked = lab.json(&["queue", "kick", "smithi", "--all"]);
+    assert_eq!(kicked["kicked"].as_array().unwrap().len(), 0, "{kicked:#}");
+    assert_eq!(
+        kicked["refused"][0]["beanstalk_id"], dead_copy,
+        "{kicked:#}"
+    );
+    assert_eq!(kicked["unseen"], 2, "{kicked:#}");
+
+    // Delete the ended job's copy: gone, noted on the job, which stays dead.
+    let out = lab.ok(&["queue", "delete-buried", "smithi", "-j", &dead.to_string()]);
+    assert_eq!(
+        out.trim(),
+        format!("deleted beanstalkd job {dead_copy} (job {dead} of run too-big)")
+    );
+    let job = lab.json(&["job", "show", &dead.to_string()]);
+    assert_eq!(job["job"]["status"], "dead");
+    assert!(
+        job["events"].as_array().unwrap().iter().any(|e| e["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("deleted by admin")),
+        "{job:#}"
+    );
+    let (_, message) = lab.fails(&[
+        "queue",
+        "delete-buried",
+        "smithi",
+        "-b",
+        &dead_copy.to_string(),
+    ]);
+    assert!(message.contains("not buried on tube smithi"), "{message}");
+
+    // The first body with no record shows with why cuttle refuses it and its first line.
+    let listed = lab.json(&["queue", "buried", "smithi"]);
+    assert_eq!(listed["buried_total"], 2, "{listed:#}");
+    assert_eq!(listed["jobs"][0]["beanstalk_id"], garbage[0], "{listed:#}");
+    assert!(listed["jobs"][0]["job"].is_null());
+    assert_eq!(listed["jobs"][0]["body_first_line"], "hello: [");
+    assert!(
+        listed["jobs"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("YAML"),
+        "{listed:#}"
+    );
+    // --all kicks it and then the one behind it, one by one.
+    let kicked = lab.json(&["queue", "kick", "smithi", "--all"]);
+    let kicked_ids: Vec<u64> = kicked["kicked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["beanstalk_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kicked_ids, garbage, "{kicked:#}");
+    assert_eq!(kicked["kicked"][1]["body_first_line"], "  just words");
+    assert_eq!(kicked["unseen"], 0);
+    let stats = lab.runtime.block_on(queue.stats_tube("smithi")).unwrap();
+    assert_eq!(stats["current-jobs-buried"], "0");
+    assert_eq!(stats["current-jobs-ready"], "3");
+    assert_eq!(
+        lab.ok(&["queue", "buried", "smithi"]),
+        "no buried jobs on smithi\n"
+    );
+}
+
+#[test]
+fn deleting_a_waiting_jobs_buried_copy_puts_it_on_its_tube_again() {
+    let lab = Lab::start();
+    lab.add_nodes("smithi", 1);
+    let queue = lab.beanstalk();
+    let live = schedule_jobs(&lab, "requeued", 1)[0];
+    let copy = lab.reserve_and_bury(&queue, "smithi");
+    let out = lab.ok(&["queue", "delete-buried", "smithi", "-b", &copy.to_string()]);
+    assert!(
+        out.contains(&format!("job {live} is put on its tube smithi again")),
+        "{out}"
+    );
+    // cuttle-api's enqueue retry loop (every 5 s in a local lab) puts a fresh copy.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let job = lab.json(&["job", "show", &live.to_string()]);
+        let id = job["job"]["beanstalk_id"].as_u64();
+        if id.is_some_and(|id| id != copy) {
+            assert_eq!(job["job"]["status"], "queued");
+            assert_eq!(lab.ready_on("smithi"), "1");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never put again: {job:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn owners_default_to_user_and_a_developer_token_to_its_own_user() {
+    let lab = Lab::start();
+    lab.add_nodes("smithi", 3);
+    // An admin acting without --owner locks in $USER's name, as teuthology-lock does.
+    let out = lab
+        .command(&["node", "lock", "smithi001"])
+        .env("CUTTLE_TOKEN", lab.admin_token())
+        .env("USER", "ops")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = lab.json(&["node", "list", "--owner", "ops"]);
+    assert_eq!(node[0]["name"], "smithi001", "{node:#}");
+    // A developer whose login differs from their token's user still acts as themselves:
+    // $USER could only get them refused.
+    let bob_token = lab.developer_token("bob");
+    let out = lab
+        .command(&["node", "lock", "-m", "smithi", "--count", "1"])
+        .env("CUTTLE_TOKEN", &bob_token)
+        .env("USER", "root")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let locked = String::from_utf8(out.stdout).unwrap();
+    let node = lab.json(&["node", "list", "--owner", "bob"]);
+    assert_eq!(node[0]["name"], locked.trim(), "{node:#}");
+    let out = lab
+        .command(&["node", "unlock", locked.trim()])
+        .env("CUTTLE_TOKEN", &bob_token)
+        .env("USER", "root")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Naming someone else is still refused for a developer, with the rule.
+    let out = lab.cuttle_as("bob", &["node", "lock", "smithi003", "--owner", "carol"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bob (developer) may not"));
 }

@@ -353,6 +353,32 @@ impl Store {
         })
     }
 
+    /// Jobs of `machine_type` whose beanstalkd copy may lie buried on its tube: they died
+    /// before they started and still name a beanstalkd copy (a dispatcher buries the copy
+    /// of a job that can never run and marks the job dead). Newest first, at most `limit`.
+    /// Only candidates: the copies of expired or reaped jobs were deleted, and a beanstalkd
+    /// restarted without its binlog reuses ids, so the caller confirms each on beanstalkd.
+    pub fn buried_candidates(
+        &self,
+        machine_type: &MachineType,
+        limit: i64,
+    ) -> Result<Vec<Job>, DbError> {
+        let mut conn = self.conn()?;
+        with_conn!(&mut *conn, |c| {
+            let rows: Vec<JobWithRun> = jobs::table
+                .inner_join(runs::table)
+                .filter(jobs::machine_type.eq(machine_type.as_str()))
+                .filter(jobs::status.eq(JobStatus::Dead.as_str()))
+                .filter(jobs::started_at.is_null())
+                .filter(jobs::beanstalk_id.is_not_null())
+                .select((JobRow::as_select(), runs::name, runs::owner))
+                .order(jobs::id.desc())
+                .limit(limit)
+                .load(c)?;
+            rows.into_iter().map(into_job).collect()
+        })
+    }
+
     /// Jobs not started yet (queued, or waiting in a dispatcher's window) that have a
     /// beanstalkd id, with the body their copy was put with, by id after `after`, at most
     /// `limit`: the ones to check after beanstalkd lost its jobs (a restart without its

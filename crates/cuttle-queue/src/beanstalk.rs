@@ -88,6 +88,14 @@ enum Command {
         delay: Duration,
         reply: Reply<()>,
     },
+    PeekBuried {
+        tube: String,
+        reply: Reply<Option<(u64, Vec<u8>)>>,
+    },
+    KickJob {
+        id: u64,
+        reply: Reply<bool>,
+    },
 }
 
 /// A job reserved from a tube: only its id and body, never a `beanstalkc::Job` (which
@@ -288,6 +296,19 @@ impl QueueClient {
         .await
     }
 
+    /// `peek-buried` on `tube`: the id and body of the first job buried there (beanstalkd
+    /// shows no other), or `None` when nothing is buried on it.
+    pub async fn peek_buried(&self, tube: &str) -> Result<Option<(u64, Vec<u8>)>, QueueError> {
+        let tube = tube.to_owned();
+        self.call(|reply| Command::PeekBuried { tube, reply }).await
+    }
+
+    /// `kick-job <id>`: moves a buried (or delayed) job to ready. `false` when beanstalkd
+    /// has no such job, or it is neither buried nor delayed (NOT_FOUND).
+    pub async fn kick_job(&self, id: u64) -> Result<bool, QueueError> {
+        self.call(|reply| Command::KickJob { id, reply }).await
+    }
+
     /// The largest job body the server accepts (its `max-job-size`).
     pub async fn max_job_size(&self) -> Result<usize, QueueError> {
         let stats = self.stats().await?;
@@ -295,6 +316,15 @@ impl QueueClient {
             .get("max-job-size")
             .and_then(|size| size.parse().ok())
             .unwrap_or(DEFAULT_MAX_JOB_SIZE))
+    }
+}
+
+/// beanstalkd's NOT_FOUND answer as `None`; any other refusal stays an error.
+fn not_found_is_none<T>(result: Result<T, QueueError>) -> Result<Option<T>, QueueError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(QueueError::Refused { detail, .. }) if detail.contains("NotFound") => Ok(None),
+        Err(other) => Err(other),
     }
 }
 
@@ -387,6 +417,21 @@ impl Connection {
                     let _ = reply.send(
                         self.with_client("release", |conn, _| conn.release(id, priority, delay)),
                     );
+                }
+                Command::PeekBuried { tube, reply } => {
+                    let peeked = self.with_client("peek-buried", |conn, using| {
+                        if using.as_deref() != Some(tube.as_str()) {
+                            conn.use_tube(&tube)?;
+                            *using = Some(tube.clone());
+                        }
+                        conn.peek_buried()
+                            .map(|job| (job.id(), job.body().to_vec()))
+                    });
+                    let _ = reply.send(not_found_is_none(peeked));
+                }
+                Command::KickJob { id, reply } => {
+                    let kicked = self.with_client("kick-job", |conn, _| conn.kick_job(id));
+                    let _ = reply.send(not_found_is_none(kicked).map(|kicked| kicked.is_some()));
                 }
             }
         }

@@ -97,3 +97,41 @@ async fn a_hung_server_times_out_and_the_next_command_reconnects() {
         .unwrap();
     assert_eq!(client.stats_job(after).await.unwrap()["tube"], "t");
 }
+
+#[tokio::test]
+async fn buried_jobs_are_peeked_per_tube_and_kicked_one_by_one() {
+    let server = Beanstalkd::start();
+    let client = QueueClient::new(&server.addr().to_string());
+    let ttr = Duration::from_secs(60);
+    assert_eq!(client.peek_buried("smithi").await.unwrap(), None);
+    let first = client.put("smithi", b"one".to_vec(), 5, ttr).await.unwrap();
+    let second = client.put("smithi", b"two".to_vec(), 5, ttr).await.unwrap();
+    let elsewhere = client.put("mira", b"three".to_vec(), 5, ttr).await.unwrap();
+    // Reserve and bury in this order; a bury needs the reserving connection.
+    for (tube, id) in [("smithi", first), ("smithi", second), ("mira", elsewhere)] {
+        let reserved = client
+            .reserve(tube, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reserved.id, id);
+        client.bury(id, 5).await.unwrap();
+    }
+    // peek-buried shows only the first buried job of the tube asked about.
+    assert_eq!(
+        client.peek_buried("smithi").await.unwrap(),
+        Some((first, b"one".to_vec()))
+    );
+    assert_eq!(
+        client.peek_buried("mira").await.unwrap(),
+        Some((elsewhere, b"three".to_vec()))
+    );
+    // kick-job takes any buried job, not only the first.
+    assert!(client.kick_job(second).await.unwrap());
+    assert_eq!(client.stats_job(second).await.unwrap()["state"], "ready");
+    // A ready job is not kicked again, and an unknown id is not an error.
+    assert!(!client.kick_job(second).await.unwrap());
+    assert!(!client.kick_job(999_999).await.unwrap());
+    client.delete(first).await.unwrap();
+    assert_eq!(client.peek_buried("smithi").await.unwrap(), None);
+}

@@ -4,6 +4,13 @@
 //! The dispatcher stays thin: it sends the body it reserved and gets back an action. Body
 //! classification (cuttle's, teuthology's, garbage) and every state change happen here,
 //! in the database, through `cuttle_core::dispatch`'s rules.
+//!
+//! Buried jobs (ListBuried, KickBuried, DeleteBuried) are looked at here too, because
+//! beanstalkd alone cannot list them: `peek-buried` shows only a tube's first. The copies
+//! of cuttle jobs are found in the database (jobs that died before they started and still
+//! name a copy) and each is confirmed on beanstalkd; a body with no record is seen only
+//! when it is the tube's first. A kick never revives an ended job (terminal is final):
+//! its copy would only be discarded, so the kick is refused with what to do instead.
 
 use tonic::{Request, Response, Status};
 
@@ -15,13 +22,14 @@ use cuttle_proto::convert::tube_to_proto;
 use cuttle_proto::v1::dispatch_service_server::DispatchService;
 use cuttle_proto::v1::queue_service_server::QueueService;
 use cuttle_proto::v1::{
-    self, AcquireLeaseRequest, AcquireLeaseResponse, ClaimAction, ClaimJobRequest,
-    ClaimJobResponse, ClaimReleasesRequest, ClaimReleasesResponse, ListQueueRequest,
+    self, AcquireLeaseRequest, AcquireLeaseResponse, BuriedJob, ClaimAction, ClaimJobRequest,
+    ClaimJobResponse, ClaimReleasesRequest, ClaimReleasesResponse, DeleteBuriedRequest,
+    KickBuriedRequest, KickBuriedResponse, ListBuriedRequest, ListBuriedResponse, ListQueueRequest,
     ListQueueResponse, ListTubesRequest, ListTubesResponse, PlanState, PlanStateRequest,
     RecordDispatchRequest, ReleaseLeaseRequest, ReleaseLeaseResponse, ReprioritizeRequest,
     RequeueJobRequest, SetQueuePausedRequest,
 };
-use cuttle_queue::{Body, read_body};
+use cuttle_queue::{Body, QueueError, read_body};
 
 use super::{job_id, required, text};
 use crate::{App, errors, now, observe};
@@ -425,10 +433,412 @@ pub struct QueueApi {
     app: App,
 }
 
+/// How many recorded jobs ListBuried and KickBuried look for on beanstalkd at most: the
+/// newest that died before they started. Older buried copies still count in
+/// `buried_total`, and the first of a tube is always shown.
+const MAX_BURIED_CANDIDATES: i64 = 1000;
+
+/// A beanstalkd failure of the buried-job calls. They change cuttle's records only after
+/// beanstalkd has done its part, so nothing else needs saying.
+fn beanstalk(error: QueueError) -> Status {
+    let message = error.to_string();
+    match error {
+        QueueError::Unreachable { .. } | QueueError::Stopped { .. } => Status::unavailable(message),
+        QueueError::Refused { .. } => Status::internal(message),
+    }
+}
+
+/// A buried copy as beanstalkd holds it, with what cuttle knows of it.
+#[derive(Debug)]
+struct Buried {
+    beanstalk_id: u64,
+    priority: u32,
+    age_s: u64,
+    buries: u32,
+    body: Vec<u8>,
+    /// The cuttle job the body names, when cuttle has a record of it.
+    job: Option<cuttle_core::Job>,
+    reason: String,
+    /// Empty when a kick would put it back to ready.
+    kick_refused: String,
+}
+
+/// The first non-blank line of a body, cut to 200 characters, for listings.
+fn first_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("");
+    line.chars().take(200).collect()
+}
+
+/// Why the buried copy `beanstalk_id` of `job`, on `tube`, is not kicked; empty when it
+/// may be. Kicking is only useful when a dispatcher could start the job from that copy.
+fn kick_refusal(job: &cuttle_core::Job, tube: &MachineType, beanstalk_id: u64) -> String {
+    if job.status.is_terminal() {
+        // Terminal is final (cuttle_core::status): the copy would only be discarded.
+        return format!(
+            "job {} of run {} has ended ({}) and an ended job never runs again, so a kicked copy would only be discarded by its dispatcher; schedule the job again (cuttle suite --rerun {} --rerun-statuses {}) and delete this copy (cuttle queue delete-buried {tube} --beanstalk-id {beanstalk_id})",
+            job.id, job.run_name, job.status, job.run_name, job.status
+        );
+    }
+    if &job.spec.machine_type != tube {
+        return format!(
+            "job {} is for machine type {}, not {tube}, so a kicked copy would be buried again; delete this copy (cuttle queue delete-buried {tube} --beanstalk-id {beanstalk_id}) and cuttle-api puts the job on tube {} again",
+            job.id, job.spec.machine_type, job.spec.machine_type
+        );
+    }
+    if job.beanstalk_id != Some(beanstalk_id) {
+        let live = job
+            .beanstalk_id
+            .map(|id| format!(" (its live copy is {id})"))
+            .unwrap_or_default();
+        return format!(
+            "this is a stale copy of job {}{live}, so a kicked copy would only be discarded; delete it (cuttle queue delete-buried {tube} --beanstalk-id {beanstalk_id})",
+            job.id
+        );
+    }
+    String::new()
+}
+
+/// Why a recorded job's copy lies buried: its recorded reason, else the rule that buries it.
+fn recorded_reason(job: &cuttle_core::Job, tube: &MachineType) -> String {
+    if &job.spec.machine_type != tube {
+        return format!(
+            "job {} is for machine type {} but was put on tube {tube}",
+            job.id, job.spec.machine_type
+        );
+    }
+    match &job.reason {
+        Some(reason) if !reason.trim().is_empty() => reason.clone(),
+        _ => "buried by its dispatcher (no reason recorded; see the dispatcher's log)".to_owned(),
+    }
+}
+
 impl QueueApi {
     pub fn new(app: App) -> QueueApi {
         QueueApi { app }
     }
+
+    /// The caller, if it may kick or delete buried jobs (admins only), with a refusal
+    /// that says so in those words rather than the generic lab-administration one.
+    async fn admin(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        what: &str,
+    ) -> Result<cuttle_core::auth::Caller, Status> {
+        let caller = self.app.caller(metadata).await?;
+        match self.app.check(&caller, Action::AdministerLab) {
+            Ok(()) => Ok(caller),
+            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                Err(Status::permission_denied(format!(
+                    "{caller} may not {what}: buried jobs are handled by lab admins; use the admin token (--token or CUTTLE_TOKEN) or ask a lab admin"
+                )))
+            }
+            Err(status) => Err(status),
+        }
+    }
+
+    /// The recorded jobs whose copies may lie buried on `tube`, by beanstalkd id.
+    async fn candidates(
+        &self,
+        tube: &MachineType,
+    ) -> Result<std::collections::HashMap<u64, cuttle_core::Job>, Status> {
+        let lookup = tube.clone();
+        let jobs = self
+            .app
+            .db(move |store| store.buried_candidates(&lookup, MAX_BURIED_CANDIDATES))
+            .await?;
+        let mut known = std::collections::HashMap::new();
+        for job in jobs {
+            if let Some(id) = job.beanstalk_id {
+                // Newest first: a reused id keeps its newest job; an older one is still
+                // found through its body.
+                known.entry(id).or_insert(job);
+            }
+        }
+        Ok(known)
+    }
+
+    /// The cuttle job a buried body names (when cuttle knows it), or why the body is
+    /// refused, as ClaimJob decides it.
+    async fn classify(&self, body: &[u8]) -> Result<(Option<cuttle_core::Job>, String), Status> {
+        let bytes = body.to_vec();
+        // Parsing YAML (under the budget) stays off the async workers, as in ClaimJob.
+        let (classified, legacy_id) = tokio::task::spawn_blocking(move || {
+            let classified = read_body(&bytes);
+            let legacy_id = match &classified {
+                Ok(Body::Teuthology { .. }) => {
+                    std::str::from_utf8(&bytes).ok().and_then(legacy_job_id)
+                }
+                _ => None,
+            };
+            (classified, legacy_id)
+        })
+        .await
+        .map_err(errors::join)?;
+        let (job_id, must_match) = match classified {
+            Err(reason) => return Ok((None, reason)),
+            Ok(Body::Cuttle(job_id)) => (job_id, false),
+            Ok(Body::Teuthology { run, .. }) => match legacy_id {
+                Some(job_id) => (job_id, true),
+                None => {
+                    return Ok((
+                        None,
+                        format!(
+                            "a teuthology body of run {} that cuttle-api has no record of as buried (see the dispatcher's log)",
+                            run.name
+                        ),
+                    ));
+                }
+            },
+        };
+        match self.app.db(move |store| store.get_job(job_id)).await {
+            // A teuthology job_id names a cuttle job only with the body it was put with.
+            Ok((job, _)) if !must_match || job.config_yaml.as_bytes() == body => {
+                Ok((Some(job), String::new()))
+            }
+            Ok(_) => Ok((
+                None,
+                format!("body names job {job_id}, which cuttle-api does not know"),
+            )),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok((
+                None,
+                format!("body names cuttle job {job_id}, which cuttle-api does not know"),
+            )),
+            Err(status) => Err(status),
+        }
+    }
+
+    /// beanstalkd job `beanstalk_id` if it lies buried on `tube`, with its cuttle job
+    /// (`known`, else what its body names) and why; `None` otherwise.
+    async fn inspect(
+        &self,
+        tube: &MachineType,
+        beanstalk_id: u64,
+        known: &std::collections::HashMap<u64, cuttle_core::Job>,
+    ) -> Result<Option<Buried>, Status> {
+        let stats = match self.app.queue().stats_job(beanstalk_id).await {
+            Ok(stats) => stats,
+            // NOT_FOUND: deleted, or never there.
+            Err(QueueError::Refused { .. }) => return Ok(None),
+            Err(error) => return Err(beanstalk(error)),
+        };
+        let field = |key: &str| stats.get(key).map(String::as_str);
+        if field("tube") != Some(tube.as_str()) || field("state") != Some("buried") {
+            return Ok(None);
+        }
+        let Some(body) = self
+            .app
+            .queue()
+            .peek(beanstalk_id)
+            .await
+            .map_err(beanstalk)?
+        else {
+            return Ok(None);
+        };
+        let number = |key: &str| field(key).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        // A recorded job owns the copy only if the copy holds its body: ids are reused
+        // after a beanstalkd restart without its binlog.
+        let recorded = known
+            .get(&beanstalk_id)
+            .filter(|job| job.config_yaml.as_bytes() == body.as_slice())
+            .cloned();
+        let (job, refused_body) = match recorded {
+            Some(job) => (Some(job), String::new()),
+            None => self.classify(&body).await?,
+        };
+        let (reason, kick_refused) = match &job {
+            Some(job) => (
+                recorded_reason(job, tube),
+                kick_refusal(job, tube, beanstalk_id),
+            ),
+            // No record: a kick hands the body to ClaimJob again, which may take it now
+            // (or bury it again, if nothing changed).
+            None => (refused_body, String::new()),
+        };
+        Ok(Some(Buried {
+            beanstalk_id,
+            priority: u32::try_from(number("pri")).unwrap_or(u32::MAX),
+            age_s: number("age"),
+            buries: u32::try_from(number("buries")).unwrap_or(u32::MAX),
+            body,
+            job,
+            reason,
+            kick_refused,
+        }))
+    }
+
+    /// beanstalkd's count of buried jobs on `tube`; 0 for a tube beanstalkd does not know.
+    async fn buried_total(&self, tube: &MachineType) -> Result<u64, Status> {
+        match self.app.queue().stats_tube(tube.as_str()).await {
+            Ok(stats) => Ok(stats
+                .get("current-jobs-buried")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)),
+            // NOT_FOUND: nothing was ever put on it.
+            Err(QueueError::Refused { .. }) => Ok(0),
+            Err(error) => Err(beanstalk(error)),
+        }
+    }
+
+    /// Every buried job of `tube` that can be seen, oldest beanstalkd id first, and
+    /// beanstalkd's count of them.
+    async fn find_buried(&self, tube: &MachineType) -> Result<(Vec<Buried>, u64), Status> {
+        let total = self.buried_total(tube).await?;
+        if total == 0 {
+            return Ok((Vec::new(), 0));
+        }
+        let known = self.candidates(tube).await?;
+        let mut ids: Vec<u64> = known.keys().copied().collect();
+        ids.sort_unstable();
+        let mut found = Vec::new();
+        for id in ids {
+            // Everything buried is found: the rest are deleted copies.
+            if found.len() as u64 >= total {
+                break;
+            }
+            if let Some(buried) = self.inspect(tube, id, &known).await? {
+                found.push(buried);
+            }
+        }
+        if (found.len() as u64) < total
+            && let Some((head, _)) = self
+                .app
+                .queue()
+                .peek_buried(tube.as_str())
+                .await
+                .map_err(beanstalk)?
+            && !found.iter().any(|buried| buried.beanstalk_id == head)
+            && let Some(buried) = self.inspect(tube, head, &known).await?
+        {
+            found.push(buried);
+        }
+        found.sort_by_key(|buried| buried.beanstalk_id);
+        Ok((found, total))
+    }
+
+    /// The buried copy a kick or delete names: `beanstalk_id`, or job `job_id`'s copy.
+    /// NOT_FOUND, saying where to look, when it is not buried on `tube`.
+    async fn target(
+        &self,
+        tube: &MachineType,
+        beanstalk_id: u64,
+        job_id: i64,
+    ) -> Result<Buried, Status> {
+        let mut known = self.candidates(tube).await?;
+        let beanstalk_id = if job_id != 0 {
+            let id = super::job_id(job_id)?;
+            let (job, _) = self.app.db(move |store| store.get_job(id)).await?;
+            let Some(copy) = job.beanstalk_id else {
+                return Err(Status::failed_precondition(format!(
+                    "job {id} has no beanstalkd copy (it was never put, or its copy was lost); see its timeline with cuttle job show {id}"
+                )));
+            };
+            known.insert(copy, job);
+            copy
+        } else {
+            beanstalk_id
+        };
+        self.inspect(tube, beanstalk_id, &known)
+            .await?
+            .ok_or_else(|| {
+                let whose = if job_id != 0 {
+                    format!("job {job_id}'s beanstalkd copy {beanstalk_id}")
+                } else {
+                    format!("beanstalkd job {beanstalk_id}")
+                };
+                Status::not_found(format!(
+                    "{whose} is not buried on tube {tube} (it is ready, reserved, deleted or on another tube); list the buried jobs with cuttle queue buried {tube}"
+                ))
+            })
+    }
+
+    /// Writes `note` in the timeline of the job a buried copy belongs to, if any. The
+    /// beanstalkd change is already done, so a failure here is only logged.
+    async fn note(&self, buried: &Buried, note: String) {
+        let Some(job) = &buried.job else {
+            return;
+        };
+        let id = job.id;
+        if let Err(status) = self
+            .app
+            .db(move |store| store.note_job(id, &note, now()))
+            .await
+        {
+            tracing::warn!(job_id = %id, detail = status.message(), "cannot note a buried copy's change");
+        }
+    }
+
+    /// Kicks one buried copy the caller may kick (its refusal was checked).
+    async fn kick(&self, buried: &Buried, by: &str) -> Result<(), Status> {
+        let kicked = self
+            .app
+            .queue()
+            .kick_job(buried.beanstalk_id)
+            .await
+            .map_err(beanstalk)?;
+        if !kicked {
+            return Err(Status::not_found(format!(
+                "beanstalkd job {} is no longer buried (kicked or deleted meanwhile)",
+                buried.beanstalk_id
+            )));
+        }
+        tracing::info!(beanstalk_id = buried.beanstalk_id, by, "buried job kicked");
+        self.note(
+            buried,
+            format!(
+                "buried beanstalkd copy {} kicked back to ready by {by}",
+                buried.beanstalk_id
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Buried copies on the wire, their jobs with their nodes, in one database call.
+    async fn to_proto(&self, list: Vec<Buried>) -> Result<Vec<BuriedJob>, Status> {
+        let jobs: Vec<cuttle_core::Job> = list.iter().filter_map(|b| b.job.clone()).collect();
+        let mut shown: std::collections::HashMap<i64, v1::Job> = self
+            .app
+            .jobs_with_nodes(jobs)
+            .await?
+            .into_iter()
+            .map(|job| (job.id, job))
+            .collect();
+        Ok(list
+            .into_iter()
+            .map(|buried| BuriedJob {
+                beanstalk_id: buried.beanstalk_id,
+                priority: buried.priority,
+                age_s: buried.age_s,
+                buries: buried.buries,
+                job: buried.job.as_ref().and_then(|job| shown.remove(&job.id.0)),
+                reason: buried.reason,
+                body_first_line: first_line(&buried.body),
+                kick_refused: buried.kick_refused,
+            })
+            .collect())
+    }
+}
+
+/// Exactly one of a beanstalkd id, a job id (and, for kicks, `all`), or the refusal.
+fn one_target(beanstalk_id: u64, job_id: i64, all: Option<bool>) -> Result<(), Status> {
+    let given =
+        usize::from(beanstalk_id != 0) + usize::from(job_id != 0) + usize::from(all == Some(true));
+    if given == 1 {
+        return Ok(());
+    }
+    let choices = if all.is_some() {
+        "a beanstalkd id, a job id, or all"
+    } else {
+        "a beanstalkd id or a job id"
+    };
+    Err(errors::invalid(InvalidInput::new(
+        "buried job",
+        format!("name exactly one of {choices} (see cuttle queue buried TYPE)"),
+    )))
 }
 
 #[tonic::async_trait]
@@ -559,6 +969,156 @@ impl QueueService for QueueApi {
         .await
     }
 
+    async fn list_buried(
+        &self,
+        request: Request<ListBuriedRequest>,
+    ) -> Result<Response<ListBuriedResponse>, Status> {
+        observe("QueueService/ListBuried", async {
+            self.app.authorize(request.metadata(), Action::Read).await?;
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            let limit = match request.limit {
+                0 => 100,
+                limit => limit.min(1000),
+            } as usize;
+            let (mut found, buried_total) = self.find_buried(&tube).await?;
+            found.truncate(limit);
+            Ok(ListBuriedResponse {
+                jobs: self.to_proto(found).await?,
+                buried_total,
+            })
+        })
+        .await
+    }
+
+    async fn kick_buried(
+        &self,
+        request: Request<KickBuriedRequest>,
+    ) -> Result<Response<KickBuriedResponse>, Status> {
+        observe("QueueService/KickBuried", async {
+            let caller = self.admin(request.metadata(), "kick buried jobs").await?;
+            let by = caller.user().map(ToString::to_string).unwrap_or_default();
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            one_target(request.beanstalk_id, request.job_id, Some(request.all))?;
+            if !request.all {
+                let buried = self.target(&tube, request.beanstalk_id, request.job_id).await?;
+                if !buried.kick_refused.is_empty() {
+                    return Err(Status::failed_precondition(format!(
+                        "not kicked: {}",
+                        buried.kick_refused
+                    )));
+                }
+                self.kick(&buried, &by).await?;
+                return Ok(KickBuriedResponse {
+                    kicked: self.to_proto(vec![buried]).await?,
+                    refused: Vec::new(),
+                    unseen: 0,
+                });
+            }
+            // Job by job (kick-job), never beanstalkd's `kick N`: that would also kick
+            // the copies of ended jobs, which a kick must leave alone.
+            let (found, total) = self.find_buried(&tube).await?;
+            let mut seen: std::collections::HashSet<u64> =
+                found.iter().map(|buried| buried.beanstalk_id).collect();
+            let (mut kicked, mut refused) = (Vec::new(), Vec::new());
+            let mut pending = found;
+            loop {
+                for buried in pending.drain(..) {
+                    if !buried.kick_refused.is_empty() {
+                        refused.push(buried);
+                        continue;
+                    }
+                    match self.kick(&buried, &by).await {
+                        Ok(()) => kicked.push(buried),
+                        // Kicked or deleted by someone else meanwhile: nothing to do.
+                        Err(status) if status.code() == tonic::Code::NotFound => {}
+                        Err(status) => return Err(status),
+                    }
+                }
+                // Bodies with no record are seen one at a time, as the tube's first
+                // buried job; stop at one already handled (refused, or kicked and buried
+                // again by a dispatcher meanwhile).
+                if (kicked.len() + refused.len()) as u64 >= total {
+                    break;
+                }
+                let head = self
+                    .app
+                    .queue()
+                    .peek_buried(tube.as_str())
+                    .await
+                    .map_err(beanstalk)?;
+                let Some((head, _)) = head.filter(|(head, _)| seen.insert(*head)) else {
+                    break;
+                };
+                match self.inspect(&tube, head, &std::collections::HashMap::new()).await? {
+                    Some(buried) => pending.push(buried),
+                    None => break,
+                }
+            }
+            let unseen = total.saturating_sub((kicked.len() + refused.len()) as u64);
+            tracing::info!(tube = %tube, kicked = kicked.len(), refused = refused.len(), unseen, "buried jobs kicked");
+            Ok(KickBuriedResponse {
+                kicked: self.to_proto(kicked).await?,
+                refused: self.to_proto(refused).await?,
+                unseen,
+            })
+        })
+        .await
+    }
+
+    async fn delete_buried(
+        &self,
+        request: Request<DeleteBuriedRequest>,
+    ) -> Result<Response<BuriedJob>, Status> {
+        observe("QueueService/DeleteBuried", async {
+            let caller = self.admin(request.metadata(), "delete buried jobs").await?;
+            let by = caller.user().map(ToString::to_string).unwrap_or_default();
+            let request = request.into_inner();
+            let tube = machine_type(&request.machine_type)?;
+            one_target(request.beanstalk_id, request.job_id, None)?;
+            let buried = self
+                .target(&tube, request.beanstalk_id, request.job_id)
+                .await?;
+            match self.app.queue().delete(buried.beanstalk_id).await {
+                Ok(()) => {}
+                Err(QueueError::Refused { .. }) => {
+                    return Err(Status::not_found(format!(
+                        "beanstalkd job {} is no longer buried (kicked or deleted meanwhile)",
+                        buried.beanstalk_id
+                    )));
+                }
+                Err(error) => return Err(beanstalk(error)),
+            }
+            tracing::info!(beanstalk_id = buried.beanstalk_id, by = %by, "buried job deleted");
+            self.note(
+                &buried,
+                format!(
+                    "buried beanstalkd copy {} deleted by {by}",
+                    buried.beanstalk_id
+                ),
+            )
+            .await;
+            // A job still waiting to run loses its only copy: forgetting the id makes the
+            // enqueue retry loop put a fresh one on its own machine type's tube.
+            if let Some(job) = &buried.job
+                && !job.status.is_terminal()
+                && job.beanstalk_id == Some(buried.beanstalk_id)
+            {
+                crate::enqueue::forget_lost_copy(
+                    &self.app,
+                    job.id,
+                    buried.beanstalk_id,
+                    &job.config_yaml,
+                )
+                .await;
+            }
+            let mut shown = self.to_proto(vec![buried]).await?;
+            Ok(shown.pop().expect("one buried job in, one out"))
+        })
+        .await
+    }
+
     async fn list_tubes(
         &self,
         request: Request<ListTubesRequest>,
@@ -572,5 +1132,116 @@ impl QueueService for QueueApi {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cuttle_core::{Job, JobSpec, JobStatus, NodeCount, RunName, UnixMillis};
+
+    fn job(status: JobStatus, machine_type: &str, beanstalk_id: Option<u64>) -> Job {
+        Job {
+            id: JobId(7),
+            run_name: RunName::parse("alice-run").unwrap(),
+            owner: Owner::parse("alice").unwrap(),
+            spec: JobSpec {
+                description: String::new(),
+                machine_type: MachineType::parse(machine_type).unwrap(),
+                priority: Priority::default(),
+                n_nodes: NodeCount::new(1).unwrap(),
+                time_limit: None,
+                os_type: String::new(),
+                os_version: String::new(),
+            },
+            status,
+            reason: None,
+            beanstalk_id,
+            config_yaml: String::new(),
+            created_at: UnixMillis(0),
+            updated_at: UnixMillis(0),
+            heartbeat_at: None,
+            dispatcher: None,
+            supervisor: None,
+            started_at: None,
+        }
+    }
+
+    fn smithi() -> MachineType {
+        MachineType::parse("smithi").unwrap()
+    }
+
+    #[test]
+    fn only_a_waiting_jobs_live_copy_on_its_own_tube_is_kicked() {
+        assert_eq!(
+            kick_refusal(&job(JobStatus::Queued, "smithi", Some(12)), &smithi(), 12),
+            ""
+        );
+        // Ended: never revived, rescheduled instead.
+        let refusal = kick_refusal(&job(JobStatus::Dead, "smithi", Some(12)), &smithi(), 12);
+        assert!(
+            refusal.contains("job 7 of run alice-run has ended (dead)"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.contains("cuttle suite --rerun alice-run --rerun-statuses dead"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.contains("cuttle queue delete-buried smithi --beanstalk-id 12"),
+            "{refusal}"
+        );
+        // On the wrong tube: it would be buried again; deleting it puts it right.
+        let refusal = kick_refusal(&job(JobStatus::Queued, "mira", Some(12)), &smithi(), 12);
+        assert!(
+            refusal.contains("is for machine type mira, not smithi"),
+            "{refusal}"
+        );
+        assert!(refusal.contains("on tube mira again"), "{refusal}");
+        // A stale copy: the job's live copy is another.
+        let refusal = kick_refusal(&job(JobStatus::Queued, "smithi", Some(13)), &smithi(), 12);
+        assert!(
+            refusal.contains("stale copy of job 7 (its live copy is 13)"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn a_recorded_copy_says_why_it_lies_buried() {
+        let mut dead = job(JobStatus::Dead, "smithi", Some(12));
+        dead.reason = Some("needs 5 nodes".into());
+        assert_eq!(recorded_reason(&dead, &smithi()), "needs 5 nodes");
+        dead.reason = None;
+        assert!(recorded_reason(&dead, &smithi()).contains("dispatcher's log"));
+        let elsewhere = job(JobStatus::Queued, "mira", Some(12));
+        assert_eq!(
+            recorded_reason(&elsewhere, &smithi()),
+            "job 7 is for machine type mira but was put on tube smithi"
+        );
+    }
+
+    #[test]
+    fn a_body_is_shown_by_its_first_line_that_says_something() {
+        assert_eq!(first_line(b"\n  \nname: r\nowner: o\n"), "name: r");
+        assert_eq!(first_line(b""), "");
+        assert_eq!(first_line(&[b'x'; 500]).len(), 200);
+        assert_eq!(first_line(b"\xff\xfeab\n"), "\u{fffd}\u{fffd}ab");
+    }
+
+    #[test]
+    fn a_kick_or_delete_names_exactly_one_target() {
+        assert!(one_target(12, 0, Some(false)).is_ok());
+        assert!(one_target(0, 7, None).is_ok());
+        assert!(one_target(0, 0, Some(true)).is_ok());
+        for (beanstalk_id, job_id, all) in [(0, 0, Some(false)), (12, 7, None), (12, 0, Some(true))]
+        {
+            let status = one_target(beanstalk_id, job_id, all).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(
+                status.message().contains("exactly one"),
+                "{}",
+                status.message()
+            );
+        }
     }
 }
