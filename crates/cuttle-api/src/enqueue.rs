@@ -31,6 +31,8 @@ pub struct Enqueuer {
     ttr: Duration,
     policy: cuttle_policy::PolicyConfig,
     lock: Mutex<()>,
+    /// Told of every job put, so its tube's dispatcher plans at once.
+    events: crate::events::Events,
 }
 
 /// Proof that the caller holds the enqueue lock.
@@ -51,6 +53,7 @@ impl Enqueuer {
         queue: QueueClient,
         ttr: Duration,
         policy: cuttle_policy::PolicyConfig,
+        events: crate::events::Events,
     ) -> Enqueuer {
         Enqueuer {
             store,
@@ -58,6 +61,7 @@ impl Enqueuer {
             ttr,
             policy,
             lock: Mutex::new(()),
+            events,
         }
     }
 
@@ -71,6 +75,7 @@ impl Enqueuer {
         let mut outcome = Enqueued::default();
         let at = crate::now().0;
         let mut ordered: Vec<&Job> = jobs.iter().collect();
+        let mut put_on: Vec<&cuttle_core::MachineType> = Vec::new();
         ordered
             .sort_by(|a, b| cuttle_policy::compare(&as_policy(a), &as_policy(b), at, &self.policy));
         for job in ordered {
@@ -84,12 +89,23 @@ impl Enqueuer {
                 )
                 .await;
             match put {
-                Ok(beanstalk_id) => outcome.ids.push((job.id, beanstalk_id)),
+                Ok(beanstalk_id) => {
+                    outcome.ids.push((job.id, beanstalk_id));
+                    put_on.push(&job.spec.machine_type);
+                }
                 Err(error) => {
                     outcome.failure = Some(error.to_string());
                     break;
                 }
             }
+        }
+        put_on.sort_unstable();
+        for tube in put_on.chunk_by(|a, b| a == b) {
+            self.events.send(
+                Some(tube[0].clone()),
+                crate::events::Kind::JobsQueued,
+                tube.len(),
+            );
         }
         if !outcome.ids.is_empty() {
             let store = self.store.clone();

@@ -13,6 +13,7 @@ pub mod autosuites;
 pub mod builds;
 pub mod enqueue;
 pub mod errors;
+pub mod events;
 pub mod forecast;
 pub mod health;
 pub mod http;
@@ -74,6 +75,10 @@ struct Inner {
     webhook_secret: Option<Vec<u8>>,
     /// Where the HTTP listener was bound, once it is.
     http_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Hints for dispatchers (DispatchService/WatchTube).
+    events: events::Events,
+    /// Cancelled when the server begins to stop: long-lived streams end with it.
+    stopping: CancellationToken,
 }
 
 impl App {
@@ -105,11 +110,13 @@ impl App {
             .map(http::load_secret)
             .transpose()?;
         let queue = QueueClient::new(&settings.beanstalk);
+        let events = events::Events::default();
         let enqueuer = enqueue::Enqueuer::new(
             store.clone(),
             queue.clone(),
             settings.job_ttr,
             settings.policy.policy,
+            events.clone(),
         );
         Ok(App {
             inner: Arc::new(Inner {
@@ -124,6 +131,8 @@ impl App {
                 builds,
                 webhook_secret,
                 http_addr: std::sync::OnceLock::new(),
+                events,
+                stopping: CancellationToken::new(),
             }),
         })
     }
@@ -136,6 +145,16 @@ impl App {
             (None, Some(addr)) => Some(format!("http://{addr}")),
             (None, None) => None,
         }
+    }
+
+    /// Cancelled when the server begins to stop.
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.stopping.clone()
+    }
+
+    /// The tube events dispatchers watch.
+    pub fn events(&self) -> &events::Events {
+        &self.inner.events
     }
 
     pub fn settings(&self) -> &Settings {
@@ -378,6 +397,12 @@ pub async fn serve(
         .context("listener has no local address")?;
     tracing::info!(%addr, beanstalk = %app.settings().beanstalk, version = env!("CARGO_PKG_VERSION"), "cuttle-api serving gRPC");
     let retry = tokio::spawn(enqueue::retry_loop(app.clone(), shutdown.clone()));
+    let stopping = app.stopping();
+    let linked = shutdown.clone();
+    tokio::spawn(async move {
+        linked.cancelled().await;
+        stopping.cancel();
+    });
     let reaper = tokio::spawn(reaper::reap_loop(app.clone(), shutdown.clone()));
     // One SuiteApi (one suite cache) for ScheduleSuite and for firing AutoSuites.
     let suites = service::suites::SuiteApi::new(app.clone());

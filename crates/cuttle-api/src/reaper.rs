@@ -158,6 +158,11 @@ pub async fn reap_loop(app: App, shutdown: CancellationToken) {
                     put_again_if_lost(&app, job_id).await;
                 }
                 if !report.freed_nodes.is_empty() {
+                    app.events().send(
+                        None,
+                        crate::events::Kind::NodesFreed,
+                        report.freed_nodes.len(),
+                    );
                     let nodes: Vec<String> =
                         report.freed_nodes.iter().map(ToString::to_string).collect();
                     tracing::info!(nodes = %nodes.join(","), "freed nodes of jobs back in the queue");

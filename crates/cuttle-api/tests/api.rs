@@ -1154,3 +1154,84 @@ async fn standard_health_and_reflection_answer_without_a_token() {
     let file = String::from_utf8_lossy(&files.file_descriptor_proto[0]).into_owned();
     assert!(file.contains("cuttle/v1/runs.proto"), "{file}");
 }
+
+/// DispatchService/WatchTube tells a tube's watcher, at once, what may let its jobs start:
+/// jobs put on it and nodes of its machine type given back, and nothing about other
+/// machine types. Only a service (or an admin) may watch.
+#[tokio::test]
+async fn a_tube_watcher_hears_jobs_queued_and_nodes_freed_of_its_tube_only() {
+    use cuttle_proto::v1::WatchTubeRequest;
+    use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
+
+    let lab = Lab::start(Db::Sqlite).await;
+    lab.add_nodes("smithi", 2).await;
+    lab.add_nodes("mira", 1).await;
+    let developer = lab.token("alice", "developer").await;
+    let refused = DispatchServiceClient::with_interceptor(lab.channel().await, developer)
+        .watch_tube(WatchTubeRequest {
+            machine_type: "smithi".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let service = lab.token("dispatcher-smithi", "service").await;
+    let mut events = DispatchServiceClient::with_interceptor(lab.channel().await, service)
+        .watch_tube(WatchTubeRequest {
+            machine_type: "smithi".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(5), events.message())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .unwrap()
+    };
+    let mut runs = lab.runs().await;
+    for (machine_type, count) in [("mira", 1), ("smithi", 2)] {
+        runs.create_run(CreateRunRequest {
+            name: format!("watched-{machine_type}"),
+            owner: "alice".into(),
+            jobs: jobs(
+                count,
+                JobSpec {
+                    machine_type: machine_type.into(),
+                    config_yaml: "runtime: 0\n".into(),
+                    ..Default::default()
+                },
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let queued = next().await;
+    assert_eq!((queued.kind.as_str(), queued.count), ("jobs_queued", 2));
+    // mira's node freed: not smithi's business. smithi's: the next event.
+    let mut nodes = lab.nodes().await;
+    for machine_type in ["mira", "smithi"] {
+        let locked = nodes
+            .lock_nodes(LockNodesRequest {
+                machine_type: machine_type.into(),
+                count: 1,
+                owner: "admin".into(),
+                job_id: None,
+                dispatcher: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        nodes
+            .unlock_nodes(UnlockNodesRequest {
+                names: locked.nodes.iter().map(|n| n.name.clone()).collect(),
+                owner: "admin".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let freed = next().await;
+    assert_eq!((freed.kind.as_str(), freed.count), ("nodes_freed", 1));
+}

@@ -85,6 +85,10 @@ struct DispatchArgs {
     /// the queue grows.
     #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
     depths: Vec<usize>,
+    /// How long each job runs, in seconds (0: zero-length jobs, for throughput; 0.5 on a
+    /// few nodes shows how fast a freed node gets its next job).
+    #[arg(long, default_value_t = 0.0, value_name = "S")]
+    runtime: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -471,6 +475,7 @@ async fn dispatch_round(
     admin: &mut AdminServiceClient<Authed>,
     round: usize,
     jobs: usize,
+    runtime: f64,
 ) -> anyhow::Result<(f64, Phases)> {
     let name = format!("dispatch-{round}");
     let started = Instant::now();
@@ -490,7 +495,7 @@ async fn dispatch_round(
         jobs: vec![
             JobSpec {
                 machine_type: "smithi".into(),
-                config_yaml: "runtime: 0\nstatus: pass\n".into(),
+                config_yaml: format!("runtime: {runtime}\nstatus: pass\n"),
                 ..Default::default()
             };
             jobs
@@ -572,7 +577,7 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
     let mut runs = RunServiceClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
     let mut admin = AdminServiceClient::new(channel).max_decoding_message_size(usize::MAX);
     // One warm-up job: the dispatcher takes its lease, the binaries are in the page cache.
-    dispatch_round(&mut runs, &mut admin, 0, 1).await?;
+    dispatch_round(&mut runs, &mut admin, 0, 1, 0.0).await?;
 
     let body = b"job_id: '1'\nruntime: 0\nstatus: pass\nmachine_type: smithi\n".to_vec();
     let bodies = vec![body; args.jobs];
@@ -586,13 +591,14 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
                 tokio::task::spawn_blocking(move || dispatch_baseline_round(port, &round_bodies))
                     .await??,
             );
-            let (rate, phases) = dispatch_round(&mut runs, &mut admin, round, args.jobs).await?;
+            let (rate, phases) =
+                dispatch_round(&mut runs, &mut admin, round, args.jobs, args.runtime).await?;
             cuttle.push(rate);
             all_phases.push(phases);
         }
         for (i, &depth) in args.depths.iter().enumerate() {
             let (rate, _) =
-                dispatch_round(&mut runs, &mut admin, args.rounds + 1 + i, depth).await?;
+                dispatch_round(&mut runs, &mut admin, args.rounds + 1 + i, depth, 0.0).await?;
             depth_rates.push((depth, rate));
         }
         Ok(())
@@ -617,6 +623,7 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
                 "bench": "dispatch",
                 "database": backend,
                 "jobs_per_round": args.jobs,
+                "job_runtime_s": args.runtime,
                 "nodes": args.nodes,
                 "rounds": args.rounds,
                 "baseline_jobs_per_s": baseline,
@@ -639,8 +646,8 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "dispatch: {} rounds of {} zero-length jobs on {} nodes, database {backend}",
-            args.rounds, args.jobs, args.nodes
+            "dispatch: {} rounds of {} jobs of {} s on {} nodes, database {backend}",
+            args.rounds, args.jobs, args.runtime, args.nodes
         );
         println!("  baseline  beanstalkc put+reserve+delete, 1 conn  {baseline:>10.0} jobs/s");
         println!("  cuttle    put → terminal through the daemons     {cuttle:>10.1} jobs/s");

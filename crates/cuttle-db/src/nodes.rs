@@ -115,6 +115,8 @@ pub struct NodeFilter {
 pub struct UnlockOutcome {
     pub unlocked: Vec<NodeName>,
     pub already_unlocked: Vec<NodeName>,
+    /// The machine types of the nodes unlocked, each once: whose dispatchers to tell.
+    pub machine_types: Vec<cuttle_core::MachineType>,
 }
 
 /// Result row of the lock UPDATE's RETURNING clause.
@@ -576,6 +578,9 @@ impl Store {
                         job_id: lock.job_id.map(|id| id.0),
                     });
                     outcome.unlocked.push(node.name);
+                    if !outcome.machine_types.contains(&node.machine_type) {
+                        outcome.machine_types.push(node.machine_type);
+                    }
                 } else {
                     outcome.already_unlocked.push(node.name);
                 }

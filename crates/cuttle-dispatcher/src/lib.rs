@@ -41,6 +41,11 @@ const RESERVE_WAIT: Duration = Duration::from_secs(1);
 /// How often a reservation waiting for nodes is touched (beanstalkd TTRs are >= 10 s).
 const TOUCH_EVERY: Duration = Duration::from_secs(3);
 
+/// How long an idle dispatcher waits before planning again when no tube event wakes it:
+/// events (nodes freed or up, jobs queued) wake it at once; this round catches what no
+/// event reports (a running job outliving its estimate, a lost event).
+const IDLE_REPLAN: Duration = Duration::from_secs(1);
+
 /// Why the active loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -286,6 +291,14 @@ impl Dispatcher {
     /// Dispatches while the lease is held: fill the window, plan, start what the policy
     /// says, repeat. Whatever ends the loop hands the window back first.
     async fn dispatch_while_leased(&mut self, shutdown: &CancellationToken) -> Stop {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let watching = shutdown.child_token();
+        let watcher = tokio::spawn(watch_tube(
+            self.dispatch.clone(),
+            self.tube().to_owned(),
+            wake.clone(),
+            watching.clone(),
+        ));
         let stop = loop {
             if shutdown.is_cancelled() {
                 break Stop::Shutdown;
@@ -326,13 +339,17 @@ impl Dispatcher {
             }
             let started = self.plan_round().await;
             if started == 0 && added == 0 {
-                // Nothing changes until a job ends, a node frees or a job arrives.
+                // Nothing changes until a node frees, a node comes up or a job arrives:
+                // cuttle-api says so at once (WatchTube).
                 tokio::select! {
                     _ = shutdown.cancelled() => break Stop::Shutdown,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_REPLAN) => {}
                 }
             }
         };
+        watching.cancel();
+        let _ = watcher.await;
         self.hand_back_window("handed back by its dispatcher").await;
         stop
     }
@@ -1087,6 +1104,59 @@ impl Dispatcher {
                 detail = status.message(),
                 "cannot give the lease up; it expires on its own"
             );
+        }
+    }
+}
+
+/// Watches the tube's events on cuttle-api (DispatchService/WatchTube) until `stop`, and
+/// wakes the planning loop on each; reconnects after a second when the stream ends, and
+/// wakes the loop then too, since events may have been missed meanwhile. An older
+/// cuttle-api without the call leaves the loop to its timer.
+async fn watch_tube(
+    mut client: DispatchServiceClient<Authed>,
+    tube: String,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = client.watch_tube(v1::WatchTubeRequest { machine_type: tube.clone() }) => opened,
+        };
+        match opened {
+            Ok(response) => {
+                let mut events = response.into_inner();
+                wake.notify_one();
+                loop {
+                    let next = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        next = events.message() => next,
+                    };
+                    match next {
+                        Ok(Some(event)) => {
+                            tracing::trace!(kind = %event.kind, count = event.count, "tube event");
+                            wake.notify_one();
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::info!(
+                    "cuttle-api streams no tube events (an older version): planning on the timer alone"
+                );
+                return;
+            }
+            Err(status) => {
+                tracing::debug!(
+                    detail = status.message(),
+                    "cannot watch the tube's events; retrying"
+                );
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

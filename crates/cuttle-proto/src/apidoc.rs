@@ -58,6 +58,27 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
+/// Every RPC of package cuttle.v1 as `Service/Method`, sorted: for tests that must cover
+/// them all.
+pub fn rpc_names() -> Vec<String> {
+    let set = FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET)
+        .expect("the build script wrote a valid descriptor set");
+    let mut names: Vec<String> = set
+        .file
+        .iter()
+        .filter(|f| f.package() == "cuttle.v1")
+        .flat_map(|f| &f.service)
+        .flat_map(|service| {
+            service
+                .method
+                .iter()
+                .map(move |method| format!("{}/{}", service.name(), method.name()))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// The whole reference as Markdown.
 pub fn render() -> String {
     let set = FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET)

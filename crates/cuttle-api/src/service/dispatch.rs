@@ -318,8 +318,64 @@ impl DispatchService for DispatchApi {
                 .app
                 .db(move |store| store.requeue_job(id, &holder, &reason, now()))
                 .await?;
+            // Its nodes, if it had locked any, are free again.
+            self.app.events().send(
+                Some(job.spec.machine_type.clone()),
+                crate::events::Kind::NodesFreed,
+                0,
+            );
             let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
             Ok(shown.pop().expect("one job in, one job out"))
+        })
+        .await
+    }
+
+    type WatchTubeStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<v1::TubeEvent, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_tube(
+        &self,
+        request: Request<v1::WatchTubeRequest>,
+    ) -> Result<Response<Self::WatchTubeStream>, Status> {
+        observe("DispatchService/WatchTube", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
+            let tube = machine_type(&request.get_ref().machine_type)?;
+            let mut events = self.app.events().subscribe();
+            let stopping = self.app.stopping();
+            let (sender, receiver) = tokio::sync::mpsc::channel(64);
+            // Ends with cuttle-api's shutdown (a stream never ending would hold it up) or
+            // when the watcher goes away.
+            tokio::spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    let event = tokio::select! {
+                        _ = stopping.cancelled() => break,
+                        _ = sender.closed() => break,
+                        event = events.recv() => event,
+                    };
+                    let sent = match event {
+                        Ok(event) if event.concerns(&tube) => v1::TubeEvent {
+                            kind: event.kind.as_str().to_owned(),
+                            count: event.count,
+                        },
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(missed)) => v1::TubeEvent {
+                            kind: "lagged".to_owned(),
+                            count: u32::try_from(missed).unwrap_or(u32::MAX),
+                        },
+                        Err(RecvError::Closed) => break,
+                    };
+                    if sender.send(Ok(sent)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let stream: Self::WatchTubeStream =
+                Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver));
+            Ok(stream)
         })
         .await
     }

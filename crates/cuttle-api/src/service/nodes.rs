@@ -161,6 +161,11 @@ impl NodeService for NodeApi {
                 .app
                 .db(move |store| store.add_node(&node, now()))
                 .await?;
+            self.app.events().send(
+                Some(added.machine_type.clone()),
+                crate::events::Kind::NodeUp,
+                1,
+            );
             Ok(node_to_proto(&added))
         })
         .await
@@ -247,6 +252,13 @@ impl NodeService for NodeApi {
                 .app
                 .db(move |store| store.mark_node(&name, up, reason.as_deref(), now()))
                 .await?;
+            if node.up {
+                self.app.events().send(
+                    Some(node.machine_type.clone()),
+                    crate::events::Kind::NodeUp,
+                    1,
+                );
+            }
             Ok(node_to_proto(&node))
         })
         .await
@@ -366,6 +378,13 @@ impl NodeService for NodeApi {
                 .app
                 .db(move |store| store.unlock_nodes(&names, &unlocker, grace_ms, now()))
                 .await?;
+            for machine_type in &outcome.machine_types {
+                self.app.events().send(
+                    Some(machine_type.clone()),
+                    crate::events::Kind::NodesFreed,
+                    outcome.unlocked.len(),
+                );
+            }
             Ok(UnlockNodesResponse {
                 unlocked: outcome.unlocked.iter().map(ToString::to_string).collect(),
                 already_unlocked: outcome

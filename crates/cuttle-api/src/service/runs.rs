@@ -581,6 +581,12 @@ impl RunService for RunApi {
             }
             if outcome.requeued {
                 tracing::warn!(job_id = %id, "prepare failed; the job is back in the queue");
+                // Its nodes were freed with it (those not marked down).
+                self.app.events().send(
+                    Some(outcome.job.spec.machine_type.clone()),
+                    crate::events::Kind::NodesFreed,
+                    0,
+                );
                 // Its copy left beanstalkd when it started: put a new one now rather
                 // than at the enqueue loop's next turn.
                 let enqueuer = self.app.enqueuer();
