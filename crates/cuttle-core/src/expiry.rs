@@ -50,7 +50,7 @@ pub fn parse_timestamp(text: &str) -> Option<UnixMillis> {
     if time_parts.next().is_some() || hour > 23 || minute > 59 || !(0.0..61.0).contains(&seconds) {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = days_from_civil(year, month, day)?;
     let total_ms = (days * 86_400 + hour * 3600 + minute * 60 - offset_s) * 1000
         + (seconds * 1000.0).round() as i64;
     Some(UnixMillis(total_ms))

@@ -1,5 +1,5 @@
 //! Points in time as integer milliseconds since the Unix epoch, and their UTC calendar
-//! form without a date crate (teuthology's run-name stamp, RFC 3339).
+//! form (teuthology's run-name stamp, RFC 3339), with the `time` crate's calendar.
 //!
 //! Stored as a plain `i64` so both database backends keep it in a `BIGINT` column. Nothing
 //! here reads the clock: the daemons read it once and pass the value in.
@@ -50,39 +50,33 @@ pub fn format_span(ms: i64) -> String {
     }
 }
 
-/// The proleptic Gregorian date of `days` since 1970-01-01, as (year, month, day).
-///
-/// Howard Hinnant's `civil_from_days`: shift the year to start on 1 March so the leap day
-/// is the last day of the year, then split into 400-year eras of 146097 days.
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// The proleptic Gregorian date of `days` since 1970-01-01, as (year, month, day), by the
+/// `time` crate; days beyond its range (years ±9999) give its first or last date.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
+    let julian = i32::try_from(days.saturating_add(UNIX_EPOCH_JULIAN_DAY)).unwrap_or(i32::MAX);
+    let date = time::Date::from_julian_day(julian).unwrap_or(if days < 0 {
+        time::Date::MIN
     } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+        time::Date::MAX
+    });
+    (
+        i64::from(date.year()),
+        u32::from(u8::from(date.month())),
+        u32::from(date.day()),
+    )
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date: the inverse of
-/// [`civil_from_days`], by the same March-based eras.
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// Days since 1970-01-01 of a proleptic Gregorian date, the inverse of
+/// [`civil_from_days`]; `None` for a date that does not exist (February 30, month 13).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
+    Some(i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
 }
 
 impl UtcDateTime {
@@ -131,6 +125,19 @@ mod tests {
         assert_eq!(civil_from_days(47_540), (2100, 2, 28));
         assert_eq!(civil_from_days(47_541), (2100, 3, 1));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+
+    #[test]
+    fn dates_that_do_not_exist_have_no_day() {
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2024, 2, 29), Some(19_782));
+        assert_eq!(days_from_civil(2023, 2, 29), None);
+        assert_eq!(days_from_civil(2024, 13, 1), None);
+        assert_eq!(days_from_civil(2024, 4, 31), None);
+        for days in [-1, 0, 59, 11_016, 47_540, 146_097] {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(days_from_civil(year, month, day), Some(days));
+        }
     }
 
     #[test]

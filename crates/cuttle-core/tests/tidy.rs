@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Each pure computation: serialization, JSON values, and the hashes the webhook's
 /// signature is checked with. None of them does IO.
-const ALLOWED_DEPENDENCIES: &[&str] = &["hmac", "serde", "serde_json", "sha2", "thiserror"];
+const ALLOWED_DEPENDENCIES: &[&str] = &["hmac", "serde", "serde_json", "sha2", "thiserror", "time"];
 
 const FORBIDDEN: &[&str] = &[
     "SystemTime::now",
