@@ -113,3 +113,57 @@ fn the_example_configs_mention_every_key() {
         assert!(missing.is_empty(), "{file} does not show {missing:?}");
     }
 }
+
+/// The crate graph in docs/architecture.md is the workspace's: every crate has its line,
+/// and each line names exactly the cuttle crates its Cargo.toml depends on.
+#[test]
+fn the_architecture_pages_crate_graph_is_the_workspaces() {
+    let page = read("docs/architecture.md");
+    let graph = section(&page, "## Crate graph", "## Code map");
+    let block = graph
+        .split("```")
+        .nth(1)
+        .expect("a code block under ## Crate graph");
+    let mut documented = std::collections::BTreeMap::new();
+    for line in block.lines().filter(|l| l.starts_with("cuttle-")) {
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+            .collect();
+        let deps: BTreeSet<String> = match line.split_once('→') {
+            Some((_, rest)) => rest
+                .split("  ")
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .map(|dep| format!("cuttle-{}", dep.trim()))
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        documented.insert(name, deps);
+    }
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut actual = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut in_dependencies = false;
+        let mut deps = BTreeSet::new();
+        for line in manifest.lines() {
+            if line.starts_with('[') {
+                in_dependencies = line == "[dependencies]";
+            } else if in_dependencies && line.starts_with("cuttle-") {
+                deps.insert(line.split(['.', ' ', '=']).next().unwrap().to_owned());
+            }
+        }
+        actual.insert(name, deps);
+    }
+    assert!(actual.len() >= 15, "{actual:?}");
+    assert_eq!(
+        documented, actual,
+        "docs/architecture.md's crate graph (left) is not the workspace's (right)"
+    );
+}
