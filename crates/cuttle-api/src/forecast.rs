@@ -35,6 +35,9 @@ pub struct Estimate {
     pub position: usize,
     /// When it should start; `None` when nothing visible now lets it.
     pub start: Option<UnixMillis>,
+    /// `start` is an upper bound: a job ahead has no runtime history and was timed at its
+    /// time limit.
+    pub at_latest: bool,
     /// Why it waits, in words.
     pub why: String,
 }
@@ -157,18 +160,19 @@ pub fn estimate(
         runtime_ms: data
             .window
             .iter()
-            .map(|job| (u64::try_from(job.id.0).unwrap_or(0), likely_of(job)))
+            .filter_map(|job| Some((u64::try_from(job.id.0).unwrap_or(0), likely_of(job)?)))
             .collect(),
+        // An ended job's nodes come back now; a running one's when its history says.
         ends_at: data
             .running
             .iter()
-            .filter(|job| !job.status.is_terminal())
             .filter_map(|job| {
-                let started = job.started_at?.0;
-                Some((
-                    u64::try_from(job.id.0).unwrap_or(0),
-                    started + likely_of(job),
-                ))
+                let at = if job.status.is_terminal() {
+                    now.0
+                } else {
+                    job.started_at?.0 + likely_of(job)?
+                };
+                Some((u64::try_from(job.id.0).unwrap_or(0), at))
             })
             .collect(),
     };
@@ -200,6 +204,7 @@ pub fn estimate(
                 Estimate {
                     position: forecast.position,
                     start: start.map(UnixMillis),
+                    at_latest: forecast.at_latest,
                     why,
                 },
             )
@@ -212,6 +217,7 @@ pub fn annotate(shown: &mut [cuttle_proto::v1::Job], estimates: &HashMap<JobId, 
     for job in shown {
         if let Some(estimate) = estimates.get(&JobId(job.id)) {
             job.estimated_start_ms = estimate.start.map(|at| at.0);
+            job.estimated_start_is_latest = estimate.at_latest && estimate.start.is_some();
             job.waiting_for.clone_from(&estimate.why);
         }
     }

@@ -197,6 +197,9 @@ fn duration(job: &Job, now: UnixMillis) -> String {
 fn starts(estimate: Option<&Estimate>, now: UnixMillis) -> String {
     match estimate.and_then(|e| e.start) {
         Some(at) if at.0 <= now.0 => "now".into(),
+        Some(at) if estimate.is_some_and(|e| e.at_latest) => {
+            format!("within {} (by {})", span(at.0 - now.0), when(at))
+        }
         Some(at) => format!("in {} ({})", span(at.0 - now.0), when(at)),
         None if estimate.is_some() => "?".into(),
         None => String::new(),

@@ -300,6 +300,8 @@ pub struct JobJson<'a> {
     pub waiting_for: &'a str,
     /// When a waiting job is expected to start (Unix milliseconds), if known.
     pub estimated_start_ms: Option<i64>,
+    /// The estimate is only the latest it should start (jobs ahead have no history).
+    pub estimated_start_is_latest: bool,
 }
 
 impl<'a> From<&'a v1::Job> for JobJson<'a> {
@@ -329,6 +331,7 @@ impl<'a> From<&'a v1::Job> for JobJson<'a> {
             started_at_ms: job.started_at_ms,
             waiting_for: &job.waiting_for,
             estimated_start_ms: job.estimated_start_ms,
+            estimated_start_is_latest: job.estimated_start_is_latest,
         }
     }
 }

@@ -145,11 +145,13 @@ pub fn queue_table(jobs: &[v1::Job], now_ms: i64, paint: Paint) -> String {
     )
 }
 
-/// When a waiting job is expected to start, from `now_ms`: `now`, `in 5m12s`, or `?` when
-/// nothing visible lets it start (its `waiting_for` says why).
+/// When a waiting job is expected to start, from `now_ms`: `now`, `in 5m12s`, `<3d00h`
+/// when that is only the latest (jobs ahead have no runtime history), or `?` when nothing
+/// visible lets it start (its `waiting_for` says why).
 pub fn starts(job: &v1::Job, now_ms: i64) -> String {
     match job.estimated_start_ms {
         Some(at) if at <= now_ms => "now".to_owned(),
+        Some(at) if job.estimated_start_is_latest => format!("<{}", format_age(now_ms, at)),
         Some(at) => format!("in {}", format_age(now_ms, at)),
         None => "?".to_owned(),
     }
@@ -748,6 +750,22 @@ mod tests {
                 "-"
             ]
         );
+    }
+
+    #[test]
+    fn an_estimate_that_is_only_the_latest_says_so() {
+        let job = |at: Option<i64>, latest: bool| v1::Job {
+            estimated_start_ms: at,
+            estimated_start_is_latest: latest,
+            ..Default::default()
+        };
+        assert_eq!(
+            starts(&job(Some(NOW_MS + 90_000), false), NOW_MS),
+            "in 1m30s"
+        );
+        assert_eq!(starts(&job(Some(NOW_MS + 90_000), true), NOW_MS), "<1m30s");
+        assert_eq!(starts(&job(Some(NOW_MS - 1), true), NOW_MS), "now");
+        assert_eq!(starts(&job(None, false), NOW_MS), "?");
     }
 
     #[test]

@@ -1327,6 +1327,8 @@ fn estimated_starts_match_what_happens() {
             let at = job
                 .estimated_start_ms
                 .unwrap_or_else(|| panic!("job {} has no estimate: {:?}", job.id, job.waiting_for));
+            // The history times every job: a time, not an upper bound.
+            assert!(!job.estimated_start_is_latest, "job {}", job.id);
             (job.id, at, job.waiting_for.clone())
         })
         .collect();
@@ -1487,14 +1489,15 @@ fn the_status_page_shows_a_live_run_in_headless_chromium() {
         !dom.contains("<b>\""),
         "a description reached the page unescaped"
     );
-    // The waiting job has an estimated start: its row says "in ..." or "now".
+    // The waiting job has an estimated start, and it is only the latest: the job it waits
+    // for has no runtime history, so it was timed at its time limit.
     let waiting_row = dom
         .split("<tr>")
         .find(|row| row.contains("after/the-long-one"))
         .unwrap();
     assert!(
-        waiting_row.contains(">in ") || waiting_row.contains(">now<"),
-        "no estimate in {waiting_row}"
+        waiting_row.contains(">within "),
+        "no upper bound in {waiting_row}"
     );
     // The screenshot: the states' colours are on it (dead is a solid #800 box).
     let shot = lab.dir.path().join("page.png");

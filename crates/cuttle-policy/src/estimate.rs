@@ -52,18 +52,14 @@ impl Estimator {
     }
 
     /// How long a job of `description` will most likely run: the median of its last runs
-    /// (one is enough), never above the time limit; the time limit without history. The
-    /// policy plans with [`Estimator::estimate`], which must not be short; start-time
-    /// forecasts time the lab with this one, which should be close.
-    pub fn likely(&self, description: &str, time_limit_ms: i64) -> i64 {
-        match self.runs.get(description) {
-            Some(runs) if !runs.is_empty() => {
-                let mut sorted: Vec<i64> = runs.iter().copied().collect();
-                sorted.sort_unstable();
-                sorted[(sorted.len() - 1) / 2].min(time_limit_ms)
-            }
-            _ => time_limit_ms,
-        }
+    /// (one is enough), never above the time limit; `None` without history. The policy
+    /// plans with [`Estimator::estimate`], which must not be short; start-time forecasts
+    /// time the lab with this one, which should be close.
+    pub fn likely(&self, description: &str, time_limit_ms: i64) -> Option<i64> {
+        let runs = self.runs.get(description).filter(|runs| !runs.is_empty())?;
+        let mut sorted: Vec<i64> = runs.iter().copied().collect();
+        sorted.sort_unstable();
+        Some(sorted[(sorted.len() - 1) / 2].min(time_limit_ms))
     }
 }
 
@@ -74,13 +70,13 @@ mod tests {
     #[test]
     fn the_likely_runtime_is_the_median_of_the_history() {
         let mut estimator = Estimator::new();
-        assert_eq!(estimator.likely("rados/basic", 10_000), 10_000);
+        assert_eq!(estimator.likely("rados/basic", 10_000), None);
         estimator.record("rados/basic", 4_000);
-        assert_eq!(estimator.likely("rados/basic", 10_000), 4_000);
+        assert_eq!(estimator.likely("rados/basic", 10_000), Some(4_000));
         estimator.record("rados/basic", 1_000);
         estimator.record("rados/basic", 9_000);
-        assert_eq!(estimator.likely("rados/basic", 10_000), 4_000);
-        assert_eq!(estimator.likely("rados/basic", 3_000), 3_000);
+        assert_eq!(estimator.likely("rados/basic", 10_000), Some(4_000));
+        assert_eq!(estimator.likely("rados/basic", 3_000), Some(3_000));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Forecast {
     /// When it is expected to start (Unix milliseconds); `None` when nothing the lab can
     /// see now lets it start (nodes down or held by people, or past the horizon).
     pub start: Option<i64>,
+    /// `start` is only an upper bound: a job it waits for has no runtime history, so it
+    /// was timed at its time limit, and jobs usually end well before theirs.
+    pub at_latest: bool,
     pub wait: Wait,
 }
 
@@ -88,7 +91,8 @@ pub fn running_job(
 
 /// How long jobs will most likely take, where it differs from what the policy plans with
 /// (its estimates must not be short, so they are padded; a forecast should be close).
-/// Jobs missing here take what the snapshot says.
+/// Jobs missing here have no history: they take what the snapshot says (their time
+/// limit), and every start timed after one of them ends is only an upper bound.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Likely {
     /// A queued job's likely runtime (ms), by job id.
@@ -121,6 +125,15 @@ pub fn forecast(
         ..snapshot.clone()
     };
     let trust = !snapshot.running.iter().any(|job| job.past_estimate);
+    // Jobs whose end is a guess (no history), and whether a guessed end has passed.
+    let mut guessed: std::collections::HashSet<u64> = snapshot
+        .running
+        .iter()
+        .map(|job| job.id)
+        .filter(|id| !likely.ends_at.contains_key(id))
+        .collect();
+    let mut uncertain = false;
+    let mut at_latest: std::collections::HashSet<u64> = std::collections::HashSet::new();
     // When each running job really ends (the policy keeps planning with `ends_by`).
     let mut ends: HashMap<u64, i64> = snapshot
         .running
@@ -144,6 +157,10 @@ pub fn forecast(
                 .filter(|job| ends[&job.id] <= now)
                 .map(|job| job.n_nodes)
                 .sum();
+            uncertain |= lab
+                .running
+                .iter()
+                .any(|job| ends[&job.id] <= now && guessed.contains(&job.id));
             lab.running.retain(|job| ends[&job.id] > now);
             lab.free_nodes += freed;
             // A job still running past what the policy expected: as the dispatcher does,
@@ -169,13 +186,18 @@ pub fn forecast(
                     } else {
                         queued.time_limit_ms
                     };
-                    let runs = likely
-                        .runtime_ms
-                        .get(&job)
-                        .copied()
-                        .unwrap_or(took)
-                        .min(queued.time_limit_ms);
+                    let runs = match likely.runtime_ms.get(&job) {
+                        Some(&runs) => runs,
+                        None => {
+                            guessed.insert(job);
+                            took
+                        }
+                    }
+                    .min(queued.time_limit_ms);
                     starts.insert(job, lab.now);
+                    if uncertain {
+                        at_latest.insert(job);
+                    }
                     lab.free_nodes = lab.free_nodes.saturating_sub(queued.n_nodes);
                     // A zero-length job still holds its nodes for an instant.
                     ends.insert(job, lab.now.saturating_add(runs.max(1)));
@@ -229,6 +251,7 @@ pub fn forecast(
                 job: job.id,
                 position,
                 start: start.filter(|_| !matches!(wait, Wait::NodesDown { .. })),
+                at_latest: at_latest.contains(&job.id),
                 wait,
             }
         })
@@ -311,14 +334,22 @@ mod tests {
             runtime_ms: [(1, 3 * MIN), (2, 3 * MIN)].into_iter().collect(),
             ends_at: [(9, 4 * MIN)].into_iter().collect(),
         };
-        let got = by_job(&forecast(
+        let forecasts = forecast(&snapshot, &crate::PolicyConfig::default(), 2, &likely);
+        assert!(
+            forecasts.iter().all(|f| !f.at_latest),
+            "all timed by history"
+        );
+        let got = by_job(&forecasts);
+        assert_eq!(got[&1].0, Some(4 * MIN));
+        assert_eq!(got[&2].0, Some(7 * MIN));
+        // Without history the same starts are timed by the time limits: upper bounds.
+        let unknown = forecast(
             &snapshot,
             &crate::PolicyConfig::default(),
             2,
-            &likely,
-        ));
-        assert_eq!(got[&1].0, Some(4 * MIN));
-        assert_eq!(got[&2].0, Some(7 * MIN));
+            &Likely::default(),
+        );
+        assert!(unknown.iter().all(|f| f.at_latest), "{unknown:?}");
         // A job that outlives what the policy expected is then expected at its likely end.
         let late = Likely {
             ends_at: [(9, 15 * MIN)].into_iter().collect(),

@@ -100,6 +100,7 @@ pub fn job_to_proto(job: &Job, nodes: Vec<String>) -> v1::Job {
         started_at_ms: job.started_at.map(|at| at.0),
         waiting_for: String::new(),
         estimated_start_ms: None,
+        estimated_start_is_latest: false,
     }
 }
 

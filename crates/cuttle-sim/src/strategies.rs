@@ -346,20 +346,23 @@ impl Cuttle<'_> {
         let window = std::mem::replace(&mut self.window, usize::MAX);
         let snapshot = self.snapshot(now_ms, free_nodes);
         self.window = window;
-        let likely_of = |job: &Job| match &job.description {
-            Some(description) => self.estimator.likely(description, job.time_limit_ms),
-            None => job.time_limit_ms,
+        let likely_of = |job: &Job| {
+            job.description
+                .as_deref()
+                .and_then(|description| self.estimator.likely(description, job.time_limit_ms))
         };
         let likely = cuttle_policy::Likely {
             runtime_ms: snapshot
                 .queued
                 .iter()
-                .map(|q| (q.id, likely_of(&self.jobs[q.id as usize])))
+                .filter_map(|q| Some((q.id, likely_of(&self.jobs[q.id as usize])?)))
                 .collect(),
             ends_at: self
                 .running
                 .iter()
-                .map(|(&id, &(start, _))| (id as u64, start + likely_of(&self.jobs[id])))
+                .filter_map(|(&id, &(start, _))| {
+                    Some((id as u64, start + likely_of(&self.jobs[id])?))
+                })
                 .collect(),
         };
         cuttle_policy::forecast(&snapshot, &self.config, self.nodes, &likely)
