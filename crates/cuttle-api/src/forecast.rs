@@ -61,8 +61,46 @@ pub fn time_limit_ms(job: &Job, default_ms: i64) -> i64 {
         .map_or(default_ms, |limit| i64::from(limit.seconds()) * 1000)
 }
 
+/// How long a machine type's forecast is reused: listing a queue many times a second
+/// (a page reloading, a script polling) costs one forecast, and estimates a second old
+/// are as good as new ones.
+pub const REUSE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The forecasts made in the last [`REUSE_FOR`], by machine type.
+#[derive(Debug, Default)]
+pub struct Cache {
+    made: std::sync::Mutex<HashMap<MachineType, (std::time::Instant, Estimates)>>,
+}
+
+/// Estimates by job id, shared between the callers of one forecast.
+pub type Estimates = std::sync::Arc<HashMap<JobId, Estimate>>;
+
+impl Cache {
+    fn get(&self, machine_type: &MachineType) -> Option<Estimates> {
+        let made = self.made.lock().expect("forecast cache lock");
+        made.get(machine_type)
+            .filter(|(at, _)| at.elapsed() < REUSE_FOR)
+            .map(|(_, estimates)| estimates.clone())
+    }
+
+    fn put(&self, machine_type: MachineType, estimates: Estimates) {
+        let mut made = self.made.lock().expect("forecast cache lock");
+        made.retain(|_, (at, _)| at.elapsed() < REUSE_FOR);
+        made.insert(machine_type, (std::time::Instant::now(), estimates));
+    }
+}
+
 /// Estimates for every waiting job of `machine_type` the forecast covers, by job id.
-pub async fn of_machine_type(
+pub async fn of_machine_type(app: &App, machine_type: MachineType) -> Result<Estimates, Status> {
+    if let Some(estimates) = app.forecasts().get(&machine_type) {
+        return Ok(estimates);
+    }
+    let estimates = std::sync::Arc::new(forecast_now(app, machine_type.clone()).await?);
+    app.forecasts().put(machine_type, estimates.clone());
+    Ok(estimates)
+}
+
+async fn forecast_now(
     app: &App,
     machine_type: MachineType,
 ) -> Result<HashMap<JobId, Estimate>, Status> {
@@ -98,7 +136,8 @@ pub async fn of_jobs(app: &App, jobs: &[Job]) -> Result<HashMap<JobId, Estimate>
     types.dedup();
     let mut all = HashMap::new();
     for machine_type in types {
-        all.extend(of_machine_type(app, machine_type).await?);
+        let estimates = of_machine_type(app, machine_type).await?;
+        all.extend(estimates.iter().map(|(id, e)| (*id, e.clone())));
     }
     Ok(all)
 }

@@ -79,6 +79,8 @@ struct Inner {
     events: events::Events,
     /// Cancelled when the server begins to stop: long-lived streams end with it.
     stopping: CancellationToken,
+    /// Start-time forecasts of the last second, by machine type.
+    forecasts: forecast::Cache,
 }
 
 impl App {
@@ -133,6 +135,7 @@ impl App {
                 http_addr: std::sync::OnceLock::new(),
                 events,
                 stopping: CancellationToken::new(),
+                forecasts: forecast::Cache::default(),
             }),
         })
     }
@@ -145,6 +148,11 @@ impl App {
             (None, Some(addr)) => Some(format!("http://{addr}")),
             (None, None) => None,
         }
+    }
+
+    /// The forecasts of the last second.
+    pub fn forecasts(&self) -> &forecast::Cache {
+        &self.inner.forecasts
     }
 
     /// Cancelled when the server begins to stop.
