@@ -160,6 +160,27 @@ macro_rules! write_tx {
     };
 }
 
+/// Runs `$body`'s reads in one consistent snapshot of the database, for an answer built
+/// from several queries that must agree (a node unlocked between two of them must not
+/// vanish from both). SQLite in WAL mode holds a deferred transaction's snapshot from its
+/// first read; PostgreSQL needs REPEATABLE READ for that (READ COMMITTED, its default,
+/// lets each statement see newer data).
+#[macro_export]
+macro_rules! snapshot_tx {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::DbConnection::Sqlite(sqlite) => {
+                sqlite.transaction::<_, $crate::DbError, _>(|$c| $body)
+            }
+            $crate::DbConnection::Postgres(pg) => pg
+                .build_transaction()
+                .repeatable_read()
+                .read_only()
+                .run::<_, $crate::DbError, _>(|$c| $body),
+        }
+    };
+}
+
 /// Implements a private helper trait for both concrete connection types with one body, so
 /// queries used inside transactions are written once and compiled for each backend.
 #[macro_export]

@@ -17,7 +17,7 @@ use cuttle_core::{
 
 use crate::jobs::{JobRow, JobTx, JobWithRun, into_job};
 use crate::schema::{jobs, nodes, runs, tubes};
-use crate::{DbConnection, DbError, Store, with_conn, write_tx};
+use crate::{DbConnection, DbError, Store, snapshot_tx, with_conn, write_tx};
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = tubes)]
@@ -820,6 +820,9 @@ impl Store {
         self.plan_data_of(machine_type, PlanWindow::Queue { limit })
     }
 
+    /// One consistent snapshot: the free count, the running jobs and the nodes still held
+    /// by ended jobs are read together, so a node given back while they are read is
+    /// counted once, never zero times (the planner would see a lab short of a node).
     fn plan_data_of(
         &self,
         machine_type: &MachineType,
@@ -830,7 +833,7 @@ impl Store {
             PlanWindow::Queue { .. } => Vec::new(),
         };
         let mut conn = self.conn()?;
-        with_conn!(&mut *conn, |c| {
+        snapshot_tx!(&mut *conn, |c| {
             let of_type = nodes::table.filter(nodes::machine_type.eq(machine_type.as_str()));
             // The whole inventory, down nodes included: a job that fits it waits for
             // nodes to come up; only one larger than the inventory can never run.

@@ -2047,8 +2047,10 @@ fn the_real_dispatcher_starts_jobs_in_the_simulators_order() {
         let mut got = real_order[position..position + group.len()].to_vec();
         got.sort();
         assert_eq!(
-            got, expected,
-            "at simulated t={at} ms the simulator starts {group:?}; the real order was {real_order:?} (simulated: {by_instant:?})"
+            got,
+            expected,
+            "at simulated t={at} ms the simulator starts {group:?}; the real order was {real_order:?} (simulated: {by_instant:?})\ndispatcher log:\n{}",
+            lab.dispatcher_log(0)
         );
         position += group.len();
     }
