@@ -15,14 +15,12 @@ use crate::{App, now};
 
 /// A job as the policy orders and ages it (its estimates play no part in either).
 pub fn as_policy(job: &Job) -> cuttle_policy::QueuedJob {
-    cuttle_policy::QueuedJob {
-        id: u64::try_from(job.id.0).unwrap_or(0),
-        priority: job.spec.priority.get(),
-        n_nodes: job.spec.n_nodes.get(),
-        submitted_at: job.created_at.0,
-        estimate_ms: 0,
-        time_limit_ms: 0,
-    }
+    cuttle_policy::QueuedJob::new(
+        u64::try_from(job.id.0).unwrap_or(0),
+        job.spec.priority.get(),
+        job.spec.n_nodes.get(),
+        job.created_at.0,
+    )
 }
 
 /// Replaces a queued job's beanstalkd copy with one at `priority`. Runs under the enqueue

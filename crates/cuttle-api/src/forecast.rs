@@ -158,11 +158,8 @@ pub fn estimate(
         .iter()
         .map(|job| {
             let limit = time_limit_ms(job, default_limit_ms);
-            QueuedJob {
-                estimate_ms: estimator.estimate(&job.spec.description, limit),
-                time_limit_ms: limit,
-                ..crate::aging::as_policy(job)
-            }
+            crate::aging::as_policy(job)
+                .timed(estimator.estimate(&job.spec.description, limit), limit)
         })
         .collect();
     let running = data

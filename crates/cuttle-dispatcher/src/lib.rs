@@ -104,16 +104,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A window job as the policy sees it (its estimate is filled from the plan state).
-fn queued_job(held: &Held, _now: i64) -> QueuedJob {
-    QueuedJob {
-        id: held.job.id as u64,
-        priority: held.job.priority,
-        n_nodes: held.job.n_nodes,
-        submitted_at: held.job.created_at_ms,
-        estimate_ms: i64::MAX / 4,
-        time_limit_ms: i64::MAX / 4,
-    }
+/// A window job as the policy orders it (its estimate is filled from the plan state).
+fn queued_job(held: &Held) -> QueuedJob {
+    QueuedJob::new(
+        held.job.id as u64,
+        held.job.priority,
+        held.job.n_nodes,
+        held.job.created_at_ms,
+    )
 }
 
 pub use cuttle_runtime::host_name;
@@ -392,11 +390,7 @@ impl Dispatcher {
             return false;
         };
         let now = now_ms();
-        let queued: Vec<QueuedJob> = self
-            .window
-            .iter()
-            .map(|held| queued_job(held, now))
-            .collect();
+        let queued: Vec<QueuedJob> = self.window.iter().map(queued_job).collect();
         let Some(worst) = cuttle_policy::ordered(&queued, now, &self.policy)
             .last()
             .map(|job| job.id)
@@ -634,11 +628,7 @@ impl Dispatcher {
                         .get(&held.job.id)
                         .copied()
                         .unwrap_or((default_limit, default_limit));
-                    QueuedJob {
-                        estimate_ms,
-                        time_limit_ms,
-                        ..queued_job(held, now)
-                    }
+                    queued_job(held).timed(estimate_ms, time_limit_ms)
                 })
                 .collect(),
             running: state
@@ -797,7 +787,7 @@ impl Dispatcher {
         let mut aged = Vec::new();
         for (index, held) in self.window.iter().enumerate() {
             let effective =
-                cuttle_policy::effective_priority(&queued_job(held, now), now, self.policy.aging);
+                cuttle_policy::effective_priority(&queued_job(held), now, self.policy.aging);
             if effective != held.queue_priority {
                 aged.push(index);
             }
@@ -813,11 +803,8 @@ impl Dispatcher {
     /// effective priority.
     async fn give_back(&mut self, held: Held, reason: &str) {
         self.requeue(held.job.id, reason).await;
-        let priority = cuttle_policy::effective_priority(
-            &queued_job(&held, now_ms()),
-            now_ms(),
-            self.policy.aging,
-        );
+        let priority =
+            cuttle_policy::effective_priority(&queued_job(&held), now_ms(), self.policy.aging);
         self.hand_back(held.beanstalk_id, Some(priority), Duration::ZERO)
             .await;
     }

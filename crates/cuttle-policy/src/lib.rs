@@ -112,6 +112,36 @@ pub struct QueuedJob {
     pub time_limit_ms: i64,
 }
 
+impl QueuedJob {
+    /// A waiting job as the policy orders it: id, base priority, nodes and when it was
+    /// submitted. Its estimate and limit are unknown until [`QueuedJob::timed`]: the order
+    /// and aging never look at them. The one constructor the dispatcher, cuttle-api and
+    /// cuttle-sim all use.
+    pub fn new(id: u64, priority: u32, n_nodes: u32, submitted_at: i64) -> QueuedJob {
+        QueuedJob {
+            id,
+            priority,
+            n_nodes,
+            submitted_at,
+            estimate_ms: UNKNOWN_DURATION,
+            time_limit_ms: UNKNOWN_DURATION,
+        }
+    }
+
+    /// The same job with how long it probably runs and how long it may run at most.
+    pub fn timed(self, estimate_ms: i64, time_limit_ms: i64) -> QueuedJob {
+        QueuedJob {
+            estimate_ms,
+            time_limit_ms,
+            ..self
+        }
+    }
+}
+
+/// The duration of a job not yet timed: long enough that planning never fits it anywhere
+/// by mistake, small enough that adding it to a time cannot overflow.
+pub const UNKNOWN_DURATION: i64 = i64::MAX / 4;
+
 /// A job holding nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningJob {

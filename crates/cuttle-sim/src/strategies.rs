@@ -299,14 +299,11 @@ impl<'a> Cuttle<'a> {
         for i in 0..seen {
             let id = self.queue[i];
             let job = &self.jobs[id];
-            queued.push(QueuedJob {
-                id: id as u64,
-                priority: job.priority,
-                n_nodes: job.n_nodes,
-                submitted_at: job.submit_ms,
-                estimate_ms: self.estimate_ms(id),
-                time_limit_ms: job.time_limit_ms,
-            });
+            let estimate_ms = self.estimate_ms(id);
+            queued.push(
+                QueuedJob::new(id as u64, job.priority, job.n_nodes, job.submit_ms)
+                    .timed(estimate_ms, job.time_limit_ms),
+            );
         }
         let running = self
             .running
@@ -381,14 +378,7 @@ impl Strategy for Cuttle<'_> {
         // most of the simulation's time). The order between two queued jobs never changes
         // with time, so inserting in order at submit keeps it exact.
         let now = job.submit_ms;
-        let key = |j: &Job| QueuedJob {
-            id: j.id as u64,
-            priority: j.priority,
-            n_nodes: j.n_nodes,
-            submitted_at: j.submit_ms,
-            estimate_ms: 0,
-            time_limit_ms: 0,
-        };
+        let key = |j: &Job| QueuedJob::new(j.id as u64, j.priority, j.n_nodes, j.submit_ms);
         let new = key(job);
         let at = self.queue.partition_point(|&id| {
             compare(&key(&self.jobs[id]), &new, now, &self.config) == Ordering::Less
