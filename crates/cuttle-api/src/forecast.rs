@@ -213,15 +213,16 @@ pub fn estimate(
             .collect(),
     };
     let usable = up.saturating_sub(policy.held_back_nodes);
+    let n_nodes: HashMap<u64, u32> = snapshot
+        .queued
+        .iter()
+        .map(|job| (job.id, job.n_nodes))
+        .collect();
     cuttle_policy::forecast(&snapshot, policy, usable, &likely)
         .into_iter()
         .map(|forecast| {
             let id = JobId(i64::try_from(forecast.job).unwrap_or(i64::MAX));
-            let n_nodes = data
-                .window
-                .iter()
-                .find(|job| job.id == id)
-                .map_or(0, |job| job.spec.n_nodes.get());
+            let n_nodes = n_nodes.get(&forecast.job).copied().unwrap_or(0);
             let why = match &forecast.wait {
                 _ if paused => "queue paused (`cuttle queue resume` starts it again)".to_owned(),
                 Wait::NodesDown { .. } | Wait::NeverFits => cuttle_core::node::waiting_for_nodes(

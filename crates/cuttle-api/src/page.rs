@@ -28,6 +28,7 @@ use serde::Deserialize;
 use cuttle_core::{
     Job, JobId, MachineType, Node, Owner, RunName, RunStatus, RunSummary, UnixMillis,
 };
+use cuttle_db::gauges::NodeState;
 use cuttle_db::{NodeFilter, RunFilter};
 
 use crate::App;
@@ -245,24 +246,43 @@ async fn home(State(app): State<App>) -> Response {
     let at = crate::now();
     let loaded = app
         .db(move |store| {
-            let tubes = store.list_tubes()?;
-            let mut types: Vec<MachineType> =
-                tubes.iter().map(|tube| tube.machine_type.clone()).collect();
-            for node in store.list_nodes(&NodeFilter::default())? {
-                if !types.contains(&node.machine_type) {
-                    types.push(node.machine_type.clone());
-                }
-            }
+            // The same grouped counts /metrics serves, so the two always agree.
+            let gauges = store.gauges()?;
+            let mut types: Vec<String> = store
+                .list_tubes()?
+                .iter()
+                .map(|tube| tube.machine_type.to_string())
+                .chain(gauges.nodes.keys().map(|(t, _)| t.clone()))
+                .chain(gauges.live_jobs.keys().map(|(t, _)| t.clone()))
+                .collect();
             types.sort();
+            types.dedup();
             let mut queues = Vec::new();
-            for machine_type in types {
-                let tube = store.get_tube(&machine_type, at)?;
-                let waiting = store.list_queue(&machine_type, 100_000)?.len();
-                let nodes = store.list_nodes(&NodeFilter {
-                    machine_type: Some(machine_type.clone()),
-                    ..NodeFilter::default()
-                })?;
-                queues.push((tube, waiting, nodes));
+            for name in types {
+                let Ok(machine_type) = MachineType::parse(&name) else {
+                    continue;
+                };
+                let jobs = |status: &str| {
+                    gauges
+                        .live_jobs
+                        .get(&(name.clone(), status))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let nodes = |state: NodeState| {
+                    gauges
+                        .nodes
+                        .get(&(name.clone(), state))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let counts = [
+                    jobs("queued") + jobs("waiting"),
+                    nodes(NodeState::Free),
+                    nodes(NodeState::Locked),
+                    nodes(NodeState::Down),
+                ];
+                queues.push((store.get_tube(&machine_type, at)?, counts));
             }
             let runs = store.list_runs(&RunFilter {
                 limit: 20,
@@ -279,10 +299,7 @@ async fn home(State(app): State<App>) -> Response {
         "<h1>cuttle lab</h1><h2>Queues</h2><table><tr><th>machine type</th><th>state</th>\
          <th>dispatcher</th><th>waiting</th><th>nodes free</th><th>locked</th><th>down</th></tr>",
     );
-    for (tube, waiting, nodes) in &queues {
-        let free = nodes.iter().filter(|n| n.up && n.lock.is_none()).count();
-        let locked = nodes.iter().filter(|n| n.lock.is_some()).count();
-        let down = nodes.iter().filter(|n| !n.up).count();
+    for (tube, [waiting, free, locked, down]) in &queues {
         let state = if tube.paused {
             format!("paused by {}", tube.paused_by.as_deref().unwrap_or("?"))
         } else {
@@ -300,7 +317,7 @@ async fn home(State(app): State<App>) -> Response {
             esc(tube.machine_type.as_str()),
             esc(&state),
             esc(&dispatcher),
-            if down > 0 { " down" } else { "" },
+            if *down > 0 { " down" } else { "" },
         );
     }
     html.push_str("</table><h2>Newest runs</h2>");

@@ -1578,6 +1578,20 @@ fn the_status_page_shows_a_live_run_in_headless_chromium() {
     // The queue page shows the waiting job with its estimate.
     let queue = chromium(&["--dump-dom"], &format!("http://{http}/queues/{TUBE}"));
     assert!(queue.contains("after/the-long-one"), "{queue}");
+    // The front page counts the queue as /metrics does: one job waiting, while the long
+    // job holds both nodes (none free, none down).
+    let (code, _, home) = get(format!("http://{http}/"));
+    assert_eq!(code, 200);
+    let row = home
+        .split("<tr>")
+        .find(|row| row.contains(&format!("/queues/{TUBE}")))
+        .unwrap_or_else(|| panic!("no queue row: {home}"));
+    assert!(
+        row.contains(
+            "<td class=\"num\">1</td><td class=\"num\">0</td><td class=\"num\">2</td><td class=\"num\">0</td>"
+        ),
+        "{row}"
+    );
 }
 
 /// A metric's value in a Prometheus scrape (the first series whose name and labels start
