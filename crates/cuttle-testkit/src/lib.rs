@@ -95,7 +95,14 @@ impl Beanstalkd {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Some(server);
+                // Something answers, but it may be another test's server that took the
+                // port between our probe and this bind: ours then exits at once with a
+                // bind error. Only a child still alive a moment later is the listener.
+                std::thread::sleep(Duration::from_millis(50));
+                return match server.child.try_wait() {
+                    Ok(None) => Some(server),
+                    _ => None,
+                };
             }
             if let Ok(Some(_)) = server.child.try_wait() {
                 return None;
