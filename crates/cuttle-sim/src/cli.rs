@@ -11,6 +11,7 @@ use clap::{ArgGroup, Parser};
 use cuttle_policy::PolicyConfig;
 
 use crate::generate::{self, GenerateConfig};
+use crate::swf;
 use crate::workload::{self, Workload};
 use crate::{compare_with_window, plot, report};
 
@@ -175,15 +176,35 @@ pub fn policy_config(cli: &Cli) -> PolicyConfig {
 /// where the workload came from.
 fn load(cli: &Cli) -> Result<(Workload, u32, Vec<String>)> {
     if let Some(path) = &cli.workload {
+        if path.to_string_lossy().ends_with(".gz") {
+            bail!(
+                "{} is compressed: gunzip it first (scripts/fetch-traces.sh does)",
+                path.display()
+            );
+        }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read workload {}", path.display()))?;
-        let workload = workload::parse(&text)
-            .with_context(|| format!("bad workload file {}", path.display()))?;
+        let mut comments = vec![format!("Read from {}.", path.display())];
+        let workload = if swf::is_swf(path) {
+            let (workload, skipped) =
+                swf::parse(&text).with_context(|| format!("bad SWF trace {}", path.display()))?;
+            comments.push(format!(
+                "Standard Workload Format: {} jobs taken, {} without a run time and {} without processors skipped; \
+                 priorities by job number (every {}th urgent), limits from requested times (crates/cuttle-sim/src/swf.rs).",
+                workload.jobs.len(),
+                skipped.no_runtime,
+                skipped.no_processors,
+                swf::URGENT_EVERY
+            ));
+            workload
+        } else {
+            workload::parse(&text)
+                .with_context(|| format!("bad workload file {}", path.display()))?
+        };
         let nodes = cli
             .nodes
             .or(workload.default_nodes)
             .unwrap_or(DEFAULT_NODES);
-        let comments = vec![format!("Read from {}.", path.display())];
         return Ok((workload, nodes, comments));
     }
     let Some(seed) = cli.seed else {
@@ -406,7 +427,8 @@ mod tests {
                 "legacy-workers",
                 "head-of-line",
                 "cuttle",
-                "cuttle-no-backfill"
+                "cuttle-no-backfill",
+                "easy"
             ]
         );
         for row in rows {

@@ -11,6 +11,7 @@
 //! estimates; [`cli`] is the command line.
 
 pub mod cli;
+pub mod easy;
 pub mod engine;
 pub mod estimates;
 pub mod generate;
@@ -20,10 +21,12 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod strategies;
+pub mod swf;
 pub mod workload;
 
 use cuttle_policy::PolicyConfig;
 
+use crate::easy::Easy;
 use crate::engine::{Outcome, simulate};
 use crate::metrics::{BoundCheck, Summary, check_bound, summarize, utilization};
 use crate::strategies::{Cuttle, Greedy, HeadOfLine, LegacyWorkers};
@@ -33,7 +36,7 @@ use crate::workload::Workload;
 #[derive(Debug, Clone)]
 pub struct Comparison {
     /// One row per strategy, in report order: legacy-workers, head-of-line, cuttle,
-    /// cuttle-no-backfill.
+    /// cuttle-no-backfill, easy.
     pub summaries: Vec<Summary>,
     /// What happened under each, in the same order.
     pub outcomes: Vec<Outcome>,
@@ -80,7 +83,7 @@ pub fn compare_with_window(
         ..config
     };
     // The runs share nothing but the read-only workload: run them on all cores.
-    let (legacy, head_of_line, cuttle, no_backfill, greedy) = std::thread::scope(|scope| {
+    let (legacy, head_of_line, cuttle, no_backfill, easy, greedy) = std::thread::scope(|scope| {
         let legacy = scope.spawn(|| {
             simulate(
                 workload,
@@ -104,6 +107,7 @@ pub fn compare_with_window(
                 &mut Cuttle::new(jobs, nodes, no_backfill_config).with_window(window),
             )
         });
+        let easy = scope.spawn(|| simulate(workload, nodes, &mut Easy::new(jobs, nodes)));
         let greedy = simulate(workload, nodes, &mut Greedy::new(nodes));
         let join = |handle: std::thread::ScopedJoinHandle<'_, Outcome>| {
             handle
@@ -115,12 +119,13 @@ pub fn compare_with_window(
             join(head_of_line),
             join(cuttle),
             join(no_backfill),
+            join(easy),
             greedy,
         )
     });
     let upper_bound = utilization(&greedy);
     let bound = check_bound(workload, &cuttle, &cuttle_config);
-    let outcomes = vec![legacy, head_of_line, cuttle, no_backfill];
+    let outcomes = vec![legacy, head_of_line, cuttle, no_backfill, easy];
     let summaries = outcomes
         .iter()
         .map(|outcome| {
