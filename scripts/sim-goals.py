@@ -76,7 +76,7 @@ def main():
             cuttle["utilization"] > hol["utilization"],
             big_c < big_l,
             cuttle["max_wait_s"] <= cuttle["wait_bound_s"],
-            cuttle["utilization"] >= 0.95 * cuttle["upper_bound_utilization"],
+            cuttle["utilization"] >= 0.95 * cuttle["greedy_utilization"],
             None if urgent_c is None else urgent_c["p95"] <= urgent_h["p95"],
         ]
         for i, goal in enumerate(goals):
@@ -85,7 +85,7 @@ def main():
         urgent = "no urgent jobs" if urgent_c is None else f"{hours(urgent_c['p95'])} / {hours(urgent_h['p95'])}"
         marks = " ".join("–" if g is None else "Y" if g else "N" for g in goals)
         print(f"| {name} | {cuttle['utilization']:.4f} / {hol['utilization']:.4f} / "
-              f"{cuttle['upper_bound_utilization']:.4f} | "
+              f"{cuttle['greedy_utilization']:.4f} | "
               f"{cuttle['idle_while_queued_node_s'] / 3600:.0f} / {hol['idle_while_queued_node_s'] / 3600:.0f} | "
               f"{hours(big_c)} / {hours(big_l)} | {cuttle['max_wait_s'] / 3600:.0f} / {cuttle['wait_bound_s'] / 3600:.0f} | "
               f"{urgent} | {marks} |")

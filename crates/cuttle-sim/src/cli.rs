@@ -30,8 +30,21 @@ STRATEGIES (all run on the same workload and lab):
   cuttle              cuttle_policy::plan with the default config (aging, backfill),
                       estimates learnt from finished runs by description
   cuttle-no-backfill  the same without backfill
+  easy                textbook EASY backfill (Slurm's default): priority then FCFS, one
+                      reservation for the head, backfill by time limits what does not
+                      delay it; no aging, no history
   The utilization of a priority-blind greedy packer (FIFO first-fit) is reported as
-  upper_bound_utilization on every row.
+  greedy_utilization on every row: a yardstick, not a bound. The proven upper bound is
+  utilization_over_makespan_bound (on utilization_over_makespan, for any strategy).
+
+SWF TRACES (--workload FILE.swf):
+  The Parallel Workloads Archive's Standard Workload Format is read directly: submit
+  time, run time, processors (allocated, else requested; one processor = one node),
+  requested time as the time limit (missing: the run time rounded up to the next hour),
+  user. Lab size: the header's MaxProcs, else MaxNodes. Jobs without a run time or
+  processors are skipped. SWF has no priorities: every job whose job number is a
+  multiple of 10 is urgent (50), the rest 1000. cuttle's estimator learns by
+  `user U, N nodes, limit T s`. Gunzip .swf.gz first (scripts/fetch-traces.sh does).
 
 WORKLOAD FILE FORMAT:
   Plain text, one job per line, comma-separated:
@@ -56,10 +69,12 @@ WORKLOAD FILE FORMAT:
 
 OUTPUT:
   A table, one row per strategy; with --json a list of objects with strategy,
-  utilization, upper_bound_utilization, utilization_over_makespan, makespan_s,
-  max_wait_s, wait_bound_s (cuttle only, else null), bound_violations, buried,
-  idle_while_queued_node_s and wait_s.by_priority / wait_s.by_nodes ({p50, p95, max,
-  count}). All times are in seconds.
+  mean_wait_s, p50_wait_s, p95_wait_s, p99_wait_s, max_wait_s, urgent_p95_wait_s,
+  widest_nodes and widest_max_wait_s (the jobs with the most nodes), utilization,
+  greedy_utilization, utilization_over_makespan, utilization_over_makespan_bound,
+  makespan_s, wait_bound_s (cuttle only, else null), bound_violations, buried,
+  idle_while_queued_node_s and wait_s.all / wait_s.by_priority / wait_s.by_nodes
+  ({count, mean, p50, p95, p99, max}). All times are in seconds.
   utilization is the busy share of the lab while at least one job was queued: busy
   node-seconds / (nodes x seconds with work waiting). Only then can a scheduler waste a
   node; the drain after the last start is left to makespan_s and
@@ -357,7 +372,10 @@ mod tests {
             "legacy-workers",
             "head-of-line",
             "cuttle-no-backfill",
-            "upper_bound_utilization",
+            "easy",
+            "greedy_utilization",
+            "utilization_over_makespan_bound",
+            "requested time",
         ] {
             assert!(help.contains(needle), "--help lacks {needle:?}");
         }
@@ -434,15 +452,24 @@ mod tests {
         for row in rows {
             for field in [
                 "utilization",
-                "upper_bound_utilization",
+                "greedy_utilization",
                 "utilization_over_makespan",
+                "utilization_over_makespan_bound",
                 "makespan_s",
                 "max_wait_s",
+                "mean_wait_s",
+                "p50_wait_s",
+                "p95_wait_s",
+                "p99_wait_s",
+                "urgent_p95_wait_s",
+                "widest_max_wait_s",
             ] {
                 assert!(row[field].is_number(), "{field} in {row}");
             }
             assert!(row["wait_s"]["by_priority"]["urgent"]["p95"].is_number());
             assert!(row["wait_s"]["by_nodes"]["4"]["max"].is_number());
+            assert!(row["wait_s"]["all"]["p99"].is_number());
+            assert_eq!(row["widest_nodes"], 4);
             let is_cuttle = row["strategy"] == "cuttle";
             assert_eq!(row["wait_bound_s"].is_number(), is_cuttle, "{row}");
         }

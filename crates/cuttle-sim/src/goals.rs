@@ -76,10 +76,10 @@ impl Comparison {
                 )
             }
             Goal::NearGreedy => holds(
-                cuttle.utilization >= 0.95 * cuttle.upper_bound_utilization,
+                cuttle.utilization >= 0.95 * cuttle.greedy_utilization,
                 format!(
                     "utilization: cuttle {} vs greedy {}",
-                    cuttle.utilization, cuttle.upper_bound_utilization
+                    cuttle.utilization, cuttle.greedy_utilization
                 ),
             ),
             Goal::UrgentP95 => {

@@ -40,7 +40,7 @@ pub struct Comparison {
     pub summaries: Vec<Summary>,
     /// What happened under each, in the same order.
     pub outcomes: Vec<Outcome>,
-    /// The greedy packer's run (the upper bound).
+    /// The greedy packer's run (the yardstick; not a bound).
     pub greedy: Outcome,
     /// cuttle's waits against the bound its policy states.
     pub bound: BoundCheck,
@@ -123,14 +123,14 @@ pub fn compare_with_window(
             greedy,
         )
     });
-    let upper_bound = utilization(&greedy);
+    let greedy_utilization = utilization(&greedy);
     let bound = check_bound(workload, &cuttle, &cuttle_config);
     let outcomes = vec![legacy, head_of_line, cuttle, no_backfill, easy];
     let summaries = outcomes
         .iter()
         .map(|outcome| {
             let checked = (outcome.strategy == strategies::CUTTLE).then_some(&bound);
-            summarize(workload, outcome, upper_bound, checked)
+            summarize(workload, outcome, greedy_utilization, checked)
         })
         .collect();
     Comparison {

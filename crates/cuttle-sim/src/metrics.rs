@@ -40,26 +40,35 @@ fn seconds(ms: i64) -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WaitStats {
     pub count: usize,
+    pub mean: f64,
     pub p50: f64,
     pub p95: f64,
+    pub p99: f64,
     pub max: f64,
 }
 
 impl WaitStats {
-    fn of(mut waits: Vec<i64>) -> Option<WaitStats> {
+    /// The statistics of these waits (milliseconds); `None` for none.
+    pub fn of(mut waits: Vec<i64>) -> Option<WaitStats> {
         waits.sort_unstable();
+        let total: i128 = waits.iter().map(|&w| i128::from(w)).sum();
         Some(WaitStats {
             count: waits.len(),
+            mean: total as f64 / waits.len().max(1) as f64 / 1000.0,
             p50: seconds(percentile(&waits, 50.0)?),
             p95: seconds(percentile(&waits, 95.0)?),
+            p99: seconds(percentile(&waits, 99.0)?),
             max: seconds(*waits.last()?),
         })
     }
 }
 
-/// Waits grouped two ways. Groups with no started job are left out.
+/// Waits of all started jobs, and grouped two ways. Groups with no started job are
+/// left out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Waits {
+    /// Every started job; `None` if none started.
+    pub all: Option<WaitStats>,
     /// `urgent` (< 100), `high` (100–999), `normal` (1000), `low` (> 1000).
     pub by_priority: BTreeMap<String, WaitStats>,
     /// Keyed by node count as a string ("1", "2", …).
@@ -120,11 +129,27 @@ pub struct Summary {
     /// The share of the lab busy while work waited: busy node-seconds / (nodes × seconds
     /// with at least one job queued). See [`utilization`].
     pub utilization: f64,
-    /// The greedy packer's `utilization` on the same workload and lab.
-    pub upper_bound_utilization: f64,
+    /// The greedy packer's `utilization` on the same workload and lab: a yardstick of
+    /// what priority-blind packing reaches, not a bound (a strategy can beat it).
+    pub greedy_utilization: f64,
     /// Busy node-seconds / (nodes × makespan): how the drain after the last start went as
     /// much as how the jobs were packed.
     pub utilization_over_makespan: f64,
+    /// A proven upper bound on `utilization_over_makespan` for any strategy on this
+    /// workload and lab. See [`makespan_lower_bound_ms`].
+    pub utilization_over_makespan_bound: f64,
+    /// Mean wait of all started jobs (also `wait_s.all.mean`).
+    pub mean_wait_s: f64,
+    /// Nearest-rank percentiles of all started jobs' waits (also in `wait_s.all`).
+    pub p50_wait_s: f64,
+    pub p95_wait_s: f64,
+    pub p99_wait_s: f64,
+    /// The urgent class's (priority < 100) p95 wait; `None` if no urgent job started.
+    pub urgent_p95_wait_s: Option<f64>,
+    /// The largest node count among started jobs, and the longest wait of those jobs:
+    /// the ones a scheduler is most tempted to starve.
+    pub widest_nodes: Option<u32>,
+    pub widest_max_wait_s: Option<f64>,
     /// Last job end − first submit.
     pub makespan_s: f64,
     pub max_wait_s: f64,
@@ -149,6 +174,51 @@ pub fn busy_and_makespan(workload: &Workload, outcome: &Outcome) -> (i64, i64) {
         }
     }
     (busy, last_end - first_submit)
+}
+
+/// A lower bound on the makespan any strategy can reach on `workload` in a lab of
+/// `nodes` nodes, in milliseconds: no job starts before it is submitted, so for every
+/// submit instant `t` the jobs submitted at or after `t` (that fit the lab) need at least
+/// their node-time / `nodes` after `t`, and each job at least its own run after its
+/// submit. The largest of these, from the first submit.
+pub fn makespan_lower_bound_ms(workload: &Workload, nodes: u32) -> i64 {
+    let jobs: Vec<&Job> = workload
+        .jobs
+        .iter()
+        .filter(|j| j.n_nodes <= nodes)
+        .collect();
+    let Some(first) = workload.jobs.first().map(|j| j.submit_ms) else {
+        return 0;
+    };
+    let nodes = i128::from(nodes.max(1));
+    let mut bound = 0i64;
+    // Jobs are in submit order: walk back, summing the work submitted from each job on.
+    let mut work_after: i128 = 0;
+    for job in jobs.iter().rev() {
+        work_after += i128::from(job.n_nodes) * i128::from(job.ran_ms());
+        let drain = i64::try_from((work_after + nodes - 1) / nodes).unwrap_or(i64::MAX);
+        bound = bound
+            .max((job.submit_ms - first).saturating_add(drain))
+            .max(job.submit_ms - first + job.ran_ms());
+    }
+    bound
+}
+
+/// The utilization over the makespan no strategy can exceed: the busy node-time (the
+/// same under every strategy: every job that fits runs for its whole run) over
+/// `nodes` × [`makespan_lower_bound_ms`]. At most 1.
+pub fn utilization_over_makespan_bound(workload: &Workload, nodes: u32) -> f64 {
+    let busy: i128 = workload
+        .jobs
+        .iter()
+        .filter(|j| j.n_nodes <= nodes)
+        .map(|j| i128::from(j.n_nodes) * i128::from(j.ran_ms()))
+        .sum();
+    let makespan = makespan_lower_bound_ms(workload, nodes);
+    if makespan <= 0 {
+        return 1.0;
+    }
+    (busy as f64 / (f64::from(nodes) * makespan as f64)).min(1.0)
 }
 
 /// Node-milliseconds (busy, idle) while at least one job was queued.
@@ -214,7 +284,7 @@ fn group_waits<K: Ord>(
 pub fn summarize(
     workload: &Workload,
     outcome: &Outcome,
-    upper_bound_utilization: f64,
+    greedy_utilization: f64,
     bound: Option<&BoundCheck>,
 ) -> Summary {
     let jobs = &workload.jobs;
@@ -226,14 +296,25 @@ pub fn summarize(
         .filter_map(|j| outcome.start_ms[j.id].map(|s| s - j.submit_ms))
         .max()
         .unwrap_or(0);
-    let by_priority = group_waits(jobs, outcome, |j| priority_class(j.priority))
-        .into_iter()
-        .filter_map(|(class, waits)| Some((class.to_owned(), WaitStats::of(waits)?)))
-        .collect();
-    let by_nodes = group_waits(jobs, outcome, |j| j.n_nodes)
+    let by_priority: BTreeMap<String, WaitStats> =
+        group_waits(jobs, outcome, |j| priority_class(j.priority))
+            .into_iter()
+            .filter_map(|(class, waits)| Some((class.to_owned(), WaitStats::of(waits)?)))
+            .collect();
+    let by_nodes: BTreeMap<String, WaitStats> = group_waits(jobs, outcome, |j| j.n_nodes)
         .into_iter()
         .filter_map(|(n, waits)| Some((n.to_string(), WaitStats::of(waits)?)))
         .collect();
+    let all = WaitStats::of(
+        jobs.iter()
+            .filter_map(|j| outcome.start_ms[j.id].map(|s| s - j.submit_ms))
+            .collect(),
+    );
+    let widest = by_nodes
+        .iter()
+        .filter_map(|(n, stats)| Some((n.parse::<u32>().ok()?, stats.max)))
+        .max_by_key(|(n, _)| *n);
+    let of_all = |stat: fn(&WaitStats) -> f64| all.as_ref().map_or(0.0, stat);
     Summary {
         strategy: outcome.strategy.to_owned(),
         nodes: outcome.nodes,
@@ -242,14 +323,23 @@ pub fn summarize(
         buried,
         never_started: jobs.len() - started - buried,
         utilization: utilization(outcome),
-        upper_bound_utilization,
+        greedy_utilization,
         utilization_over_makespan: utilization_over_makespan(workload, outcome),
+        utilization_over_makespan_bound: utilization_over_makespan_bound(workload, outcome.nodes),
+        mean_wait_s: of_all(|w| w.mean),
+        p50_wait_s: of_all(|w| w.p50),
+        p95_wait_s: of_all(|w| w.p95),
+        p99_wait_s: of_all(|w| w.p99),
+        urgent_p95_wait_s: by_priority.get("urgent").map(|s: &WaitStats| s.p95),
+        widest_nodes: widest.map(|(n, _)| n),
+        widest_max_wait_s: widest.map(|(_, w)| w),
         makespan_s: seconds(makespan),
         max_wait_s: seconds(max_wait),
         idle_while_queued_node_s: seconds(idle_while_queued(outcome)),
         wait_bound_s: bound.and_then(|b| b.max_bound_ms).map(seconds),
         bound_violations: bound.map(|b| b.violations.len()),
         wait_s: Waits {
+            all,
             by_priority,
             by_nodes,
         },
@@ -259,16 +349,12 @@ pub fn summarize(
 impl Summary {
     /// The largest node count among started jobs, and the largest wait of those jobs.
     pub fn biggest_jobs_max_wait(&self) -> Option<(u32, f64)> {
-        self.wait_s
-            .by_nodes
-            .iter()
-            .filter_map(|(n, stats)| Some((n.parse::<u32>().ok()?, stats.max)))
-            .max_by_key(|(n, _)| *n)
+        Some((self.widest_nodes?, self.widest_max_wait_s?))
     }
 
     /// The urgent class's p95 wait, if any urgent job started.
     pub fn urgent_p95(&self) -> Option<f64> {
-        self.wait_s.by_priority.get("urgent").map(|s| s.p95)
+        self.urgent_p95_wait_s
     }
 }
 
@@ -327,7 +413,23 @@ mod tests {
         assert!((summary.utilization_over_makespan - 400.0 / (4.0 * 300.0)).abs() < 1e-12);
         // No timeline: no job ever waited, so no node was wasted.
         assert_eq!(summary.utilization, 1.0);
-        assert_eq!(summary.upper_bound_utilization, 0.9);
+        assert_eq!(summary.greedy_utilization, 0.9);
+        // Waits 0 and 90 s: mean 45, nearest-rank p50 0, p95 and p99 90.
+        assert_eq!(
+            (
+                summary.mean_wait_s,
+                summary.p50_wait_s,
+                summary.p95_wait_s,
+                summary.p99_wait_s
+            ),
+            (45.0, 0.0, 90.0, 90.0)
+        );
+        assert_eq!(summary.wait_s.all.as_ref().map(|a| a.count), Some(2));
+        assert_eq!(summary.urgent_p95_wait_s, None);
+        // The work of the jobs that fit is 430 node-s (job 2 fits, although this outcome
+        // never started it); job 1 cannot end before 10 + 200 s: the makespan is at
+        // least 210 s, so no strategy beats 430 / (4 × 210).
+        assert!((summary.utilization_over_makespan_bound - 430.0 / (4.0 * 210.0)).abs() < 1e-12);
         assert_eq!(summary.max_wait_s, 90.0);
         assert_eq!(
             (summary.started, summary.buried, summary.never_started),
@@ -371,6 +473,37 @@ mod tests {
         // Busy while queued: 3×10 + 1×20 = 50 node-ms of 4×30 = 120.
         assert_eq!(while_queued(&outcome), (50, 70));
         assert!((utilization(&outcome) - 50.0 / 120.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn no_strategy_beats_the_makespan_utilization_bound() {
+        // Random small workloads, every strategy: the bound is a bound.
+        let mut rng = crate::rng::SplitMix64::new(7);
+        for _ in 0..40 {
+            let text: String = (0..rng.range_inclusive(1, 60))
+                .map(|_| {
+                    format!(
+                        "{},{},{},{},{}\n",
+                        rng.range_inclusive(0, 5000),
+                        [50, 1000][rng.range_inclusive(0, 1) as usize],
+                        rng.range_inclusive(1, 6),
+                        rng.range_inclusive(0, 900),
+                        rng.range_inclusive(1, 1200)
+                    )
+                })
+                .collect();
+            let workload = parse(&text).unwrap();
+            let comparison = crate::compare(&workload, 5, 2, PolicyConfig::default());
+            for row in &comparison.summaries {
+                assert!(
+                    row.utilization_over_makespan <= row.utilization_over_makespan_bound + 1e-12,
+                    "{}: {} > {}\n{text}",
+                    row.strategy,
+                    row.utilization_over_makespan,
+                    row.utilization_over_makespan_bound
+                );
+            }
+        }
     }
 
     #[test]
