@@ -116,3 +116,15 @@ fn cuttle_biggest_jobs_wait_less_than_under_legacy_workers() {
 fn cuttle_urgent_p95_wait_is_no_worse_than_head_of_line() {
     goal(Goal::UrgentP95);
 }
+
+#[test]
+fn the_stated_bound_is_within_three_times_the_longest_wait() {
+    // A bound of weeks against waits of days constrains nothing (issue 16).
+    let cuttle = row("cuttle");
+    let bound = cuttle.wait_bound_s.expect("cuttle states a bound");
+    assert!(
+        bound <= 3.0 * cuttle.max_wait_s,
+        "bound {bound} s, longest wait {} s",
+        cuttle.max_wait_s
+    );
+}
