@@ -542,7 +542,9 @@ pub fn time_to_top(priority: u32, aging: Aging) -> i64 {
 ///
 /// Argument: after `time_to_top(priority)` the job's order key is at most 0, and every job
 /// submitted later starts with a key of at least 0 and ages at the same rate, so only the
-/// `ahead` jobs still queued at that moment (all submitted earlier) can stay ahead of it.
+/// `ahead` jobs before it in the order at that moment (all submitted earlier; the order of
+/// two queued jobs never changes with time, so the jobs behind it stay behind) can start
+/// before it.
 /// Each of them becomes the head in turn, and a head waits at most for the jobs running
 /// when it became head (each ends within `max_time_limit_ms`) plus backfilled jobs started
 /// before its estimated start (each also ends within `max_time_limit_ms` of its start):

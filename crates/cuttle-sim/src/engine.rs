@@ -47,6 +47,12 @@ pub trait Strategy {
     fn checkpoint_ms(&self, _job: &Job) -> Option<i64> {
         None
     }
+    /// At `job`'s checkpoint, how many queued jobs are ahead of it in the strategy's
+    /// order, if the strategy knows (cuttle: its place in the dispatch order). `None`:
+    /// the engine counts every other queued job that fits, a superset.
+    fn ahead_in_order(&self, _job: &Job) -> Option<usize> {
+        None
+    }
 }
 
 /// The lab at one instant, after the strategy acted.
@@ -174,7 +180,11 @@ pub fn simulate(workload: &Workload, nodes: u32, strategy: &mut dyn Strategy) ->
             if start_ms[id].is_none() && !buried[id] && fits(&jobs[id]) {
                 // The others: the job itself is queued and fits (it has a checkpoint and
                 // was not buried), so it is one of `queued_fitting`.
-                ahead[id] = Some(queued_fitting.saturating_sub(1));
+                ahead[id] = Some(
+                    strategy
+                        .ahead_in_order(&jobs[id])
+                        .unwrap_or(queued_fitting.saturating_sub(1)),
+                );
             }
         }
         if !wake {

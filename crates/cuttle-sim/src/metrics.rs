@@ -85,8 +85,9 @@ pub struct BoundCheck {
 }
 
 /// For each started job, `wait_bound(priority, ahead, max time limit)` against its wait,
-/// with `ahead` counted as the policy states it: the other jobs queued when aging brought
-/// the job to the top (`submitted + time_to_top(priority)`), or 0 if it started before.
+/// with `ahead` counted as the policy states it: the jobs before it in the order when aging
+/// brought the job to the top (`submitted + time_to_top(priority)`), or 0 if it started
+/// before.
 pub fn check_bound(workload: &Workload, outcome: &Outcome, config: &PolicyConfig) -> BoundCheck {
     let max_time_limit_ms = workload.max_time_limit_ms();
     let mut max_bound_ms = None;

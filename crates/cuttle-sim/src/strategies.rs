@@ -442,6 +442,13 @@ impl Strategy for Cuttle<'_> {
         let aging = self.config.aging?;
         job.submit_ms.checked_add(time_to_top(job.priority, aging))
     }
+
+    /// The jobs before it in the dispatch order: at its checkpoint its key is 0 and the
+    /// order of two queued jobs never changes, so only these can start before it (jobs
+    /// behind it, submitted earlier or not, stay behind; the bound's argument).
+    fn ahead_in_order(&self, job: &Job) -> Option<usize> {
+        self.queue.iter().position(|&id| id == job.id)
+    }
 }
 
 #[cfg(test)]
