@@ -468,3 +468,63 @@ mod tests {
         }
     }
 }
+
+/// A job as a dispatcher's policy plans it, from cuttle-api's plan state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanJob {
+    pub job_id: crate::JobId,
+    /// Its base priority, before aging.
+    pub priority: u32,
+    /// The nodes it needs (a releasing job: the nodes it still holds).
+    pub n_nodes: u32,
+    pub submitted_at: UnixMillis,
+    /// How long it runs at most as far as cuttle knows: its time limit, narrowed by the
+    /// runtimes of recent jobs with the same description.
+    pub estimate_ms: i64,
+    /// Its time limit, or the lab's default.
+    pub time_limit_ms: i64,
+    /// When it started (running jobs only).
+    pub started_at: Option<UnixMillis>,
+    /// It has ended but its nodes are not given back yet.
+    pub ended: bool,
+}
+
+/// The lab and the jobs, for one planning round of one machine type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanState {
+    /// Every node of the machine type, up or down.
+    pub total_nodes: u32,
+    /// Nodes up and not locked.
+    pub free_nodes: u32,
+    /// Jobs holding nodes now: running, or ended and releasing.
+    pub running: Vec<PlanJob>,
+    /// The asked-for window jobs still waiting and claimed by the asker.
+    pub jobs: Vec<PlanJob>,
+}
+
+/// cuttle-api's answer to a dispatcher's claim of a reserved copy, as the dispatcher acts
+/// on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The job is `waiting`, claimed by the asker: plan it.
+    Start(Box<Job>),
+    /// Delete the copy.
+    Discard {
+        job_id: Option<crate::JobId>,
+        reason: String,
+    },
+    /// Bury the copy (at the job's priority, when there is a job).
+    Bury {
+        job_id: Option<crate::JobId>,
+        priority: u32,
+        reason: String,
+    },
+}
+
+/// An ended job whose nodes were never given back, claimed for a release supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRelease {
+    pub job: Job,
+    /// The nodes still locked for it.
+    pub nodes: Vec<String>,
+}

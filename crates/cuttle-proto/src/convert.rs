@@ -1,8 +1,9 @@
 //! Conversions between the generated `cuttle.v1` messages and cuttle-core types. Each
 //! direction is written once, here, and nowhere else.
 
-use cuttle_core::dispatch::Tube;
-use cuttle_core::{Job, JobEvent, JobStatus, Node, RunSummary, UnixMillis};
+use cuttle_core::dispatch::{Claimed, PendingRelease, PlanJob, PlanState, Tube};
+use cuttle_core::{InvalidInput, Job, JobEvent, JobId, JobStatus, Node, RunSummary, UnixMillis};
+use cuttle_policy::PolicyConfig;
 
 use crate::v1;
 
@@ -288,6 +289,175 @@ pub fn suite_job_to_proto(
         config_json,
         index,
     }
+}
+
+/// A job from the wire, validated into the core type (its locked nodes are
+/// `job.nodes`). The error names the field cuttle-api sent wrong, which only a
+/// mismatched cuttle-api version would.
+pub fn job_from_proto(job: &v1::Job) -> Result<Job, InvalidInput> {
+    use cuttle_core::{MachineType, NodeCount, Owner, Priority, RunName, TimeLimit};
+    let millis = |at: Option<i64>| at.map(UnixMillis);
+    Ok(Job {
+        id: JobId(job.id),
+        run_name: RunName::parse(&job.run_name)?,
+        owner: Owner::parse(&job.owner)?,
+        spec: cuttle_core::JobSpec {
+            description: job.description.clone(),
+            machine_type: MachineType::parse(&job.machine_type)?,
+            priority: Priority::new(job.priority.into())?,
+            n_nodes: NodeCount::new(job.n_nodes.into())?,
+            time_limit: job
+                .time_limit_s
+                .map(|seconds| TimeLimit::from_seconds(seconds.into()))
+                .transpose()?,
+            os_type: job.os_type.clone(),
+            os_version: job.os_version.clone(),
+        },
+        status: status_from_proto(job.status).ok_or_else(|| {
+            InvalidInput::new(
+                "job status",
+                format!("{} is not a status this version knows", job.status),
+            )
+        })?,
+        reason: (!job.reason.is_empty()).then(|| job.reason.clone()),
+        beanstalk_id: job.beanstalk_id,
+        config_yaml: job.config_yaml.clone(),
+        created_at: UnixMillis(job.created_at_ms),
+        updated_at: UnixMillis(job.updated_at_ms),
+        heartbeat_at: millis(job.heartbeat_at_ms),
+        dispatcher: (!job.dispatcher.is_empty()).then(|| job.dispatcher.clone()),
+        supervisor: (!job.supervisor_host.is_empty() || job.supervisor_pid != 0).then(|| {
+            cuttle_core::dispatch::SupervisorRef {
+                host: job.supervisor_host.clone(),
+                pid: job.supervisor_pid,
+            }
+        }),
+        started_at: millis(job.started_at_ms),
+    })
+}
+
+/// The scheduling policy on the wire, with the dispatchers' window size.
+pub fn policy_to_proto(policy: &PolicyConfig, window: u32) -> v1::Policy {
+    let aging = policy.aging;
+    v1::Policy {
+        aging: aging.is_some(),
+        aging_interval_ms: aging.map_or(0, |a| a.interval_ms),
+        aging_step: aging.map_or(0, |a| a.step),
+        aging_floor: aging.map_or(0, |a| a.floor),
+        backfill: policy.backfill,
+        held_back_nodes: policy.held_back_nodes,
+        window,
+        fewer_nodes_first_below: Some(policy.fewer_nodes_first_below),
+    }
+}
+
+/// The scheduling policy and window size from the wire. An absent
+/// `fewer_nodes_first_below` is an older cuttle-api, which orders every suite fewer
+/// nodes first: following it keeps its queue list true.
+pub fn policy_from_proto(policy: &v1::Policy) -> (PolicyConfig, usize) {
+    let config = PolicyConfig {
+        aging: policy.aging.then_some(cuttle_policy::Aging {
+            interval_ms: policy.aging_interval_ms.max(1),
+            step: policy.aging_step,
+            floor: policy.aging_floor,
+        }),
+        backfill: policy.backfill,
+        held_back_nodes: policy.held_back_nodes,
+        fewer_nodes_first_below: policy.fewer_nodes_first_below.unwrap_or(u32::MAX),
+    };
+    let window = usize::try_from(policy.window.max(1)).unwrap_or(cuttle_policy::DEFAULT_WINDOW);
+    (config, window)
+}
+
+fn plan_job_to_proto(job: &PlanJob) -> v1::PlanJob {
+    v1::PlanJob {
+        job_id: job.job_id.0,
+        priority: job.priority,
+        n_nodes: job.n_nodes,
+        submitted_at_ms: job.submitted_at.0,
+        estimate_ms: job.estimate_ms,
+        time_limit_ms: job.time_limit_ms,
+        started_at_ms: job.started_at.map(|at| at.0),
+        ended: job.ended,
+    }
+}
+
+fn plan_job_from_proto(job: &v1::PlanJob) -> PlanJob {
+    PlanJob {
+        job_id: JobId(job.job_id),
+        priority: job.priority,
+        n_nodes: job.n_nodes,
+        submitted_at: UnixMillis(job.submitted_at_ms),
+        estimate_ms: job.estimate_ms,
+        time_limit_ms: job.time_limit_ms,
+        started_at: job.started_at_ms.map(UnixMillis),
+        ended: job.ended,
+    }
+}
+
+/// A planning round's state on the wire.
+pub fn plan_state_to_proto(state: &PlanState) -> v1::PlanState {
+    v1::PlanState {
+        total_nodes: state.total_nodes,
+        free_nodes: state.free_nodes,
+        running: state.running.iter().map(plan_job_to_proto).collect(),
+        jobs: state.jobs.iter().map(plan_job_to_proto).collect(),
+    }
+}
+
+/// A planning round's state from the wire.
+pub fn plan_state_from_proto(state: &v1::PlanState) -> PlanState {
+    PlanState {
+        total_nodes: state.total_nodes,
+        free_nodes: state.free_nodes,
+        running: state.running.iter().map(plan_job_from_proto).collect(),
+        jobs: state.jobs.iter().map(plan_job_from_proto).collect(),
+    }
+}
+
+/// A claim's answer from the wire. A START without a job, or with one this version
+/// cannot read, is an error: the caller hands the copy back rather than guess.
+pub fn claimed_from_proto(answer: &v1::ClaimJobResponse) -> Result<Claimed, InvalidInput> {
+    let job_id = answer.job.as_ref().map(|job| JobId(job.id));
+    match v1::ClaimAction::try_from(answer.action).unwrap_or(v1::ClaimAction::Unspecified) {
+        v1::ClaimAction::Start => {
+            let job = answer.job.as_ref().ok_or_else(|| {
+                InvalidInput::new("claim", "cuttle-api said start but sent no job")
+            })?;
+            Ok(Claimed::Start(Box::new(job_from_proto(job)?)))
+        }
+        v1::ClaimAction::Discard => Ok(Claimed::Discard {
+            job_id,
+            reason: answer.reason.clone(),
+        }),
+        // An unknown action is never acted on as a start: the copy is kept out of the
+        // way, where an operator sees it.
+        v1::ClaimAction::Bury | v1::ClaimAction::Unspecified => Ok(Claimed::Bury {
+            job_id,
+            priority: answer.job.as_ref().map_or(0, |job| job.priority),
+            reason: answer.reason.clone(),
+        }),
+    }
+}
+
+/// Ended jobs whose nodes need releasing, from the wire; entries this version cannot
+/// read are left out with their errors.
+pub fn releases_from_proto(
+    releases: &[v1::PendingRelease],
+) -> (Vec<PendingRelease>, Vec<InvalidInput>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for release in releases {
+        let Some(job) = &release.job else { continue };
+        match job_from_proto(job) {
+            Ok(job) => good.push(PendingRelease {
+                job,
+                nodes: release.nodes.clone(),
+            }),
+            Err(error) => bad.push(error),
+        }
+    }
+    (good, bad)
 }
 
 #[cfg(test)]

@@ -115,20 +115,13 @@ impl DispatchService for DispatchApi {
                 .live_lease(at)
                 .is_some_and(|live| live.holder == lease.holder);
             let settings = self.app.settings().policy;
-            let aging = settings.policy.aging;
             Ok(AcquireLeaseResponse {
                 granted,
                 tube: Some(tube_to_proto(&tube, at)),
-                policy: Some(v1::Policy {
-                    aging: aging.is_some(),
-                    aging_interval_ms: aging.map_or(0, |a| a.interval_ms),
-                    aging_step: aging.map_or(0, |a| a.step),
-                    aging_floor: aging.map_or(0, |a| a.floor),
-                    backfill: settings.policy.backfill,
-                    held_back_nodes: settings.policy.held_back_nodes,
-                    window: settings.window,
-                    fewer_nodes_first_below: Some(settings.policy.fewer_nodes_first_below),
-                }),
+                policy: Some(cuttle_proto::convert::policy_to_proto(
+                    &settings.policy,
+                    settings.window,
+                )),
             })
         })
         .await
@@ -413,18 +406,18 @@ impl DispatchService for DispatchApi {
             let estimator = crate::forecast::estimator(&data.history);
             let plan_job = |job: &cuttle_core::Job| {
                 let limit = crate::forecast::time_limit_ms(job, default_limit);
-                v1::PlanJob {
-                    job_id: job.id.0,
+                cuttle_core::dispatch::PlanJob {
+                    job_id: job.id,
                     priority: job.spec.priority.get(),
                     n_nodes: job.spec.n_nodes.get(),
-                    submitted_at_ms: job.created_at.0,
+                    submitted_at: job.created_at,
                     estimate_ms: estimator.estimate(&job.spec.description, limit),
                     time_limit_ms: limit,
-                    started_at_ms: job.started_at.map(|at| at.0),
+                    started_at: job.started_at,
                     ended: job.status.is_terminal(),
                 }
             };
-            Ok(PlanState {
+            let state = cuttle_core::dispatch::PlanState {
                 total_nodes: data.total_nodes,
                 free_nodes: data.free_nodes,
                 running: data
@@ -432,7 +425,7 @@ impl DispatchService for DispatchApi {
                     .iter()
                     .map(|job| match data.releasing_nodes.get(&job.id) {
                         // Only what it still holds comes back; the rest is free already.
-                        Some(&held) => v1::PlanJob {
+                        Some(&held) => cuttle_core::dispatch::PlanJob {
                             n_nodes: held,
                             ..plan_job(job)
                         },
@@ -440,7 +433,8 @@ impl DispatchService for DispatchApi {
                     })
                     .collect(),
                 jobs: data.window.iter().map(plan_job).collect(),
-            })
+            };
+            Ok(cuttle_proto::convert::plan_state_to_proto(&state))
         })
         .await
     }

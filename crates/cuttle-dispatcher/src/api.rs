@@ -1,0 +1,353 @@
+//! What the dispatcher asks of cuttle-api, as a trait ([`Api`]) over core types, and its
+//! one real implementation over gRPC ([`GrpcApi`]). The dispatcher's loop only ever
+//! talks to the trait, so its decisions run in unit tests against an in-memory lab.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cuttle_core::dispatch::{Claimed, PendingRelease, PlanState};
+use cuttle_core::{Job, JobId};
+use cuttle_policy::PolicyConfig;
+use cuttle_proto::bearer::Authed;
+use cuttle_proto::convert;
+use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
+use cuttle_proto::v1::node_service_client::NodeServiceClient;
+use cuttle_proto::v1::run_service_client::RunServiceClient;
+use cuttle_proto::v1::{
+    self, AcquireLeaseRequest, ClaimJobRequest, ClaimReleasesRequest, LockNodesRequest,
+    PlanStateRequest, RecordDispatchRequest, ReleaseLeaseRequest, RequeueJobRequest,
+    UpdateJobStatusRequest,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+
+/// Why a call failed, in the terms the dispatcher acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// cuttle-api refused on the state of things: the lease is not ours, the job ended or
+    /// can never fit. Retrying the same call will not help.
+    Refused(String),
+    /// cuttle-api refuses this dispatcher's token.
+    Denied(String),
+    /// Anything else (unreachable, overloaded, a bug): worth retrying later.
+    Failed(String),
+}
+
+impl ApiError {
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::Refused(message) | ApiError::Denied(message) | ApiError::Failed(message) => {
+                message
+            }
+        }
+    }
+}
+
+impl From<Status> for ApiError {
+    fn from(status: Status) -> ApiError {
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::FailedPrecondition => ApiError::Refused(message),
+            Code::Unauthenticated | Code::PermissionDenied => ApiError::Denied(message),
+            _ => ApiError::Failed(message),
+        }
+    }
+}
+
+/// cuttle-api's answer to a lease request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseAnswer {
+    pub granted: bool,
+    pub paused: bool,
+    /// The policy and window size to plan with, when cuttle-api sent them.
+    pub policy: Option<(PolicyConfig, usize)>,
+}
+
+/// What the dispatcher needs from cuttle-api. Every call is for this dispatcher's tube
+/// and lease holder, which the implementation knows.
+pub trait Api: Send {
+    /// Takes or renews the tube's lease for `ttl`.
+    fn acquire_lease(
+        &mut self,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<LeaseAnswer, ApiError>> + Send;
+    /// Gives the lease up.
+    fn release_lease(&mut self) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// What to do with a reserved copy.
+    fn claim(
+        &mut self,
+        beanstalk_id: u64,
+        body: &[u8],
+    ) -> impl Future<Output = Result<Claimed, ApiError>> + Send;
+    /// The lab and the window's jobs, for a planning round.
+    fn plan_state(
+        &mut self,
+        jobs: &[JobId],
+        default_time_limit_ms: i64,
+    ) -> impl Future<Output = Result<PlanState, ApiError>> + Send;
+    /// Locks a claimed job's nodes; their names. `Refused`: the job ended or can never
+    /// fit any more; `Failed`: not enough free now.
+    fn lock_nodes(
+        &mut self,
+        job: &Job,
+    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
+    /// Records that the job's supervisor `pid` runs it.
+    fn record_dispatch(
+        &mut self,
+        job: JobId,
+        pid: u32,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Hands a claimed job back to `queued`.
+    fn requeue(
+        &mut self,
+        job: JobId,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Ends a job the policy says can never run `dead`.
+    fn mark_dead(
+        &mut self,
+        job: JobId,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Ended jobs whose nodes were never given back, claimed for release supervisors.
+    fn claim_releases(
+        &mut self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PendingRelease>, ApiError>> + Send;
+    /// Wakes `wake` on every event of the tube (nodes freed or up, jobs queued) until
+    /// `stop`; returns at once if this cuttle-api reports no events.
+    fn watch(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// The real cuttle-api, over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcApi {
+    tube: String,
+    holder: String,
+    host: String,
+    dispatch: DispatchServiceClient<Authed>,
+    nodes: NodeServiceClient<Authed>,
+    runs: RunServiceClient<Authed>,
+}
+
+impl GrpcApi {
+    pub fn new(
+        channel: tonic::transport::Channel,
+        bearer: cuttle_proto::bearer::Bearer,
+        tube: &str,
+        holder: &str,
+        host: &str,
+    ) -> GrpcApi {
+        GrpcApi {
+            tube: tube.to_owned(),
+            holder: holder.to_owned(),
+            host: host.to_owned(),
+            dispatch: DispatchServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            runs: RunServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            nodes: NodeServiceClient::with_interceptor(channel, bearer),
+        }
+    }
+}
+
+/// A wire answer this version cannot read: a mismatched cuttle-api.
+fn unreadable(error: &cuttle_core::InvalidInput) -> ApiError {
+    ApiError::Failed(format!(
+        "cuttle-api sent what this dispatcher cannot read ({error}); run the same cuttle version on both"
+    ))
+}
+
+impl Api for GrpcApi {
+    async fn acquire_lease(&mut self, ttl: Duration) -> Result<LeaseAnswer, ApiError> {
+        let response = self
+            .dispatch
+            .acquire_lease(AcquireLeaseRequest {
+                machine_type: self.tube.clone(),
+                holder: self.holder.clone(),
+                host: self.host.clone(),
+                pid: std::process::id(),
+                ttl_ms: u32::try_from(ttl.as_millis()).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        Ok(LeaseAnswer {
+            granted: response.granted,
+            paused: response.tube.as_ref().is_some_and(|tube| tube.paused),
+            policy: response.policy.as_ref().map(convert::policy_from_proto),
+        })
+    }
+
+    async fn release_lease(&mut self) -> Result<(), ApiError> {
+        self.dispatch
+            .release_lease(ReleaseLeaseRequest {
+                machine_type: self.tube.clone(),
+                holder: self.holder.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn claim(&mut self, beanstalk_id: u64, body: &[u8]) -> Result<Claimed, ApiError> {
+        let answer = self
+            .dispatch
+            .claim_job(ClaimJobRequest {
+                machine_type: self.tube.clone(),
+                holder: self.holder.clone(),
+                beanstalk_id,
+                body: String::from_utf8_lossy(body).into_owned(),
+                defer_lock: true,
+            })
+            .await?
+            .into_inner();
+        convert::claimed_from_proto(&answer).map_err(|error| unreadable(&error))
+    }
+
+    async fn plan_state(
+        &mut self,
+        jobs: &[JobId],
+        default_time_limit_ms: i64,
+    ) -> Result<PlanState, ApiError> {
+        let state = self
+            .dispatch
+            .get_plan_state(PlanStateRequest {
+                machine_type: self.tube.clone(),
+                job_ids: jobs.iter().map(|id| id.0).collect(),
+                default_time_limit_ms,
+            })
+            .await?
+            .into_inner();
+        Ok(convert::plan_state_from_proto(&state))
+    }
+
+    async fn lock_nodes(&mut self, job: &Job) -> Result<Vec<String>, ApiError> {
+        let locked = self
+            .nodes
+            .lock_nodes(LockNodesRequest {
+                machine_type: job.spec.machine_type.to_string(),
+                count: job.spec.n_nodes.get(),
+                owner: job.owner.to_string(),
+                job_id: Some(job.id.0),
+                dispatcher: Some(self.holder.clone()),
+            })
+            .await?
+            .into_inner();
+        Ok(locked.nodes.into_iter().map(|node| node.name).collect())
+    }
+
+    async fn record_dispatch(&mut self, job: JobId, pid: u32) -> Result<(), ApiError> {
+        self.dispatch
+            .record_dispatch(RecordDispatchRequest {
+                job_id: job.0,
+                holder: self.holder.clone(),
+                supervisor_pid: pid,
+                supervisor_host: self.host.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn requeue(&mut self, job: JobId, reason: &str) -> Result<(), ApiError> {
+        self.dispatch
+            .requeue_job(RequeueJobRequest {
+                job_id: job.0,
+                holder: self.holder.clone(),
+                reason: reason.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_dead(&mut self, job: JobId, reason: &str) -> Result<(), ApiError> {
+        self.runs
+            .update_job_status(UpdateJobStatusRequest {
+                job_id: job.0,
+                status: v1::JobStatus::Dead as i32,
+                reason: reason.to_owned(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_releases(&mut self, limit: u32) -> Result<Vec<PendingRelease>, ApiError> {
+        let response = self
+            .dispatch
+            .claim_releases(ClaimReleasesRequest {
+                machine_type: self.tube.clone(),
+                holder: self.holder.clone(),
+                limit,
+            })
+            .await?
+            .into_inner();
+        let (releases, unreadable_ones) = convert::releases_from_proto(&response.releases);
+        for error in unreadable_ones {
+            tracing::error!(%error, "cuttle-api sent a release this dispatcher cannot read");
+        }
+        Ok(releases)
+    }
+
+    fn watch(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        watch_tube(self.dispatch.clone(), self.tube.clone(), wake, stop)
+    }
+}
+
+/// Watches the tube's events on cuttle-api (DispatchService/WatchTube) until `stop`, and
+/// wakes the planning loop on each; reconnects after a second when the stream ends, and
+/// wakes the loop then too, since events may have been missed meanwhile. An older
+/// cuttle-api without the call leaves the loop to its timer.
+async fn watch_tube(
+    mut client: DispatchServiceClient<Authed>,
+    tube: String,
+    wake: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = client.watch_tube(v1::WatchTubeRequest { machine_type: tube.clone() }) => opened,
+        };
+        match opened {
+            Ok(response) => {
+                let mut events = response.into_inner();
+                wake.notify_one();
+                loop {
+                    let next = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        next = events.message() => next,
+                    };
+                    match next {
+                        Ok(Some(event)) => {
+                            tracing::trace!(kind = %event.kind, count = event.count, "tube event");
+                            wake.notify_one();
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::info!(
+                    "cuttle-api streams no tube events (an older version): planning on the timer alone"
+                );
+                return;
+            }
+            Err(status) => {
+                tracing::debug!(
+                    detail = status.message(),
+                    "cannot watch the tube's events; retrying"
+                );
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
