@@ -19,10 +19,19 @@ archive=https://www.cs.huji.ac.il/labs/parallel/workload
 github=https://raw.githubusercontent.com
 
 # name | sha256 of the .swf | GitHub copy | archive copy
+#
+# HPC2N-2002-alea-3171.swf is not the archive's cleaned HPC2N log but the cut the Alea
+# simulator ships as data-set/hpc2n.swf: the archive's header, then the first 3,171 jobs
+# (job numbers 1 to 7183, 57 days of the Seth cluster, 240 processors); there is no
+# archive copy of exactly that cut, so only the pinned GitHub copy is tried.
+# lublin-aaroh.swf, like lublin_256.swf, is the Lublin-Feitelson model, not a trace.
+# Which traces the policy was tuned on and which were held back: docs/simulator.md.
 traces="
 KTH-SP2-1996-2.1-cln.swf|fba36494c4e4257f72182e8b629ebb0bcb054b3b82851ef957445bd627adcc87|$github/jankopanski/Burst-Buffer-Scheduling/55cbeede02a85086c93e00bcb9a110c27201b1bc/workloads/swf/KTH-SP2-1996-2.1-cln.swf|$archive/l_kth_sp2/KTH-SP2-1996-2.1-cln.swf.gz
 NASA-iPSC-1993-3.1-cln.swf|9d997a2c20a7f7b0b6d81638d756ce8b2c524c4f2e9ec78da36001743ca33d76|$github/cloudsimplus/cloudsimplus-examples/4394086de1dee68fd5d96cf818f92410bb660dfd/src/main/resources/workload/swf/NASA-iPSC-1993-3.1-cln.swf.gz|$archive/l_nasa_ipsc/NASA-iPSC-1993-3.1-cln.swf.gz
 lublin_256.swf|a394ab3d81179ebcf645a1cbd593a60b6dff7f11a510e1e6285c45f43310c962|$github/DIR-LAB/deep-batch-scheduler/cd433e3d62a01705f255bd48cb55b393862800e7/data/lublin_256.swf|
+HPC2N-2002-alea-3171.swf|eaaccb339ef0f313d1b975cf02cc518b7cc012fb0c609ef2af2dbd0291aa74ba|$github/aleasimulator/alea/952b600d57cf1cdb11b88ecfca897691ce860b47/Alea/data-set/hpc2n.swf|
+lublin-aaroh.swf|f575561c991fc4da6b212b0d76115eb38fd0d83cb6437803f6298470f684479c|$github/DIR-LAB/deep-batch-scheduler/4bc321a1b1bd72b778b49c62f270e8996db1233f/data/lublin-aaroh.swf|
 "
 
 fetch() {
