@@ -548,15 +548,15 @@ pub fn time_to_top(priority: u32, aging: Aging) -> i64 {
 /// Each of them becomes the head in turn, and a head waits at most for the jobs running
 /// when it became head (each ends within `max_time_limit_ms`) plus backfilled jobs started
 /// before its estimated start (each also ends within `max_time_limit_ms` of its start):
-/// `2 × max_time_limit_ms` per head. `None` when aging is off: then a steady stream of more
-/// urgent jobs can delay a job forever.
+/// `2 × max_time_limit_ms` per head. `None` when aging is off, or ages by 0 points: then a
+/// steady stream of more urgent jobs can delay a job forever.
 pub fn wait_bound(
     priority: u32,
     ahead: usize,
     max_time_limit_ms: i64,
     config: &PolicyConfig,
 ) -> Option<i64> {
-    let aging = config.aging?;
+    let aging = config.aging.filter(|aging| aging.step > 0)?;
     let heads = i64::try_from(ahead).unwrap_or(i64::MAX).saturating_add(1);
     Some(
         time_to_top(priority, aging)
@@ -810,6 +810,15 @@ mod tests {
             ..config
         };
         assert_eq!(wait_bound(1000, 2, 2 * HOUR, &no_aging), None);
+        // Aging by 0 points a step is no aging: no bound, not one of 292 million years.
+        let zero_step = PolicyConfig {
+            aging: Some(Aging {
+                step: 0,
+                ..DEFAULT_AGING
+            }),
+            ..config
+        };
+        assert_eq!(wait_bound(1000, 2, 2 * HOUR, &zero_step), None);
     }
 
     #[test]

@@ -540,5 +540,15 @@ mod tests {
         };
         let check = check_bound(&workload, &outcome, &no_aging);
         assert_eq!((check.max_bound_ms, check.violations.len()), (None, 0));
+        // Nor with aging by 0 points (`--aging-step 0`), which once reported 9.2e15 s.
+        let zero_step = PolicyConfig {
+            aging: Some(cuttle_policy::Aging {
+                step: 0,
+                ..cuttle_policy::DEFAULT_AGING
+            }),
+            ..ten_an_hour
+        };
+        let check = check_bound(&workload, &outcome, &zero_step);
+        assert_eq!((check.max_bound_ms, check.violations.len()), (None, 0));
     }
 }
