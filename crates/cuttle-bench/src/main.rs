@@ -504,26 +504,41 @@ async fn dispatch_round(
     })
     .await?;
     let deadline = started + Duration::from_secs(600);
-    let detail = loop {
-        let detail = runs
-            .get_run(cuttle_proto::v1::GetRunRequest { name: name.clone() })
+    // Polled through the run's summary (counts by status, one grouped query), not GetRun:
+    // listing thousands of jobs, with their start estimates, every few milliseconds would
+    // cost cuttle-api more than dispatching them, and grow with the queue.
+    loop {
+        let newest = runs
+            .list_runs(cuttle_proto::v1::ListRunsRequest {
+                owner: Some("bench".into()),
+                limit: 1,
+                ..Default::default()
+            })
             .await?
-            .into_inner();
-        let ended = detail
-            .jobs
-            .iter()
-            .filter(|job| job.status >= cuttle_proto::v1::JobStatus::Pass as i32)
-            .count();
-        if ended == jobs {
-            break detail;
+            .into_inner()
+            .runs
+            .into_iter()
+            .find(|run| run.name == name);
+        let ended: u32 = newest.map_or(0, |run| {
+            ["pass", "fail", "dead", "killed"]
+                .iter()
+                .filter_map(|status| run.job_counts.get(*status))
+                .sum()
+        });
+        if ended as usize == jobs {
+            break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
             "only {ended} of {jobs} jobs ended within 10 minutes"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let elapsed = started.elapsed();
+    let detail = runs
+        .get_run(cuttle_proto::v1::GetRunRequest { name: name.clone() })
+        .await?
+        .into_inner();
     let failed: Vec<i64> = detail
         .jobs
         .iter()

@@ -305,10 +305,13 @@ pub async fn supervise(
             }
         }
     }
-    if let Some((status, reason)) = &verdict.report {
-        report(&api, job_id, *status, reason).await;
-    }
-    let result = release(&api, &lab, job_id, &archive).await;
+    // The report's answer is the ended job with its nodes: the release needs no second
+    // fetch unless the report did not land.
+    let reported = match &verdict.report {
+        Some((status, reason)) => report(&api, job_id, *status, reason).await,
+        None => None,
+    };
+    let result = release(&api, &lab, job_id, &archive, reported).await;
     beat_stop.cancel();
     result
 }
@@ -768,7 +771,7 @@ fn backoff(attempt: u32) -> Duration {
 /// Reports the final status, retrying with backoff until it lands: the heartbeat keeps
 /// the job alive meanwhile, and a repeated report is answered as the first (the API
 /// makes it idempotent). Only a refusal (the job was killed or reaped meanwhile) ends it.
-async fn report(api: &Api, job_id: i64, status: JobStatus, reason: &str) {
+async fn report(api: &Api, job_id: i64, status: JobStatus, reason: &str) -> Option<v1::Job> {
     let mut attempt = 0;
     loop {
         let sent = api
@@ -783,9 +786,9 @@ async fn report(api: &Api, job_id: i64, status: JobStatus, reason: &str) {
             })
             .await;
         match sent {
-            Ok(_) => {
+            Ok(job) => {
                 tracing::info!(job_id, %status, reason, "job ended");
-                return;
+                return Some(job.into_inner());
             }
             Err(error) if transient(error.code()) => {
                 tracing::warn!(
@@ -800,16 +803,26 @@ async fn report(api: &Api, job_id: i64, status: JobStatus, reason: &str) {
             }
             Err(error) => {
                 tracing::warn!(job_id, %status, detail = error.message(), "result not recorded");
-                return;
+                return None;
             }
         }
     }
 }
 
 /// Gives the job's nodes back: straight unlock after a pass; otherwise nuke each node
-/// first (when the lab has a nuke command) and mark a node whose nuke fails down.
-async fn release(api: &Api, lab: &LabConfig, job_id: i64, archive: &Path) -> anyhow::Result<()> {
-    let job = api.job(job_id).await?;
+/// first (when the lab has a nuke command) and mark a node whose nuke fails down. `known`
+/// is the job as cuttle-api just answered with it, if it did; else it is fetched.
+async fn release(
+    api: &Api,
+    lab: &LabConfig,
+    job_id: i64,
+    archive: &Path,
+    known: Option<v1::Job>,
+) -> anyhow::Result<()> {
+    let job = match known {
+        Some(job) => job,
+        None => api.job(job_id).await?,
+    };
     if job.nodes.is_empty() {
         tracing::info!(job_id, "no nodes left to release");
         return Ok(());
@@ -828,49 +841,68 @@ async fn release(api: &Api, lab: &LabConfig, job_id: i64, archive: &Path) -> any
     let values = template_values(&job, archive);
     let timeout = Duration::from_secs(lab.command_timeout_s);
     let kill_grace = Duration::from_millis(lab.kill_grace_ms);
-    let nuke = lab.nuke_command.as_ref().filter(|_| needs_nuke(status));
+    let Some(nuke) = lab.nuke_command.as_ref().filter(|_| needs_nuke(status)) else {
+        // Nothing to clean first: every node goes back in one call.
+        let unlocked = api
+            .nodes
+            .clone()
+            .unlock_nodes(UnlockNodesRequest {
+                names: job.nodes.clone(),
+                owner: job.owner.clone(),
+                job_id: Some(job_id),
+            })
+            .await;
+        match unlocked {
+            Ok(_) => tracing::info!(job_id, nodes = %job.nodes.join(","), "nodes released"),
+            Err(error) => tracing::error!(
+                job_id,
+                nodes = %job.nodes.join(","),
+                detail = error.message(),
+                "cannot unlock the nodes"
+            ),
+        }
+        return Ok(());
+    };
     for node in &job.nodes {
-        if let Some(nuke) = nuke {
-            let mut node_values = values.clone();
-            node_values.insert("node", node.clone());
-            let outcome = match render(nuke, &node_values) {
-                Ok(argv) => {
-                    run_command(
-                        &argv,
-                        &archive.join(format!("nuke-{node}.log")),
-                        timeout,
-                        kill_grace,
-                    )
-                    .await
-                }
-                Err(error) => CommandOutcome::CannotStart(format!("{error:#}")),
-            };
-            if !outcome.succeeded() {
-                let reason = format!(
-                    "nuke failed after job {job_id} ({status}): {outcome}; see {}",
-                    archive.display()
+        let mut node_values = values.clone();
+        node_values.insert("node", node.clone());
+        let outcome = match render(nuke, &node_values) {
+            Ok(argv) => {
+                run_command(
+                    &argv,
+                    &archive.join(format!("nuke-{node}.log")),
+                    timeout,
+                    kill_grace,
+                )
+                .await
+            }
+            Err(error) => CommandOutcome::CannotStart(format!("{error:#}")),
+        };
+        if !outcome.succeeded() {
+            let reason = format!(
+                "nuke failed after job {job_id} ({status}): {outcome}; see {}",
+                archive.display()
+            );
+            tracing::warn!(job_id, node, %reason, "marking the node down");
+            let marked = api
+                .nodes
+                .clone()
+                .mark_node(MarkNodeRequest {
+                    name: node.clone(),
+                    up: false,
+                    reason,
+                    job_id: Some(job_id),
+                })
+                .await;
+            if let Err(error) = marked {
+                // Leave it locked: a node that may be dirty is never handed out.
+                tracing::error!(
+                    job_id,
+                    node,
+                    detail = error.message(),
+                    "cannot mark the node down; leaving it locked"
                 );
-                tracing::warn!(job_id, node, %reason, "marking the node down");
-                let marked = api
-                    .nodes
-                    .clone()
-                    .mark_node(MarkNodeRequest {
-                        name: node.clone(),
-                        up: false,
-                        reason,
-                        job_id: Some(job_id),
-                    })
-                    .await;
-                if let Err(error) = marked {
-                    // Leave it locked: a node that may be dirty is never handed out.
-                    tracing::error!(
-                        job_id,
-                        node,
-                        detail = error.message(),
-                        "cannot mark the node down; leaving it locked"
-                    );
-                    continue;
-                }
+                continue;
             }
         }
         let unlocked = api
@@ -950,7 +982,7 @@ pub async fn release_only(api: Api, lab: LabConfig, job_id: i64) -> anyhow::Resu
         Duration::from_millis(lab.heartbeat_interval_ms),
         beat_stop.clone(),
     );
-    let result = release(&api, &lab, job_id, &archive).await;
+    let result = release(&api, &lab, job_id, &archive, Some(job)).await;
     beat_stop.cancel();
     result
 }

@@ -60,7 +60,12 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: a supervisor waits on one job, and a second worker thread per job
+    // costs more to start than it ever saves.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cuttle-supervisor: cannot start the async runtime: {error}");
