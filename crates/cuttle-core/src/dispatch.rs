@@ -528,3 +528,10 @@ pub struct PendingRelease {
     /// The nodes still locked for it.
     pub nodes: Vec<String>,
 }
+
+/// A job with the names of the nodes locked for it: what a supervisor works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOnNodes {
+    pub job: Job,
+    pub nodes: Vec<String>,
+}

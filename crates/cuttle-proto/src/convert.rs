@@ -1,7 +1,7 @@
 //! Conversions between the generated `cuttle.v1` messages and cuttle-core types. Each
 //! direction is written once, here, and nowhere else.
 
-use cuttle_core::dispatch::{Claimed, PendingRelease, PlanJob, PlanState, Tube};
+use cuttle_core::dispatch::{Claimed, JobOnNodes, PendingRelease, PlanJob, PlanState, Tube};
 use cuttle_core::{InvalidInput, Job, JobEvent, JobId, JobStatus, Node, RunSummary, UnixMillis};
 use cuttle_policy::PolicyConfig;
 
@@ -336,6 +336,14 @@ pub fn job_from_proto(job: &v1::Job) -> Result<Job, InvalidInput> {
     })
 }
 
+/// A job from the wire with the nodes locked for it.
+pub fn job_on_nodes_from_proto(job: &v1::Job) -> Result<JobOnNodes, InvalidInput> {
+    Ok(JobOnNodes {
+        job: job_from_proto(job)?,
+        nodes: job.nodes.clone(),
+    })
+}
+
 /// The scheduling policy on the wire, with the dispatchers' window size.
 pub fn policy_to_proto(policy: &PolicyConfig, window: u32) -> v1::Policy {
     let aging = policy.aging;
@@ -476,5 +484,107 @@ mod tests {
         assert_eq!(status_from_proto(0), None);
         assert_eq!(status_from_proto(99), None);
         assert_eq!(status_name(99), "unknown(99)");
+    }
+
+    fn job() -> Job {
+        use cuttle_core::{MachineType, NodeCount, Owner, Priority, RunName, TimeLimit};
+        Job {
+            id: JobId(42),
+            run_name: RunName::parse("alice-2026-11-30_10:00:00-rados-main").unwrap(),
+            owner: Owner::parse("alice").unwrap(),
+            spec: cuttle_core::JobSpec {
+                description: "rados/thrash/{a b}".into(),
+                machine_type: MachineType::parse("smithi").unwrap(),
+                priority: Priority::new(70).unwrap(),
+                n_nodes: NodeCount::new(3).unwrap(),
+                time_limit: Some(TimeLimit::from_seconds(7200).unwrap()),
+                os_type: "ubuntu".into(),
+                os_version: "22.04".into(),
+            },
+            status: JobStatus::Running,
+            reason: Some("a note".into()),
+            beanstalk_id: Some(7),
+            config_yaml: "roles: [[mon.a]]\n".into(),
+            created_at: UnixMillis(1),
+            updated_at: UnixMillis(2),
+            heartbeat_at: Some(UnixMillis(3)),
+            dispatcher: Some("host:1:abc".into()),
+            supervisor: Some(cuttle_core::dispatch::SupervisorRef {
+                host: "host".into(),
+                pid: 99,
+            }),
+            started_at: Some(UnixMillis(4)),
+        }
+    }
+
+    #[test]
+    fn a_job_comes_back_from_the_wire_as_it_went() {
+        let nodes = vec!["smithi001".to_owned(), "smithi002".to_owned()];
+        let wire = job_to_proto(&job(), nodes.clone());
+        assert_eq!(job_from_proto(&wire).unwrap(), job());
+        let on_nodes = job_on_nodes_from_proto(&wire).unwrap();
+        assert_eq!((on_nodes.job, on_nodes.nodes), (job(), nodes));
+        // What the wire leaves empty is absent, not empty.
+        let bare = Job {
+            reason: None,
+            dispatcher: None,
+            supervisor: None,
+            ..job()
+        };
+        assert_eq!(job_from_proto(&job_to_proto(&bare, vec![])).unwrap(), bare);
+    }
+
+    #[test]
+    fn a_job_this_version_cannot_read_is_refused_with_the_field() {
+        let mut wire = job_to_proto(&job(), vec![]);
+        wire.status = 99;
+        assert!(
+            job_from_proto(&wire)
+                .unwrap_err()
+                .to_string()
+                .contains("status")
+        );
+        let mut wire = job_to_proto(&job(), vec![]);
+        wire.run_name = "../etc".into();
+        assert!(job_from_proto(&wire).is_err());
+    }
+
+    #[test]
+    fn the_policy_and_the_plan_state_round_trip() {
+        let policy = PolicyConfig::default();
+        assert_eq!(
+            policy_from_proto(&policy_to_proto(&policy, 64)),
+            (policy, 64)
+        );
+        let plan_job = PlanJob {
+            job_id: JobId(5),
+            priority: 100,
+            n_nodes: 2,
+            submitted_at: UnixMillis(10),
+            estimate_ms: 60_000,
+            time_limit_ms: 120_000,
+            started_at: Some(UnixMillis(20)),
+            ended: true,
+        };
+        let state = PlanState {
+            total_nodes: 9,
+            free_nodes: 3,
+            running: vec![plan_job.clone()],
+            jobs: vec![PlanJob {
+                started_at: None,
+                ended: false,
+                ..plan_job
+            }],
+        };
+        assert_eq!(plan_state_from_proto(&plan_state_to_proto(&state)), state);
+        // An older cuttle-api sends no suite rule: every suite fewer nodes first.
+        let older = v1::Policy {
+            fewer_nodes_first_below: None,
+            ..policy_to_proto(&policy, 64)
+        };
+        assert_eq!(
+            policy_from_proto(&older).0.fewer_nodes_first_below,
+            u32::MAX
+        );
     }
 }

@@ -25,8 +25,8 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use cuttle_core::JobStatus;
-use cuttle_core::dispatch::needs_nuke;
+use cuttle_core::dispatch::{JobOnNodes, needs_nuke};
+use cuttle_core::{Job, JobStatus};
 use cuttle_proto::convert::{status_from_proto, status_to_proto};
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
@@ -101,16 +101,17 @@ impl Api {
     /// The job with its nodes, retried with backoff through an outage of cuttle-api or
     /// its database (up to [`FETCH_PATIENCE`]): the supervisor is useless without it, and
     /// giving up would leave a running job to be reaped.
-    async fn job(&self, job_id: i64) -> anyhow::Result<v1::Job> {
+    async fn job(&self, job_id: i64) -> anyhow::Result<JobOnNodes> {
         let deadline = Instant::now() + FETCH_PATIENCE;
         let mut attempt = 0;
         loop {
             match self.runs.clone().get_job(GetJobRequest { job_id }).await {
                 Ok(detail) => {
-                    return detail
+                    let job = detail
                         .into_inner()
                         .job
-                        .context("cuttle-api answered without the job");
+                        .context("cuttle-api answered without the job")?;
+                    return read_job(&job);
                 }
                 Err(status) if transient(status.code()) && Instant::now() < deadline => {
                     tracing::warn!(
@@ -127,21 +128,34 @@ impl Api {
     }
 }
 
-fn status_of(job: &v1::Job) -> Option<JobStatus> {
-    status_from_proto(job.status)
+/// A job from cuttle-api, in core types; an answer this version cannot read is an error
+/// that says so.
+fn read_job(job: &v1::Job) -> anyhow::Result<JobOnNodes> {
+    cuttle_proto::convert::job_on_nodes_from_proto(job).map_err(|error| {
+        anyhow::anyhow!(
+            "cuttle-api sent job {} in a form this supervisor cannot read ({error}); run the same cuttle version on both",
+            job.id
+        )
+    })
+}
+
+/// The pid of the supervisor cuttle-api recorded for the job, if any.
+fn recorded_pid(job: &JobOnNodes) -> Option<u32> {
+    job.job.supervisor.as_ref().map(|supervisor| supervisor.pid)
 }
 
 /// The values command templates are filled with.
-fn template_values(job: &v1::Job, archive: &Path) -> BTreeMap<&'static str, String> {
+fn template_values(assigned: &JobOnNodes, archive: &Path) -> BTreeMap<&'static str, String> {
+    let job = &assigned.job;
     BTreeMap::from([
         ("job_id", job.id.to_string()),
-        ("run", job.run_name.clone()),
-        ("owner", job.owner.clone()),
-        ("machine_type", job.machine_type.clone()),
-        ("description", job.description.clone()),
-        ("nodes", job.nodes.join(",")),
-        ("os_type", job.os_type.clone()),
-        ("os_version", job.os_version.clone()),
+        ("run", job.run_name.to_string()),
+        ("owner", job.owner.to_string()),
+        ("machine_type", job.spec.machine_type.to_string()),
+        ("description", job.spec.description.clone()),
+        ("nodes", assigned.nodes.join(",")),
+        ("os_type", job.spec.os_type.clone()),
+        ("os_version", job.spec.os_version.clone()),
         ("archive", archive.display().to_string()),
         (
             "job_config",
@@ -229,12 +243,12 @@ pub async fn supervise(
     wait_for_go().await;
     let job = api.job(job_id).await?;
     let ours =
-        status_of(&job) == Some(JobStatus::Running) && job.supervisor_pid == std::process::id();
+        job.job.status == JobStatus::Running && recorded_pid(&job) == Some(std::process::id());
     if !ours {
         tracing::warn!(
             job_id,
-            status = cuttle_proto::convert::status_name(job.status),
-            recorded_pid = job.supervisor_pid,
+            status = %job.job.status,
+            recorded_pid = recorded_pid(&job),
             "this process is not the job's recorded supervisor (its dispatch was not recorded); exiting without touching it"
         );
         return Ok(());
@@ -263,9 +277,9 @@ pub async fn supervise(
     );
     // A job whose archive cannot be written (a full disk, a bad run name) does not run:
     // its logs would be lost. It ends dead with the reason and its nodes still go back.
-    let (archive, verdict) = match open_archive(&lab, &job) {
+    let (archive, verdict) = match open_archive(&lab, &job.job) {
         Ok(archive) => {
-            tracing::info!(job_id, run = %job.run_name, nodes = %job.nodes.join(","), archive = %archive.display(), "supervising");
+            tracing::info!(job_id, run = %job.job.run_name, nodes = %job.nodes.join(","), archive = %archive.display(), "supervising");
             let verdict = run_job(&api, &lab, &job, &archive, statuses, &terminated).await;
             (archive, verdict)
         }
@@ -317,8 +331,8 @@ pub async fn supervise(
 }
 
 /// Creates the job's archive directory and writes its config there.
-fn open_archive(lab: &LabConfig, job: &v1::Job) -> anyhow::Result<PathBuf> {
-    let archive = lab.job_archive(&job.run_name, job.id)?;
+fn open_archive(lab: &LabConfig, job: &Job) -> anyhow::Result<PathBuf> {
+    let archive = lab.job_archive(job.run_name.as_str(), job.id.0)?;
     std::fs::create_dir_all(&archive)
         .with_context(|| format!("cannot create the job archive {}", archive.display()))?;
     std::fs::write(archive.join("config.yaml"), &job.config_yaml)
@@ -337,7 +351,7 @@ async fn wait_for_go() {
 async fn run_job(
     api: &Api,
     lab: &LabConfig,
-    job: &v1::Job,
+    job: &JobOnNodes,
     archive: &Path,
     mut statuses: watch::Receiver<Option<JobStatus>>,
     terminated: &CancellationToken,
@@ -352,11 +366,15 @@ async fn run_job(
                 ..Verdict::default()
             };
         }
-        tracing::info!(job_id = job.id, "nodes prepared");
-        report_prepare_ok(api, job.id).await;
+        tracing::info!(job_id = job.job.id.0, "nodes prepared");
+        report_prepare_ok(api, job.job.id.0).await;
     }
     // The job's own `timeout` when it has one, else the lab's max_job_time.
-    let limit_s = job.time_limit_s.map_or(lab.max_job_time_s, u64::from);
+    let limit_s = job
+        .job
+        .spec
+        .time_limit
+        .map_or(lab.max_job_time_s, |limit| u64::from(limit.seconds()));
     let limit = Duration::from_secs(limit_s);
     let dead = |reason: String| Verdict {
         report: Some((JobStatus::Dead, reason)),
@@ -381,7 +399,7 @@ async fn run_job(
         Ok(runner) => runner,
         Err(error) => return dead(format!("cannot start the runner: {error:#}")),
     };
-    tracing::info!(job_id = job.id, pid = runner.id(), limit_s, runner = %argv.join(" "), "runner started");
+    tracing::info!(job_id = job.job.id.0, pid = runner.id(), limit_s, runner = %argv.join(" "), "runner started");
     // Names the runner for `--release` in case this supervisor dies before ending it.
     let record = archive.join(process::RUNNER_RECORD);
     if let Some(pid) = runner.id() {
@@ -407,7 +425,7 @@ async fn run_job(
                 }
                 let status = *statuses.borrow();
                 if let Some(status) = status && status != JobStatus::Running {
-                    tracing::warn!(job_id = job.id, %status, "the job ended elsewhere (killed or reaped); stopping the runner");
+                    tracing::warn!(job_id = job.job.id.0, %status, "the job ended elsewhere (killed or reaped); stopping the runner");
                     break None;
                 }
             }
@@ -428,9 +446,9 @@ async fn run_job(
             Err(error) => CommandOutcome::CannotStart(format!("{error:#}")),
         };
         if outcome.succeeded() {
-            tracing::info!(job_id = job.id, "logs collected");
+            tracing::info!(job_id = job.job.id.0, "logs collected");
         } else {
-            tracing::warn!(job_id = job.id, %outcome, "collecting logs failed");
+            tracing::warn!(job_id = job.job.id.0, %outcome, "collecting logs failed");
         }
     }
     if teuthology {
@@ -440,7 +458,7 @@ async fn run_job(
         process::end_group(&mut runner, kill_grace).await;
     }
     let _ = std::fs::remove_file(&record);
-    tracing::info!(job_id = job.id, "runner ended");
+    tracing::info!(job_id = job.job.id.0, "runner ended");
     Verdict {
         report: stopped_because,
         ..Verdict::default()
@@ -477,28 +495,28 @@ fn read_summary(archive: &Path) -> Option<teuthology::Summary> {
 async fn teuthology_argv(
     api: &Api,
     lab: &LabConfig,
-    job: &v1::Job,
+    job: &JobOnNodes,
     archive: &Path,
     values: &BTreeMap<&'static str, String>,
 ) -> Result<Vec<String>, String> {
     let facts = teuthology::JobFacts {
-        job_id: job.id,
-        run: &job.run_name,
-        owner: &job.owner,
-        description: &job.description,
-        machine_type: &job.machine_type,
-        os_type: &job.os_type,
-        os_version: &job.os_version,
+        job_id: job.job.id.0,
+        run: job.job.run_name.as_str(),
+        owner: job.job.owner.as_str(),
+        description: &job.job.spec.description,
+        machine_type: job.job.spec.machine_type.as_str(),
+        os_type: &job.job.spec.os_type,
+        os_version: &job.job.spec.os_version,
     };
-    let targets = if teuthology::wants_targets(&job.config_yaml)? {
-        let keys = api.host_keys(&job.machine_type).await?;
+    let targets = if teuthology::wants_targets(&job.job.config_yaml)? {
+        let keys = api.host_keys(job.job.spec.machine_type.as_str()).await?;
         Some(targets(lab, job, &keys, values).await?)
     } else {
         None
     };
     let (suite_path, teuthology_bin) = pinned_checkouts(lab, job, values).await?;
     let config = teuthology::job_config(
-        &job.config_yaml,
+        &job.job.config_yaml,
         &facts,
         archive,
         targets.as_ref(),
@@ -508,7 +526,7 @@ async fn teuthology_argv(
     std::fs::write(&path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(teuthology::argv(
         &teuthology_bin,
-        &job.config_yaml,
+        &job.job.config_yaml,
         &facts,
         archive,
         &path,
@@ -520,7 +538,7 @@ async fn teuthology_argv(
 /// commits however the branches move.
 async fn pinned_checkouts(
     lab: &LabConfig,
-    job: &v1::Job,
+    job: &JobOnNodes,
     values: &BTreeMap<&'static str, String>,
 ) -> Result<(Option<PathBuf>, PathBuf), String> {
     let Some(root) = &lab.checkout_dir else {
@@ -528,7 +546,7 @@ async fn pinned_checkouts(
     };
     let checkouts =
         checkouts::Checkouts::new(root.clone(), Duration::from_secs(lab.command_timeout_s));
-    let pins = teuthology::pins(&job.config_yaml)?;
+    let pins = teuthology::pins(&job.job.config_yaml)?;
     let suite_path = match (&pins.suite_repo, &pins.suite_sha1, pins.has_suite_path) {
         (Some(repo), Some(sha1), false) => {
             let dir = checkouts
@@ -571,7 +589,7 @@ async fn pinned_checkouts(
 /// what the lab's keyscan command finds.
 async fn targets(
     lab: &LabConfig,
-    job: &v1::Job,
+    job: &JobOnNodes,
     keys: &BTreeMap<String, String>,
     values: &BTreeMap<&'static str, String>,
 ) -> Result<BTreeMap<String, String>, String> {
@@ -632,7 +650,7 @@ async fn keyscan_host_key(
 /// otherwise why, and which nodes failed (empty: all).
 async fn prepare_nodes(
     prepare: &str,
-    job: &v1::Job,
+    job: &JobOnNodes,
     archive: &Path,
     values: &BTreeMap<&'static str, String>,
     lab: &LabConfig,
@@ -771,7 +789,7 @@ fn backoff(attempt: u32) -> Duration {
 /// Reports the final status, retrying with backoff until it lands: the heartbeat keeps
 /// the job alive meanwhile, and a repeated report is answered as the first (the API
 /// makes it idempotent). Only a refusal (the job was killed or reaped meanwhile) ends it.
-async fn report(api: &Api, job_id: i64, status: JobStatus, reason: &str) -> Option<v1::Job> {
+async fn report(api: &Api, job_id: i64, status: JobStatus, reason: &str) -> Option<JobOnNodes> {
     let mut attempt = 0;
     loop {
         let sent = api
@@ -788,7 +806,8 @@ async fn report(api: &Api, job_id: i64, status: JobStatus, reason: &str) -> Opti
         match sent {
             Ok(job) => {
                 tracing::info!(job_id, %status, reason, "job ended");
-                return Some(job.into_inner());
+                // An answer this version cannot read is fetched again by the release.
+                return read_job(&job.into_inner()).ok();
             }
             Err(error) if transient(error.code()) => {
                 tracing::warn!(
@@ -817,7 +836,7 @@ async fn release(
     lab: &LabConfig,
     job_id: i64,
     archive: &Path,
-    known: Option<v1::Job>,
+    known: Option<JobOnNodes>,
 ) -> anyhow::Result<()> {
     let job = match known {
         Some(job) => job,
@@ -829,15 +848,15 @@ async fn release(
     }
     // Only an ended job's nodes are released here. A job that runs again (requeued and
     // started elsewhere after our report was lost) has a new supervisor on these nodes.
-    if !status_of(&job).is_some_and(JobStatus::is_terminal) {
+    if !job.job.status.is_terminal() {
         tracing::warn!(
             job_id,
-            status = cuttle_proto::convert::status_name(job.status),
+            status = %job.job.status,
             "the job has not ended (it is no longer ours); leaving its nodes alone"
         );
         return Ok(());
     }
-    let status = status_of(&job).unwrap_or(JobStatus::Dead);
+    let status = job.job.status;
     let values = template_values(&job, archive);
     let timeout = Duration::from_secs(lab.command_timeout_s);
     let kill_grace = Duration::from_millis(lab.kill_grace_ms);
@@ -848,7 +867,7 @@ async fn release(
             .clone()
             .unlock_nodes(UnlockNodesRequest {
                 names: job.nodes.clone(),
-                owner: job.owner.clone(),
+                owner: job.job.owner.to_string(),
                 job_id: Some(job_id),
             })
             .await;
@@ -910,7 +929,7 @@ async fn release(
             .clone()
             .unlock_nodes(UnlockNodesRequest {
                 names: vec![node.clone()],
-                owner: job.owner.clone(),
+                owner: job.job.owner.to_string(),
                 job_id: Some(job_id),
             })
             .await;
@@ -932,26 +951,28 @@ async fn release(
 /// logs.
 pub async fn release_only(api: Api, lab: LabConfig, job_id: i64) -> anyhow::Result<()> {
     let job = api.job(job_id).await?;
-    if !status_of(&job).is_some_and(JobStatus::is_terminal) {
+    if !job.job.status.is_terminal() {
         anyhow::bail!(
             "job {job_id} is {}, not ended; --release only gives back the nodes of an ended job (kill it first with `cuttle kill RUN --job {job_id}`)",
-            cuttle_proto::convert::status_name(job.status)
+            job.job.status
         );
     }
     // The nodes go back even when the archive cannot be written: a lost nuke log costs
     // less than a node stranded.
-    let archive: PathBuf = match lab.job_archive(&job.run_name, job.id).and_then(|archive| {
-        std::fs::create_dir_all(&archive)
-            .with_context(|| format!("cannot create the job archive {}", archive.display()))?;
-        Ok(archive)
-    }) {
+    let archive: PathBuf = match lab
+        .job_archive(job.job.run_name.as_str(), job.job.id.0)
+        .and_then(|archive| {
+            std::fs::create_dir_all(&archive)
+                .with_context(|| format!("cannot create the job archive {}", archive.display()))?;
+            Ok(archive)
+        }) {
         Ok(archive) => archive,
         Err(error) => {
             tracing::error!(job_id, error = %format!("{error:#}"), "releasing without an archive");
             PathBuf::from("/dev/null")
         }
     };
-    tracing::info!(job_id, status = cuttle_proto::convert::status_name(job.status), nodes = %job.nodes.join(","), "releasing the nodes of an ended job");
+    tracing::info!(job_id, status = %job.job.status, nodes = %job.nodes.join(","), "releasing the nodes of an ended job");
     // A supervisor that died left its runner running on the nodes: end it first (on this
     // host; a runner on another host is left to the nuke).
     let record = archive.join(process::RUNNER_RECORD);
