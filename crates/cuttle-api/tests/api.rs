@@ -7,130 +7,41 @@ use std::time::Duration;
 
 use beanstalkc::Beanstalkc;
 use tonic::Code;
-use tonic::transport::Channel;
 
-use cuttle_api::{RunningApi, Settings};
-use cuttle_db::DatabaseTarget;
-use cuttle_proto::bearer::{Authed, Bearer};
-use cuttle_proto::v1::admin_service_client::AdminServiceClient;
+use cuttle_labkit::{Lab, LabBuilder};
 use cuttle_proto::v1::health_service_client::HealthServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
-use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_proto::v1::{
-    AddNodeRequest, CreateRunRequest, CreateTokenRequest, GetHealthRequest, GetJobRequest,
-    GetRunRequest, JobSpec, JobStatus, ListNodesRequest, ListRunsRequest, LockNodesRequest,
-    UnlockNodesRequest, UpdateJobStatusRequest,
+    AddNodeRequest, CreateRunRequest, GetHealthRequest, GetJobRequest, GetRunRequest, JobSpec,
+    JobStatus, ListNodesRequest, ListRunsRequest, LockNodesRequest, UnlockNodesRequest,
+    UpdateJobStatusRequest,
 };
-use cuttle_testkit::{Beanstalkd, PostgresDatabase, SqliteFile};
-
-/// A running lab: server, beanstalkd, and the database they use.
-struct Lab {
-    api: RunningApi,
-    beanstalkd: Beanstalkd,
-    data: SqliteFile,
-    _postgres: Option<PostgresDatabase>,
-}
+use cuttle_testkit::Beanstalkd;
 
 enum Db {
     Sqlite,
     Postgres,
 }
 
-impl Lab {
-    async fn start(db: Db) -> Lab {
-        let beanstalkd = Beanstalkd::start();
-        Lab::start_with(db, beanstalkd.addr().to_string(), beanstalkd).await
-    }
+/// The lab of these tests: retries of failed puts every second, so a test that brings
+/// beanstalkd back sees its jobs soon.
+fn lab(db: Db) -> LabBuilder {
+    LabBuilder::new()
+        .postgres(matches!(db, Db::Postgres))
+        .settings(|settings| settings.enqueue_retry = Duration::from_secs(1))
+}
 
-    async fn start_with(db: Db, beanstalk: String, beanstalkd: Beanstalkd) -> Lab {
-        let data = SqliteFile::create();
-        let postgres = match db {
-            Db::Sqlite => None,
-            Db::Postgres => Some(PostgresDatabase::create()),
-        };
-        let target = match &postgres {
-            Some(pg) => DatabaseTarget::parse(pg.url()).unwrap(),
-            None => DatabaseTarget::parse(&data.url()).unwrap(),
-        };
-        let settings = Settings {
-            enqueue_retry: Duration::from_secs(1),
-            ..Settings::local(target, beanstalk, data.dir().to_owned())
-        };
-        let api = cuttle_api::spawn(settings, cuttle_api::CancellationToken::new())
-            .await
-            .unwrap();
-        Lab {
-            api,
-            beanstalkd,
-            data,
-            _postgres: postgres,
-        }
-    }
+async fn start(db: Db) -> Lab {
+    lab(db).start().await
+}
 
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.api.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    /// The bootstrap admin token's interceptor: the tests act as the lab's admin unless
-    /// they say otherwise.
-    fn admin(&self) -> Bearer {
-        Bearer::new(Some(&self.admin_token())).unwrap()
-    }
-
-    async fn nodes(&self) -> NodeServiceClient<Authed> {
-        NodeServiceClient::with_interceptor(self.channel().await, self.admin())
-    }
-
-    async fn runs(&self) -> RunServiceClient<Authed> {
-        RunServiceClient::with_interceptor(self.channel().await, self.admin())
-    }
-
-    /// A new token for `user` with `role`, made by the admin.
-    async fn token(&self, user: &str, role: &str) -> Bearer {
-        let created = AdminServiceClient::with_interceptor(self.channel().await, self.admin())
-            .create_token(CreateTokenRequest {
-                user: user.into(),
-                role: role.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        Bearer::new(Some(&created.secret)).unwrap()
-    }
-
-    async fn add_nodes(&self, machine_type: &str, count: usize) {
-        let mut nodes = self.nodes().await;
-        for i in 1..=count {
-            nodes
-                .add_node(AddNodeRequest {
-                    name: format!("{machine_type}{i:03}"),
-                    machine_type: machine_type.into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-        }
-    }
-
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data.dir().join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    /// A direct beanstalkd connection for inspecting what cuttle put there.
-    fn beanstalk(&self) -> Beanstalkc {
-        Beanstalkc::new()
-            .host("127.0.0.1")
-            .port(self.beanstalkd.port())
-            .connect()
-            .unwrap()
-    }
+/// A direct beanstalkd connection for inspecting what cuttle put there.
+fn beanstalk(lab: &Lab) -> Beanstalkc {
+    Beanstalkc::new()
+        .host("127.0.0.1")
+        .port(lab.beanstalkd.port())
+        .connect()
+        .unwrap()
 }
 
 fn jobs(count: usize, spec: JobSpec) -> Vec<JobSpec> {
@@ -158,7 +69,7 @@ fn run_request(name: &str, jobs: Vec<JobSpec>) -> CreateRunRequest {
 }
 
 async fn scheduling_puts_teuthology_bodies_with_their_priorities(db: Db) {
-    let lab = Lab::start(db).await;
+    let lab = start(db).await;
     lab.add_nodes("smithi", 20).await;
     let mut runs = lab.runs().await;
     let created = runs
@@ -168,7 +79,7 @@ async fn scheduling_puts_teuthology_bodies_with_their_priorities(db: Db) {
         .into_inner();
     assert_eq!(created.run_name, "alice-run-1");
     assert_eq!(created.jobs.len(), 50);
-    let mut beanstalk = lab.beanstalk();
+    let mut beanstalk = beanstalk(&lab);
     let tube = beanstalk.stats_tube("smithi").unwrap();
     assert_eq!(tube["current-jobs-ready"], "50");
     for job in &created.jobs {
@@ -223,7 +134,7 @@ async fn scheduling_puts_teuthology_bodies_with_their_priorities_postgres() {
 /// in the order the policy wants inside a suite, so a dispatcher's window sees them so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suite_is_put_in_the_policys_order_biggest_first_unless_urgent() {
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 5).await;
     let mut runs = lab.runs().await;
     let sizes = [1, 5, 2, 3, 1];
@@ -252,7 +163,7 @@ async fn a_suite_is_put_in_the_policys_order_biggest_first_unless_urgent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_config_file_is_kept_and_its_keys_fill_the_gaps() {
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 3).await;
     let config = "name: teuth-run\nowner: scheduled_bob@teuthology\nmachine_type: smithi\npriority: 50\n\
                   roles:\n- [mon.a, osd.0]\n- [client.0]\ntasks:\n- install:\n- ceph:\nunknown_key: {nested: 1}\n";
@@ -295,7 +206,7 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_clearly_and_writes_nothing() {
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 20).await;
     let mut runs = lab.runs().await;
     let with_config = |yaml: &str| {
@@ -374,7 +285,7 @@ async fn bad_input_is_refused_clearly_and_writes_nothing() {
         .into_inner();
     assert!(listed.runs.is_empty(), "{listed:?}");
     assert!(
-        lab.beanstalk().stats_tube("smithi").is_err(),
+        beanstalk(&lab).stats_tube("smithi").is_err(),
         "no tube means no job was put"
     );
 
@@ -444,7 +355,11 @@ async fn bad_input_is_refused_clearly_and_writes_nothing() {
 async fn an_unreachable_beanstalkd_refuses_scheduling_and_writes_nothing() {
     let beanstalkd = Beanstalkd::start();
     let nowhere = format!("127.0.0.1:{}", cuttle_testkit::free_port());
-    let lab = Lab::start_with(Db::Sqlite, nowhere, beanstalkd).await;
+    let lab = lab(Db::Sqlite)
+        .beanstalk_address(nowhere)
+        .beanstalkd(beanstalkd)
+        .start()
+        .await;
     lab.add_nodes("smithi", 2).await;
     let mut runs = lab.runs().await;
     assert_refused(
@@ -469,7 +384,7 @@ async fn an_unreachable_beanstalkd_refuses_scheduling_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_status_changes_go_through_the_state_machine() {
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 1).await;
     let mut runs = lab.runs().await;
     let created = runs
@@ -542,7 +457,7 @@ async fn job_status_changes_go_through_the_state_machine() {
 /// 200 lock requests at once for random counts over 20 nodes: every request gets exactly
 /// its count or nothing, and no node is ever held by two requests.
 async fn concurrent_lock_requests_never_share_a_node(db: Db) {
-    let lab = Lab::start(db).await;
+    let lab = start(db).await;
     lab.add_nodes("smithi", 20).await;
     let channel = lab.channel().await;
     let holders: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
@@ -640,7 +555,7 @@ async fn concurrent_lock_requests_never_share_a_node_postgres() {
 /// A suite whose job configs add up to more than tonic's 4 MiB default still schedules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_suite_request_is_accepted() {
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 1).await;
     let config = format!("overrides:\n  blob: '{}'\n", "x".repeat(40 * 1024));
     let spec = JobSpec {
@@ -663,7 +578,7 @@ async fn a_large_suite_request_is_accepted() {
 /// Jobs of one run may carry different configs; each job keeps its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_job_keeps_its_own_config() {
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 3).await;
     let one = "roles:\n- [mon.a]\nmarker: one\n";
     let two = "roles:\n- [mon.a]\n- [client.0]\nmarker: two\n";
@@ -692,7 +607,11 @@ async fn each_job_keeps_its_own_config() {
 async fn jobs_recorded_while_beanstalkd_is_down_are_put_when_it_returns() {
     let port = cuttle_testkit::free_port();
     let unused = Beanstalkd::start();
-    let lab = Lab::start_with(Db::Sqlite, format!("127.0.0.1:{port}"), unused).await;
+    let lab = lab(Db::Sqlite)
+        .beanstalk_address(format!("127.0.0.1:{port}"))
+        .beanstalkd(unused)
+        .start()
+        .await;
     let store = lab.api.app.store().clone();
     let created = tokio::task::spawn_blocking(move || {
         let run = cuttle_core::RunSpec {
@@ -776,7 +695,11 @@ async fn jobs_lost_by_a_beanstalkd_restart_are_put_again() {
     let port = cuttle_testkit::free_port();
     let first = Beanstalkd::start_on(port);
     let unused = Beanstalkd::start();
-    let lab = Lab::start_with(Db::Sqlite, format!("127.0.0.1:{port}"), unused).await;
+    let lab = lab(Db::Sqlite)
+        .beanstalk_address(format!("127.0.0.1:{port}"))
+        .beanstalkd(unused)
+        .start()
+        .await;
     let mut runs = lab.runs().await;
     let ids = |shown: &cuttle_proto::v1::RunDetail| -> Vec<Option<u64>> {
         shown.jobs.iter().map(|j| j.beanstalk_id).collect()
@@ -865,7 +788,7 @@ async fn jobs_lost_by_a_beanstalkd_restart_are_put_again() {
 /// server keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_grpc_input_gets_client_errors_and_the_server_survives() {
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 2).await;
     let mut nodes = lab.nodes().await;
     let mut runs = lab.runs().await;
@@ -978,7 +901,7 @@ async fn only_the_recorded_supervisor_speaks_for_a_running_job() {
         AcquireLeaseRequest, ClaimJobRequest, HeartbeatRequest, RecordDispatchRequest,
         ReportPrepareRequest,
     };
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 1).await;
     let mut runs = lab.runs().await;
     let job = runs
@@ -1081,7 +1004,7 @@ async fn standard_health_and_reflection_answer_without_a_token() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     let mut health = HealthClient::new(lab.channel().await);
     for service in ["", "cuttle.v1.RunService", "cuttle.v1.QueueService"] {
         // The first report is written as the server starts; wait for it.
@@ -1163,7 +1086,7 @@ async fn a_tube_watcher_hears_jobs_queued_and_nodes_freed_of_its_tube_only() {
     use cuttle_proto::v1::WatchTubeRequest;
     use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
 
-    let lab = Lab::start(Db::Sqlite).await;
+    let lab = start(Db::Sqlite).await;
     lab.add_nodes("smithi", 2).await;
     lab.add_nodes("mira", 1).await;
     let developer = lab.token("alice", "developer").await;

@@ -8,8 +8,7 @@
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use cuttle_api::{RunningApi, Settings};
-use cuttle_db::DatabaseTarget;
+use cuttle_labkit::LabBuilder;
 use cuttle_proto::bearer::Bearer;
 use cuttle_proto::v1;
 use cuttle_proto::v1::admin_service_client::AdminServiceClient;
@@ -21,7 +20,6 @@ use cuttle_proto::v1::preset_service_client::PresetServiceClient;
 use cuttle_proto::v1::queue_service_client::QueueServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_proto::v1::suite_service_client::SuiteServiceClient;
-use cuttle_testkit::{Beanstalkd, SqliteFile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
@@ -41,9 +39,8 @@ const EVERYONE: [Who; 5] = [
 ];
 
 struct Lab {
-    api: RunningApi,
-    _beanstalkd: Beanstalkd,
-    data: SqliteFile,
+    /// cuttle-api over SQLite, with four smithi nodes.
+    kit: cuttle_labkit::Lab,
     channel: Channel,
     alice: String,
     bob: String,
@@ -55,51 +52,23 @@ struct Lab {
 
 impl Lab {
     async fn start(anonymous_reads: bool) -> Lab {
-        let beanstalkd = Beanstalkd::start();
-        let data = SqliteFile::create();
-        let settings = Settings {
-            max_db_connections: 4,
-            anonymous_reads,
-            ..Settings::local(
-                DatabaseTarget::parse(&data.url()).unwrap(),
-                beanstalkd.addr().to_string(),
-                data.dir().to_owned(),
-            )
-        };
-        let api = cuttle_api::spawn(settings, cuttle_api::CancellationToken::new())
-            .await
-            .unwrap();
-        let channel = Channel::from_shared(api.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let kit = LabBuilder::new()
+            .nodes("smithi", 4)
+            .settings(move |settings| {
+                settings.max_db_connections = 4;
+                settings.anonymous_reads = anonymous_reads;
+            })
+            .start()
+            .await;
         let mut lab = Lab {
-            api,
-            _beanstalkd: beanstalkd,
-            data,
-            channel,
-            alice: String::new(),
-            bob: String::new(),
-            service: String::new(),
+            channel: kit.channel().await,
+            alice: kit.token_secret("alice", "developer").await,
+            bob: kit.token_secret("bob", "developer").await,
+            service: kit.token_secret("dispatcher-smithi", "service").await,
+            kit,
             job_id: 0,
             autosuite_id: 0,
         };
-        lab.alice = lab.create_token("alice", "developer").await;
-        lab.bob = lab.create_token("bob", "developer").await;
-        lab.service = lab.create_token("dispatcher-smithi", "service").await;
-        let mut nodes =
-            NodeServiceClient::with_interceptor(lab.channel.clone(), lab.as_(Who::Admin));
-        for i in 1..=4 {
-            nodes
-                .add_node(v1::AddNodeRequest {
-                    name: format!("smithi{i:03}"),
-                    machine_type: "smithi".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-        }
         // alice's run, and alice's hand lock on smithi001.
         let created = RunServiceClient::with_interceptor(lab.channel.clone(), lab.as_(Who::Alice))
             .create_run(run_request("alice-run", "alice"))
@@ -118,34 +87,15 @@ impl Lab {
         lab
     }
 
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data.dir().join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
     fn as_(&self, who: Who) -> Bearer {
         let token = match who {
             Who::Anonymous => return Bearer::none(),
             Who::Alice => self.alice.clone(),
             Who::Bob => self.bob.clone(),
             Who::Service => self.service.clone(),
-            Who::Admin => self.admin_token(),
+            Who::Admin => self.kit.admin_token(),
         };
         Bearer::new(Some(&token)).unwrap()
-    }
-
-    async fn create_token(&self, user: &str, role: &str) -> String {
-        AdminServiceClient::with_interceptor(self.channel.clone(), self.as_(Who::Admin))
-            .create_token(v1::CreateTokenRequest {
-                user: user.into(),
-                role: role.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .secret
     }
 }
 
@@ -897,5 +847,5 @@ async fn bad_revoked_and_closed_read_tokens_are_refused() {
         "{}",
         refused.message()
     );
-    drop(lab.api);
+    drop(lab.kit);
 }

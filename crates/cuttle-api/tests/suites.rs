@@ -7,26 +7,21 @@ use std::time::Duration;
 
 use beanstalkc::Beanstalkc;
 use tonic::Code;
-use tonic::transport::Channel;
 
-use cuttle_api::{RunningApi, Settings};
-use cuttle_db::{DatabaseTarget, Store};
+use cuttle_api::Settings;
+use cuttle_db::Store;
+use cuttle_labkit::{Lab, LabBuilder};
 use cuttle_proto::bearer::{Authed, Bearer};
-use cuttle_proto::v1::admin_service_client::AdminServiceClient;
 use cuttle_proto::v1::auto_suite_service_client::AutoSuiteServiceClient;
-use cuttle_proto::v1::node_service_client::NodeServiceClient;
-use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_proto::v1::suite_service_client::SuiteServiceClient;
 use cuttle_proto::v1::{
     AddAutoSuiteRequest, DeleteAutoSuiteRequest, EditAutoSuiteRequest, GetAutoSuiteRequest,
     ListAutoSuitesRequest, ListRunsRequest,
 };
 use cuttle_proto::v1::{
-    AddNodeRequest, CreateTokenRequest, GetRunRequest, JobStatus, ScheduleSuiteResponse, SuiteArgs,
-    UpdateJobStatusRequest,
+    GetRunRequest, JobStatus, ScheduleSuiteResponse, SuiteArgs, UpdateJobStatusRequest,
 };
 use cuttle_testkit::shaman::{Build as ShamanBuild, Shaman};
-use cuttle_testkit::{Beanstalkd, PostgresDatabase, SqliteFile};
 
 fn tree() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cuttle-suite/tests/data/ceph")
@@ -45,150 +40,48 @@ fn copy_of_tree() -> tempfile::TempDir {
     copy
 }
 
-struct Lab {
-    api: RunningApi,
-    /// What the server was started with, to start it again.
-    settings: Settings,
-    beanstalkd: Beanstalkd,
-    data: SqliteFile,
-    target: DatabaseTarget,
-    _postgres: Option<PostgresDatabase>,
+async fn start(postgres: bool, threshold: u64) -> Lab {
+    start_with(postgres, move |settings| {
+        settings.suites.job_threshold = threshold
+    })
+    .await
 }
 
-impl Lab {
-    async fn start(postgres: bool, threshold: u64) -> Lab {
-        Lab::start_with(postgres, |settings| {
-            settings.suites.job_threshold = threshold
+/// The lab of these tests: three smithi nodes, put retries every second and a reaper
+/// pass every 200 ms (which reports ended suite runs), then `adjust`.
+async fn start_with(postgres: bool, adjust: impl FnOnce(&mut Settings) + Send + 'static) -> Lab {
+    LabBuilder::new()
+        .postgres(postgres)
+        .nodes("smithi", 3)
+        .settings(|settings| {
+            settings.enqueue_retry = Duration::from_secs(1);
+            settings.reap_interval = Duration::from_millis(200);
         })
+        .settings(adjust)
+        .start()
         .await
-    }
+}
 
-    async fn start_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Lab {
-        let beanstalkd = Beanstalkd::start();
-        let data = SqliteFile::create();
-        let pg = postgres.then(PostgresDatabase::create);
-        let target = match &pg {
-            Some(pg) => DatabaseTarget::parse(pg.url()).unwrap(),
-            None => DatabaseTarget::parse(&data.url()).unwrap(),
-        };
-        let mut settings = Settings {
-            enqueue_retry: Duration::from_secs(1),
-            ..Settings::local(
-                target.clone(),
-                beanstalkd.addr().to_string(),
-                data.dir().to_owned(),
-            )
-        };
-        settings.reap_interval = Duration::from_millis(200);
-        adjust(&mut settings);
-        let api = cuttle_api::spawn(settings.clone(), cuttle_api::CancellationToken::new())
-            .await
-            .unwrap();
-        let lab = Lab {
-            api,
-            settings,
-            beanstalkd,
-            data,
-            target,
-            _postgres: pg,
-        };
-        let mut nodes = NodeServiceClient::with_interceptor(lab.channel().await, lab.admin());
-        for i in 1..=3 {
-            nodes
-                .add_node(AddNodeRequest {
-                    name: format!("smithi{i:03}"),
-                    machine_type: "smithi".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-        }
-        lab
-    }
+async fn suites(lab: &Lab, as_who: Bearer) -> SuiteServiceClient<Authed> {
+    SuiteServiceClient::with_interceptor(lab.channel().await, as_who)
+}
 
-    /// Stops cuttle-api, waits until it has, and starts it again on the same database
-    /// and data directory.
-    async fn restart(self) -> Lab {
-        let Lab {
-            api,
-            settings,
-            beanstalkd,
-            data,
-            target,
-            _postgres,
-        } = self;
-        api.stop();
-        api.wait().await.unwrap();
-        let api = cuttle_api::spawn(settings.clone(), cuttle_api::CancellationToken::new())
-            .await
-            .unwrap();
-        Lab {
-            api,
-            settings,
-            beanstalkd,
-            data,
-            target,
-            _postgres,
-        }
+/// beanstalkd's count of ready jobs on the smithi tube.
+fn ready_on_tube(lab: &Lab) -> u64 {
+    let mut beanstalk = Beanstalkc::new()
+        .host("127.0.0.1")
+        .port(lab.beanstalkd.port())
+        .connect()
+        .unwrap();
+    match beanstalk.stats_tube("smithi") {
+        Ok(stats) => stats["current-jobs-ready"].parse().unwrap(),
+        Err(_) => 0,
     }
+}
 
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.api.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    fn admin(&self) -> Bearer {
-        Bearer::new(Some(
-            std::fs::read_to_string(self.data.dir().join("admin.token"))
-                .unwrap()
-                .trim(),
-        ))
-        .unwrap()
-    }
-
-    async fn developer(&self, user: &str) -> Bearer {
-        Bearer::new(Some(&self.developer_token(user).await)).unwrap()
-    }
-
-    /// A new developer token's secret for `user`.
-    async fn developer_token(&self, user: &str) -> String {
-        let created = AdminServiceClient::with_interceptor(self.channel().await, self.admin())
-            .create_token(CreateTokenRequest {
-                user: user.into(),
-                role: "developer".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        created.secret
-    }
-
-    async fn suites(&self, as_who: Bearer) -> SuiteServiceClient<Authed> {
-        SuiteServiceClient::with_interceptor(self.channel().await, as_who)
-    }
-
-    async fn runs(&self) -> RunServiceClient<Authed> {
-        RunServiceClient::with_interceptor(self.channel().await, self.admin())
-    }
-
-    fn ready_on_tube(&self) -> u64 {
-        let mut beanstalk = Beanstalkc::new()
-            .host("127.0.0.1")
-            .port(self.beanstalkd.port())
-            .connect()
-            .unwrap();
-        match beanstalk.stats_tube("smithi") {
-            Ok(stats) => stats["current-jobs-ready"].parse().unwrap(),
-            Err(_) => 0,
-        }
-    }
-
-    fn store(&self) -> Store {
-        Store::open(self.target.clone(), 2).unwrap()
-    }
+/// The lab's database, opened beside cuttle-api.
+fn store(lab: &Lab) -> Store {
+    Store::open(lab.settings.db.clone(), 2).unwrap()
 }
 
 fn singleton(dir: &Path) -> SuiteArgs {
@@ -203,10 +96,9 @@ fn singleton(dir: &Path) -> SuiteArgs {
 }
 
 async fn a_suite_is_queued_whole_with_its_pins(postgres: bool) {
-    let lab = Lab::start(postgres, 500).await;
-    let alice = lab.developer("alice").await;
-    let dry = lab
-        .suites(alice.clone())
+    let lab = start(postgres, 500).await;
+    let alice = lab.token("alice", "developer").await;
+    let dry = suites(&lab, alice.clone())
         .await
         .schedule_suite(SuiteArgs {
             dry_run: true,
@@ -221,9 +113,8 @@ async fn a_suite_is_queued_whole_with_its_pins(postgres: bool) {
         "the recorded teuthology list has 54 jobs"
     );
     assert!(dry.run_name.is_empty() && dry.queued.is_empty());
-    assert_eq!(lab.ready_on_tube(), 0, "a dry run queues nothing");
-    let done = lab
-        .suites(alice)
+    assert_eq!(ready_on_tube(&lab), 0, "a dry run queues nothing");
+    let done = suites(&lab, alice)
         .await
         .schedule_suite(singleton(&tree()))
         .await
@@ -241,7 +132,7 @@ async fn a_suite_is_queued_whole_with_its_pins(postgres: bool) {
     // Everything reached beanstalkd (puts are retried until they do).
     let mut ready = 0;
     for _ in 0..50 {
-        ready = lab.ready_on_tube();
+        ready = ready_on_tube(&lab);
         if ready == 54 {
             break;
         }
@@ -249,8 +140,7 @@ async fn a_suite_is_queued_whole_with_its_pins(postgres: bool) {
     }
     assert_eq!(ready, 54);
     let run = cuttle_core::RunName::parse(&done.run_name).unwrap();
-    let pins = lab
-        .store()
+    let pins = store(&lab)
         .suite_pins(&run)
         .unwrap()
         .expect("a suite run records its pins");
@@ -278,9 +168,8 @@ async fn a_suite_is_queued_whole_with_its_pins_postgres() {
 
 #[tokio::test]
 async fn a_rerun_schedules_exactly_the_failed_and_dead_jobs() {
-    let lab = Lab::start(false, 500).await;
-    let done = lab
-        .suites(lab.admin())
+    let lab = start(false, 500).await;
+    let done = suites(&lab, lab.admin())
         .await
         .schedule_suite(singleton(&tree()))
         .await
@@ -320,8 +209,7 @@ async fn a_rerun_schedules_exactly_the_failed_and_dead_jobs() {
             expected.push((job.description.clone(), job.config_yaml.clone()));
         }
     }
-    let rerun = lab
-        .suites(lab.admin())
+    let rerun = suites(&lab, lab.admin())
         .await
         .schedule_suite(SuiteArgs {
             rerun: done.run_name.clone(),
@@ -354,15 +242,13 @@ async fn a_rerun_schedules_exactly_the_failed_and_dead_jobs() {
         }
         assert_eq!(new, old, "a rerun job keeps its config");
     }
-    let pins = lab
-        .store()
+    let pins = store(&lab)
         .suite_pins(&cuttle_core::RunName::parse(&rerun.run_name).unwrap())
         .unwrap()
         .unwrap();
     assert_eq!(pins.rerun_of.as_deref(), Some(done.run_name.as_str()));
     // Only killed statuses asked: the killed jobs.
-    let killed = lab
-        .suites(lab.admin())
+    let killed = suites(&lab, lab.admin())
         .await
         .schedule_suite(SuiteArgs {
             rerun: done.run_name.clone(),
@@ -391,19 +277,17 @@ fn tree_with_a_huge_fragment() -> tempfile::TempDir {
 
 #[tokio::test]
 async fn a_failure_half_way_leaves_no_run_and_nothing_queued() {
-    let lab = Lab::start(false, 500).await;
+    let lab = start(false, 500).await;
     let copy = tree_with_a_huge_fragment();
-    let error = lab
-        .suites(lab.admin())
+    let error = suites(&lab, lab.admin())
         .await
         .schedule_suite(singleton(copy.path()))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
     assert!(error.message().contains("over the"), "{}", error.message());
-    assert_eq!(lab.ready_on_tube(), 0);
-    let runs = lab
-        .store()
+    assert_eq!(ready_on_tube(&lab), 0);
+    let runs = store(&lab)
         .list_runs(&cuttle_db::RunFilter::default())
         .unwrap();
     assert!(runs.is_empty(), "the transaction wrote nothing: {runs:?}");
@@ -411,11 +295,10 @@ async fn a_failure_half_way_leaves_no_run_and_nothing_queued() {
 
 #[tokio::test]
 async fn guard_rails_need_the_admin_role_to_pass() {
-    let lab = Lab::start(false, 20).await;
-    let alice = lab.developer("alice").await;
+    let lab = start(false, 20).await;
+    let alice = lab.token("alice", "developer").await;
     // 54 jobs over a threshold of 20.
-    let error = lab
-        .suites(alice.clone())
+    let error = suites(&lab, alice.clone())
         .await
         .schedule_suite(singleton(&tree()))
         .await
@@ -426,8 +309,7 @@ async fn guard_rails_need_the_admin_role_to_pass() {
         "{}",
         error.message()
     );
-    let error = lab
-        .suites(alice.clone())
+    let error = suites(&lab, alice.clone())
         .await
         .schedule_suite(SuiteArgs {
             job_threshold: Some(0),
@@ -437,8 +319,7 @@ async fn guard_rails_need_the_admin_role_to_pass() {
         .unwrap_err();
     assert_eq!(error.code(), Code::PermissionDenied, "{error:?}");
     // An urgent priority for a big run.
-    let error = lab
-        .suites(alice.clone())
+    let error = suites(&lab, alice.clone())
         .await
         .schedule_suite(SuiteArgs {
             priority: Some(40),
@@ -453,8 +334,7 @@ async fn guard_rails_need_the_admin_role_to_pass() {
         "{}",
         error.message()
     );
-    let error = lab
-        .suites(alice)
+    let error = suites(&lab, alice)
         .await
         .schedule_suite(SuiteArgs {
             priority: Some(40),
@@ -466,8 +346,7 @@ async fn guard_rails_need_the_admin_role_to_pass() {
         .unwrap_err();
     assert_eq!(error.code(), Code::PermissionDenied);
     // An admin passes both.
-    let done = lab
-        .suites(lab.admin())
+    let done = suites(&lab, lab.admin())
         .await
         .schedule_suite(SuiteArgs {
             priority: Some(40),
@@ -483,8 +362,8 @@ async fn guard_rails_need_the_admin_role_to_pass() {
 
 #[tokio::test]
 async fn bad_suites_are_refused_with_the_file_named_and_nothing_queued() {
-    let lab = Lab::start(false, 500).await;
-    let mut suites = lab.suites(lab.admin()).await;
+    let lab = start(false, 500).await;
+    let mut suites = suites(&lab, lab.admin()).await;
     let missing = suites
         .schedule_suite(SuiteArgs {
             suite: "rados/nope".into(),
@@ -527,9 +406,9 @@ async fn bad_suites_are_refused_with_the_file_named_and_nothing_queued() {
         "{}",
         malformed.message()
     );
-    assert_eq!(lab.ready_on_tube(), 0);
+    assert_eq!(ready_on_tube(&lab), 0);
     assert!(
-        lab.store()
+        store(&lab)
             .list_runs(&cuttle_db::RunFilter::default())
             .unwrap()
             .is_empty()
@@ -554,7 +433,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_git_suite_repository_is_cached_fetched_and_pinned() {
-    let lab = Lab::start(false, 500).await;
+    let lab = start(false, 500).await;
     let repo = copy_of_tree();
     git(repo.path(), &["init", "-q", "-b", "main"]);
     git(repo.path(), &["add", "-A"]);
@@ -567,7 +446,7 @@ async fn a_git_suite_repository_is_cached_fetched_and_pinned() {
         dry_run: true,
         ..singleton(&tree())
     };
-    let mut suites = lab.suites(lab.admin()).await;
+    let mut suites = suites(&lab, lab.admin()).await;
     let answer = suites
         .schedule_suite(args.clone())
         .await
@@ -623,12 +502,11 @@ async fn a_git_suite_repository_is_cached_fetched_and_pinned() {
 async fn an_ended_suite_run_is_reported_once_and_mailed() {
     let mailbox = tempfile::tempdir().unwrap();
     let command = format!("cat >> {}/mail", mailbox.path().display());
-    let lab = Lab::start_with(false, |settings| {
+    let lab = start_with(false, |settings| {
         settings.suites.mail_command = Some(command)
     })
     .await;
-    let done = lab
-        .suites(lab.admin())
+    let done = suites(&lab, lab.admin())
         .await
         .schedule_suite(SuiteArgs {
             email: "dev@example.com".into(),
@@ -699,8 +577,8 @@ async fn an_ended_suite_run_is_reported_once_and_mailed() {
 async fn suite_dirs_outside_the_labs_roots_are_refused() {
     let allowed = copy_of_tree();
     let root = allowed.path().to_owned();
-    let lab = Lab::start_with(false, |settings| settings.suites.dir_roots = vec![root]).await;
-    let mut suites = lab.suites(lab.admin()).await;
+    let lab = start_with(false, |settings| settings.suites.dir_roots = vec![root]).await;
+    let mut suites = suites(&lab, lab.admin()).await;
     let outside = suites
         .schedule_suite(SuiteArgs {
             dry_run: true,
@@ -731,8 +609,11 @@ async fn presets_are_their_owners_and_schedule_with_overrides() {
     use cuttle_proto::v1::{
         DeletePresetRequest, GetPresetRequest, ListPresetsRequest, SavePresetRequest,
     };
-    let lab = Lab::start(false, 500).await;
-    let (alice, bob) = (lab.developer("alice").await, lab.developer("bob").await);
+    let lab = start(false, 500).await;
+    let (alice, bob) = (
+        lab.token("alice", "developer").await,
+        lab.token("bob", "developer").await,
+    );
     let channel = lab.channel().await;
     let presets = |who: Bearer| {
         let channel = channel.clone();
@@ -807,8 +688,7 @@ async fn presets_are_their_owners_and_schedule_with_overrides() {
             .presets
             .is_empty()
     );
-    let bobs = lab
-        .suites(bob)
+    let bobs = suites(&lab, bob)
         .await
         .schedule_suite(SuiteArgs {
             preset: "peers".into(),
@@ -827,8 +707,7 @@ async fn presets_are_their_owners_and_schedule_with_overrides() {
         .into_inner();
     assert_eq!(all.presets.len(), 1);
     // alice schedules from it, laying --limit 3 over it.
-    let done = lab
-        .suites(alice.clone())
+    let done = suites(&lab, alice.clone())
         .await
         .schedule_suite(SuiteArgs {
             preset: "peers".into(),
@@ -844,8 +723,7 @@ async fn presets_are_their_owners_and_schedule_with_overrides() {
         "the preset's filter applies"
     );
     assert_eq!(done.seed, 7, "the preset's seed applies");
-    let missing = lab
-        .suites(alice.clone())
+    let missing = suites(&lab, alice.clone())
         .await
         .schedule_suite(SuiteArgs {
             preset: "nope".into(),
@@ -876,7 +754,7 @@ async fn build_lab(shaman: &Shaman, poll: Duration) -> Lab {
     let secret_dir = tempfile::tempdir().unwrap().keep();
     let secret_file = secret_dir.join("webhook.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    Lab::start_with(false, move |settings| {
+    start_with(false, move |settings| {
         settings.builds.shaman_url = Some(url);
         settings.builds.webhook_secret_file = Some(secret_file);
         settings.builds.http_listen = Some("127.0.0.1:0".parse().unwrap());
@@ -900,7 +778,7 @@ async fn schedule_waiting(
     who: &Bearer,
     branch: &str,
 ) -> Result<ScheduleSuiteResponse, tonic::Status> {
-    lab.suites(who.clone())
+    suites(lab, who.clone())
         .await
         .schedule_suite(SuiteArgs {
             wait_for_build: true,
@@ -999,10 +877,9 @@ async fn a_suite_waits_for_its_build_and_fires_exactly_once() {
     let shaman = Shaman::start();
     shaman.add(ShamanBuild::centos("wip-x", SHA1, "building"));
     let lab = build_lab(&shaman, Duration::from_secs(3600)).await;
-    let alice = lab.developer("alice").await;
+    let alice = lab.token("alice", "developer").await;
     // Not ready: refused, saying where it stands and how to wait.
-    let refused = lab
-        .suites(alice.clone())
+    let refused = suites(&lab, alice.clone())
         .await
         .schedule_suite(on_branch(&tree(), "wip-x"))
         .await
@@ -1020,7 +897,7 @@ async fn a_suite_waits_for_its_build_and_fires_exactly_once() {
         ("waiting_for_build", "wip-x")
     );
     assert!(kept.run_name.is_empty() && kept.queued.is_empty());
-    assert_eq!(lab.ready_on_tube(), 0, "nothing expanded or queued yet");
+    assert_eq!(ready_on_tube(&lab), 0, "nothing expanded or queued yet");
     // The build completes: Shaman lists it ready, and Jenkins calls the webhook.
     shaman.set_status("wip-x", SHA1, "ready");
     let body = completed("wip-x", SHA1);
@@ -1064,7 +941,7 @@ async fn a_suite_waits_for_its_build_and_fires_exactly_once() {
         1,
         "one run, whatever races"
     );
-    assert_eq!(lab.ready_on_tube(), jobs);
+    assert_eq!(ready_on_tube(&lab), jobs);
     let timeline: Vec<String> = autosuite(&lab, waiting.id)
         .await
         .timeline
@@ -1075,8 +952,7 @@ async fn a_suite_waits_for_its_build_and_fires_exactly_once() {
     // A ready build schedules at once, with its sha1.
     let other = "0123456789012345678901234567890123456789";
     shaman.add(ShamanBuild::centos("wip-ready", other, "ready"));
-    let now = lab
-        .suites(alice)
+    let now = suites(&lab, alice)
         .await
         .schedule_suite(on_branch(&tree(), "wip-ready"))
         .await
@@ -1091,7 +967,7 @@ async fn the_poll_fires_a_suite_whose_webhook_was_lost() {
     let shaman = Shaman::start();
     shaman.add(ShamanBuild::centos("wip-lost", SHA1, "queued"));
     let lab = build_lab(&shaman, Duration::from_secs(1)).await;
-    let alice = lab.developer("alice").await;
+    let alice = lab.token("alice", "developer").await;
     let kept = kept_waiting(&lab, &alice, "wip-lost").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(autosuite(&lab, kept).await.state, "waiting_for_build");
@@ -1112,7 +988,7 @@ async fn a_failed_build_ends_its_autosuites_with_its_url() {
     let shaman = Shaman::start();
     shaman.add(ShamanBuild::centos("wip-f", SHA1, "building"));
     let lab = build_lab(&shaman, Duration::from_secs(3600)).await;
-    let alice = lab.developer("alice").await;
+    let alice = lab.token("alice", "developer").await;
     let mut ids = Vec::new();
     for _ in 0..2 {
         ids.push(kept_waiting(&lab, &alice, "wip-f").await);
@@ -1129,7 +1005,7 @@ async fn a_failed_build_ends_its_autosuites_with_its_url() {
         );
     }
     assert!(runs_of(&lab, "alice").await.is_empty());
-    assert_eq!(lab.ready_on_tube(), 0);
+    assert_eq!(ready_on_tube(&lab), 0);
     // Shaman knowing it failed refuses a new request, even one that would wait.
     shaman.set_status("wip-f", SHA1, "failed");
     let refused = schedule_waiting(&lab, &alice, "wip-f").await.unwrap_err();
@@ -1146,7 +1022,7 @@ async fn a_restart_mid_firing_neither_loses_nor_doubles_the_run() {
     let shaman = Shaman::start();
     shaman.add(ShamanBuild::centos("wip-r", SHA1, "building"));
     let lab = build_lab(&shaman, Duration::from_secs(3600)).await;
-    let alice = lab.developer("alice").await;
+    let alice = lab.token("alice", "developer").await;
     let mut ids = Vec::new();
     for _ in 0..2 {
         ids.push(kept_waiting(&lab, &alice, "wip-r").await);
@@ -1154,7 +1030,7 @@ async fn a_restart_mid_firing_neither_loses_nor_doubles_the_run() {
     // A firing claimed the first and its cuttle-api died before the run existed; the
     // second's died after making the run but before recording it.
     lab.api.stop();
-    let store = lab.store();
+    let store = store(&lab);
     let now = cuttle_core::UnixMillis(unix_now() * 1000);
     assert!(
         store
@@ -1203,7 +1079,7 @@ async fn bad_webhooks_are_refused_and_change_nothing() {
     let shaman = Shaman::start();
     shaman.add(ShamanBuild::centos("wip-b", SHA1, "building"));
     let lab = build_lab(&shaman, Duration::from_secs(3600)).await;
-    let alice = lab.developer("alice").await;
+    let alice = lab.token("alice", "developer").await;
     let kept = kept_waiting(&lab, &alice, "wip-b").await;
     let good = completed("wip-b", SHA1);
     let now = unix_now();
@@ -1276,16 +1152,15 @@ async fn bad_webhooks_are_refused_and_change_nothing() {
     assert_eq!(forged.status().as_u16(), 401);
     assert_eq!(autosuite(&lab, kept).await.state, "waiting_for_build");
     assert!(runs_of(&lab, "alice").await.is_empty());
-    assert_eq!(lab.ready_on_tube(), 0);
+    assert_eq!(ready_on_tube(&lab), 0);
 }
 
 #[tokio::test]
 async fn shaman_down_or_unknown_refuses_or_keeps_the_request() {
     let shaman = Shaman::start();
     let lab = build_lab(&shaman, Duration::from_secs(3600)).await;
-    let alice = lab.developer("alice").await;
-    let unknown = lab
-        .suites(alice.clone())
+    let alice = lab.token("alice", "developer").await;
+    let unknown = suites(&lab, alice.clone())
         .await
         .schedule_suite(on_branch(&tree(), "wip-never-pushed"))
         .await
@@ -1297,8 +1172,7 @@ async fn shaman_down_or_unknown_refuses_or_keeps_the_request() {
         unknown.message()
     );
     shaman.set_down(true);
-    let down = lab
-        .suites(alice.clone())
+    let down = suites(&lab, alice.clone())
         .await
         .schedule_suite(on_branch(&tree(), "wip-x"))
         .await
@@ -1314,7 +1188,10 @@ async fn shaman_down_or_unknown_refuses_or_keeps_the_request() {
 async fn autosuites_are_their_owners_and_an_admins() {
     let shaman = Shaman::start();
     let lab = build_lab(&shaman, Duration::from_secs(3600)).await;
-    let (alice, bob) = (lab.developer("alice").await, lab.developer("bob").await);
+    let (alice, bob) = (
+        lab.token("alice", "developer").await,
+        lab.token("bob", "developer").await,
+    );
     let added = autosuites(&lab, alice.clone())
         .await
         .add_auto_suite(AddAutoSuiteRequest {
@@ -1421,13 +1298,13 @@ async fn an_autosuite_from_a_preset_expires_when_its_build_never_comes() {
     use cuttle_proto::v1::preset_service_client::PresetServiceClient;
     let shaman = Shaman::start();
     let url = shaman.url();
-    let lab = Lab::start_with(false, move |settings| {
+    let lab = start_with(false, move |settings| {
         settings.builds.shaman_url = Some(url);
         settings.builds.shaman_poll = Duration::from_millis(200);
         settings.builds.autosuite_max_age = Duration::from_secs(2);
     })
     .await;
-    let alice = lab.developer("alice").await;
+    let alice = lab.token("alice", "developer").await;
     PresetServiceClient::with_interceptor(lab.channel().await, alice.clone())
         .save_preset(SavePresetRequest {
             owner: String::new(),
@@ -1494,12 +1371,12 @@ async fn teuthology_lock_lists_cuttles_nodes_through_the_paddles_api() {
         );
         return;
     };
-    let lab = Lab::start_with(false, |settings| {
+    let lab = start_with(false, |settings| {
         settings.builds.http_listen = Some("127.0.0.1:0".parse().unwrap());
         settings.anonymous_reads = false;
     })
     .await;
-    let alice = lab.developer("alice").await;
+    let alice = lab.token("alice", "developer").await;
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
     let mut nodes = NodeServiceClient::with_interceptor(lab.channel().await, lab.admin());
     nodes
@@ -1546,7 +1423,7 @@ async fn teuthology_lock_lists_cuttles_nodes_through_the_paddles_api() {
         );
         o
     };
-    let token = std::fs::read_to_string(lab.data.dir().join("admin.token")).unwrap();
+    let token = std::fs::read_to_string(lab.data_dir().join("admin.token")).unwrap();
     let with_token = format!("http://teuthology:{}@{http}/paddles", token.trim());
     let listed = teuthology_lock(
         with_token.clone(),
@@ -1583,11 +1460,11 @@ async fn teuthology_lock_lists_cuttles_nodes_through_the_paddles_api() {
     // herself with her token; bob may not unlock alice's node nor lock for her.
     let as_user = |secret: &str| format!("http://x:{secret}@{http}/paddles");
     let (alice_secret, bob_secret) = (
-        lab.developer_token("alice").await,
-        lab.developer_token("bob").await,
+        lab.token_secret("alice", "developer").await,
+        lab.token_secret("bob", "developer").await,
     );
     let held = || {
-        lab.store()
+        store(&lab)
             .list_nodes(&cuttle_db::NodeFilter::default())
             .unwrap()
             .into_iter()
@@ -1695,7 +1572,7 @@ async fn teuthology_lock_lists_cuttles_nodes_through_the_paddles_api() {
     assert_eq!(runs[0]["results"]["queued"], 1, "{runs}");
     // teuthology-lock --update takes a node down (an admin's token, as cuttle's rules
     // want for MarkNode).
-    let token = std::fs::read_to_string(lab.data.dir().join("admin.token")).unwrap();
+    let token = std::fs::read_to_string(lab.data_dir().join("admin.token")).unwrap();
     let updated = teuthology_lock(
         format!("http://teuthology:{}@{http}/paddles", token.trim()),
         &[
@@ -1712,8 +1589,7 @@ async fn teuthology_lock_lists_cuttles_nodes_through_the_paddles_api() {
         "{}",
         String::from_utf8_lossy(&updated.stderr)
     );
-    let node = lab
-        .store()
+    let node = store(&lab)
         .get_node(&cuttle_core::NodeName::parse("smithi003").unwrap())
         .unwrap();
     assert_eq!((node.up, node.description.as_str()), (false, "broken psu"));
@@ -1729,9 +1605,8 @@ async fn metrics_count_the_lab_and_the_calls() {
     shaman.add(ShamanBuild::centos("wip-m", SHA1, "building"));
     shaman.add(ShamanBuild::centos("main", SHA1, "ready"));
     let lab = build_lab(&shaman, Duration::from_secs(3600)).await;
-    let alice = lab.developer("alice").await;
-    let queued = lab
-        .suites(alice.clone())
+    let alice = lab.token("alice", "developer").await;
+    let queued = suites(&lab, alice.clone())
         .await
         .schedule_suite(singleton(&tree()))
         .await
