@@ -4,24 +4,15 @@
 //! list --json`, and the webhook sent by `deploy/cuttle-build-status.sh` (what ceph-build
 //! runs), across a restart of cuttle-api.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cuttle_testkit::shaman::{Build, Shaman};
-use cuttle_testkit::{Beanstalkd, SqliteFile};
+use cuttle_testkit::{Beanstalkd, SqliteFile, free_port};
 use serde_json::Value;
 
 const SHA1: &str = "5d4e3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -5,18 +5,14 @@
 
 use std::process::{Command, Output};
 
-use cuttle_api::{RunningApi, Settings};
-use cuttle_db::DatabaseTarget;
+use cuttle_labkit::LabBuilder;
 use cuttle_proto::v1;
-use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_queue::QueueClient;
-use cuttle_testkit::{Beanstalkd, SqliteFile};
 use serde_json::Value;
 
 struct Lab {
-    api: RunningApi,
-    beanstalkd: Beanstalkd,
-    data: SqliteFile,
+    /// cuttle-api over SQLite and its beanstalkd, served by `runtime`.
+    kit: cuttle_labkit::Lab,
     /// `$HOME` of every `cuttle` run: no token file unless a test writes one.
     home: tempfile::TempDir,
     /// Developer tokens made so far, by user.
@@ -25,33 +21,26 @@ struct Lab {
     runtime: tokio::runtime::Runtime,
 }
 
+/// A runtime of its own for the lab's cuttle-api: the tests run `cuttle` as a blocking
+/// process.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 impl Lab {
     fn start() -> Lab {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let beanstalkd = Beanstalkd::start();
-        let data = SqliteFile::create();
-        let settings = Settings {
-            max_db_connections: 4,
-            ..Settings::local(
-                DatabaseTarget::parse(&data.url()).unwrap(),
-                beanstalkd.addr().to_string(),
-                data.dir().to_owned(),
-            )
-        };
-        let api = runtime
-            .block_on(cuttle_api::spawn(
-                settings,
-                cuttle_api::CancellationToken::new(),
-            ))
-            .unwrap();
+        let runtime = runtime();
+        let kit = runtime.block_on(
+            LabBuilder::new()
+                .settings(|settings| settings.max_db_connections = 4)
+                .start(),
+        );
         Lab {
-            api,
-            beanstalkd,
-            data,
+            kit,
             home: tempfile::tempdir().unwrap(),
             tokens: Default::default(),
             runtime,
@@ -113,7 +102,7 @@ impl Lab {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cuttle"));
         command
             .arg("--api")
-            .arg(self.api.url())
+            .arg(self.kit.url())
             .args(args)
             .env_remove("CUTTLE_TOKEN")
             .env_remove("CUTTLE_API")
@@ -124,8 +113,7 @@ impl Lab {
 
     /// The admin token cuttle-api wrote at startup.
     fn admin_token(&self) -> String {
-        let token = std::fs::read_to_string(self.data.dir().join("admin.token")).unwrap();
-        token.trim().to_owned()
+        self.kit.admin_token()
     }
 
     /// Adds `count` nodes of `machine_type`, so runs on it can be scheduled.
@@ -155,30 +143,18 @@ impl Lab {
             jobs,
             ..Default::default()
         };
-        let admin = cuttle_proto::bearer::Bearer::new(Some(&self.admin_token())).unwrap();
         self.runtime.block_on(async {
-            let channel = tonic::transport::Endpoint::from_shared(self.api.url())
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            let mut client = RunServiceClient::with_interceptor(channel, admin);
-            client.create_run(request).await.unwrap();
+            self.kit.runs().await.create_run(request).await.unwrap();
         });
     }
 
     /// Moves job `job_id` to `status` through RunService.UpdateJobStatus with the admin
     /// token, as a supervisor (or, for dead, a dispatcher burying it) would.
     fn set_status(&self, job_id: i64, status: v1::JobStatus, reason: &str) {
-        let admin = cuttle_proto::bearer::Bearer::new(Some(&self.admin_token())).unwrap();
         self.runtime.block_on(async {
-            let channel = tonic::transport::Endpoint::from_shared(self.api.url())
-                .unwrap()
-                .connect()
+            self.kit
+                .runs()
                 .await
-                .unwrap();
-            let mut client = RunServiceClient::with_interceptor(channel, admin);
-            client
                 .update_job_status(v1::UpdateJobStatusRequest {
                     job_id,
                     status: status as i32,
@@ -192,7 +168,7 @@ impl Lab {
 
     /// A beanstalkd client of the lab's own, to play the dispatcher.
     fn beanstalk(&self) -> QueueClient {
-        QueueClient::new(&self.beanstalkd.addr().to_string())
+        QueueClient::new(&self.kit.beanstalkd.addr().to_string())
     }
 
     /// Reserves the next ready job of `tube` and buries it, as a dispatcher does with a
@@ -211,7 +187,7 @@ impl Lab {
 
     /// beanstalkd's own count of ready jobs on `tube`, asked of beanstalkd directly.
     fn ready_on(&self, tube: &str) -> String {
-        let queue = QueueClient::new(&self.beanstalkd.addr().to_string());
+        let queue = QueueClient::new(&self.kit.beanstalkd.addr().to_string());
         let stats = self.runtime.block_on(queue.stats_tube(tube)).unwrap();
         stats["current-jobs-ready"].clone()
     }
@@ -393,7 +369,7 @@ fn the_command_line_contract_end_to_end() {
 
     // Admin token unlocks anyone's node.
     lab.ok(&["node", "lock", "smithi010", "--owner", "carol"]);
-    let token = std::fs::read_to_string(lab.data.dir().join("admin.token")).unwrap();
+    let token = std::fs::read_to_string(lab.kit.data_dir().join("admin.token")).unwrap();
     lab.ok(&[
         "--token",
         token.trim(),
@@ -738,39 +714,17 @@ fn reprioritize_moves_a_job_up_the_queue() {
 /// says what is missing.
 #[test]
 fn the_cli_speaks_tls_with_the_labs_ca() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let beanstalkd = Beanstalkd::start();
-    let data = SqliteFile::create();
-    let certs = cuttle_testkit::TestCertificates::create(data.dir());
-    let settings = Settings {
-        tls: Some(cuttle_api::settings::TlsFiles {
-            cert: certs.cert.clone(),
-            key: certs.key.clone(),
-        }),
-        ..Settings::local(
-            DatabaseTarget::parse(&data.url()).unwrap(),
-            beanstalkd.addr().to_string(),
-            data.dir().to_owned(),
-        )
-    };
-    let api = runtime
-        .block_on(cuttle_api::spawn(
-            settings,
-            cuttle_api::CancellationToken::new(),
-        ))
-        .unwrap();
-    let url = format!("https://localhost:{}", api.addr.port());
+    let runtime = runtime();
+    let lab = runtime.block_on(LabBuilder::new().tls().start());
+    let certs = lab.tls.as_ref().unwrap();
+    let url = lab.url();
     let cuttle = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_cuttle"))
             .args(["--api", &url])
             .args(args)
             .env_remove("CUTTLE_TOKEN")
             .env_remove("CUTTLE_TLS_CA_FILE")
-            .env("HOME", data.dir())
+            .env("HOME", lab.data_dir())
             .output()
             .unwrap()
     };
