@@ -253,8 +253,24 @@ pub enum Body {
 /// Classifies a body reserved from a tube. The error is the burial reason: not UTF-8,
 /// not a YAML mapping, or neither cuttle's nor teuthology's shape.
 pub fn read_body(bytes: &[u8]) -> Result<Body, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("body is not UTF-8 text ({e})"))?;
-    let config = JobConfig::parse(text).map_err(|e| e.message)?;
+    read_body_with_config(bytes).0
+}
+
+/// Like [`read_body`], also handing back the parsed config when the body is YAML at all,
+/// so a caller that needs other keys (an expiry, a legacy job id) parses it only once.
+pub fn read_body_with_config(bytes: &[u8]) -> (Result<Body, String>, Option<JobConfig>) {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return (Err(format!("body is not UTF-8 text ({e})")), None),
+    };
+    match JobConfig::parse(text) {
+        Ok(config) => (classify(&config), Some(config)),
+        Err(e) => (Err(e.message), None),
+    }
+}
+
+/// What a parsed body is.
+fn classify(config: &JobConfig) -> Result<Body, String> {
     if config.map.is_empty() {
         return Err("body is empty; expected a teuthology job config (a YAML mapping)".into());
     }
@@ -271,7 +287,7 @@ pub fn read_body(bytes: &[u8]) -> Result<Body, String> {
             missing.join(" and ")
         ));
     }
-    adopt(&config).map_err(|e| format!("teuthology body refused: {e}"))
+    adopt(config).map_err(|e| format!("teuthology body refused: {e}"))
 }
 
 /// The run and job a teuthology body describes, with teuthology's defaults: one node per

@@ -10,4 +10,4 @@ pub use cuttle_yaml as budget;
 pub mod codec;
 
 pub use beanstalk::{QueueClient, QueueError, Reserved};
-pub use codec::{Body, JobConfig, RenderInput, read_body};
+pub use codec::{Body, JobConfig, RenderInput, read_body, read_body_with_config};

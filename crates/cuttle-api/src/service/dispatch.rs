@@ -29,7 +29,7 @@ use cuttle_proto::v1::{
     RecordDispatchRequest, ReleaseLeaseRequest, ReleaseLeaseResponse, ReprioritizeRequest,
     RequeueJobRequest, SetQueuePausedRequest,
 };
-use cuttle_queue::{Body, QueueError, read_body};
+use cuttle_queue::{Body, JobConfig, QueueError, read_body_with_config};
 
 use super::{job_id, required, text};
 use crate::{App, errors, now, observe};
@@ -55,8 +55,7 @@ fn holder(text: &str) -> Result<String, Status> {
 }
 
 /// The `job_id` of a body, if it has a numeric one.
-fn legacy_job_id(body: &str) -> Option<cuttle_core::JobId> {
-    let config = cuttle_queue::JobConfig::parse(body).ok()?;
+fn legacy_job_id(config: &JobConfig) -> Option<cuttle_core::JobId> {
     let id = config.integer("job_id").ok()??;
     (id > 0).then_some(cuttle_core::JobId(id))
 }
@@ -160,14 +159,15 @@ impl DispatchService for DispatchApi {
             let body = request.body.clone();
             let max_job_age_s = self.app.settings().max_job_age_s;
             let (classified, legacy_id, expired) = tokio::task::spawn_blocking(move || {
-                let classified = read_body(body.as_bytes());
-                let legacy_id = match &classified {
-                    Ok(Body::Teuthology { .. }) => legacy_job_id(&body),
+                // One parse serves the classification, the legacy id and the expiry.
+                let (classified, config) = read_body_with_config(body.as_bytes());
+                let legacy_id = match (&classified, &config) {
+                    (Ok(Body::Teuthology { .. }), Some(config)) => legacy_job_id(config),
                     _ => None,
                 };
                 // teuthology's dispatcher rules: past `expire`, or `timestamp` older
                 // than the lab's max_job_age, a job is not started.
-                let expired = cuttle_queue::codec::JobConfig::parse(&body).ok().and_then(|config| {
+                let expired = config.as_ref().and_then(|config| {
                     let text = |key| config.string(key).ok().flatten();
                     cuttle_core::expiry::expired(
                         text("expire").as_deref(),
@@ -246,6 +246,7 @@ impl DispatchService for DispatchApi {
                     nodes = locked.iter().map(|node| node.name.to_string()).collect();
                 }
             }
+            let started = claim == Claim::Start;
             let (action, reason) = match claim {
                 Claim::Start => (ClaimAction::Start, String::new()),
                 Claim::Discard { reason } => (ClaimAction::Discard, reason),
@@ -253,11 +254,17 @@ impl DispatchService for DispatchApi {
                 Claim::Expired { reason } => (ClaimAction::Discard, reason),
                 Claim::Bury { reason, .. } => (ClaimAction::Bury, reason),
             };
-            let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
+            // A started job holds exactly the nodes locked above (a takeover freed what
+            // the job held before): no second query for them, on the busiest call.
+            let shown = if started {
+                Some(cuttle_proto::convert::job_to_proto(&job, nodes.clone()))
+            } else {
+                self.app.jobs_with_nodes(vec![job]).await?.pop()
+            };
             Ok(ClaimJobResponse {
                 action: action as i32,
                 reason,
-                job: shown.pop(),
+                job: shown,
                 nodes,
             })
         })
@@ -617,11 +624,9 @@ impl QueueApi {
         let bytes = body.to_vec();
         // Parsing YAML (under the budget) stays off the async workers, as in ClaimJob.
         let (classified, legacy_id) = tokio::task::spawn_blocking(move || {
-            let classified = read_body(&bytes);
-            let legacy_id = match &classified {
-                Ok(Body::Teuthology { .. }) => {
-                    std::str::from_utf8(&bytes).ok().and_then(legacy_job_id)
-                }
+            let (classified, config) = read_body_with_config(&bytes);
+            let legacy_id = match (&classified, &config) {
+                (Ok(Body::Teuthology { .. }), Some(config)) => legacy_job_id(config),
                 _ => None,
             };
             (classified, legacy_id)
