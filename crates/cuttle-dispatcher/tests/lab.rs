@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cuttle_api::{RunningApi, Settings};
 use cuttle_core::JobStatus;
-use cuttle_db::DatabaseTarget;
+use cuttle_labkit::LabBuilder;
 use cuttle_proto::bearer::{Authed, Bearer};
 use cuttle_proto::convert::status_from_proto;
 use cuttle_proto::v1;
@@ -22,24 +21,10 @@ use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::queue_service_client::QueueServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_queue::QueueClient;
-use cuttle_testkit::{Beanstalkd, ChaosProxy, PostgresDatabase, SqliteFile, TestCertificates};
+use cuttle_testkit::Beanstalkd;
 use tonic::transport::Channel;
 
 const TUBE: &str = "smithi";
-
-enum Database {
-    Sqlite(SqliteFile),
-    Postgres(PostgresDatabase),
-}
-
-impl Database {
-    fn url(&self) -> String {
-        match self {
-            Database::Sqlite(file) => file.url(),
-            Database::Postgres(db) => db.url().to_owned(),
-        }
-    }
-}
 
 /// Lab knobs a test may change.
 #[derive(Clone)]
@@ -89,15 +74,11 @@ impl Default for LabOptions {
 }
 
 struct Lab {
+    /// The lab's own files: dispatcher config and logs, archives, beanstalkd's binlog,
+    /// teuthology's archive.
     dir: tempfile::TempDir,
-    api: RunningApi,
-    /// What the API was started with, to start it again on the same port.
-    settings: Settings,
-    beanstalkd: Beanstalkd,
-    _database: Database,
-    database_proxy: Option<ChaosProxy>,
-    /// The test CA and the server's certificate, when the lab serves TLS.
-    tls: Option<TestCertificates>,
+    /// cuttle-api (in this process, served by `runtime`), beanstalkd and the database.
+    kit: cuttle_labkit::Lab,
     config: PathBuf,
     dispatchers: Vec<Child>,
     runtime: tokio::runtime::Runtime,
@@ -111,61 +92,35 @@ impl Lab {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let beanstalkd = if options.beanstalk_binlog {
+        let mut builder = LabBuilder::new().postgres(options.postgres);
+        if options.postgres_through_proxy {
+            builder = builder.postgres_through_proxy();
+        }
+        if options.tls {
+            builder = builder.tls();
+        }
+        if options.beanstalk_binlog {
             let binlog = dir.path().join("binlog");
             std::fs::create_dir_all(&binlog).unwrap();
-            Beanstalkd::start_with_args(&["-b", binlog.to_str().unwrap()])
-        } else {
-            Beanstalkd::start()
-        };
-        let database = if options.postgres {
-            Database::Postgres(PostgresDatabase::create())
-        } else {
-            Database::Sqlite(SqliteFile::create())
-        };
-        let database_proxy = options.postgres_through_proxy.then(|| {
-            let url = database.url();
-            let host_port = url
-                .split_once('@')
-                .and_then(|(_, rest)| rest.split('/').next())
-                .unwrap();
-            let target = std::net::ToSocketAddrs::to_socket_addrs(host_port)
-                .unwrap()
-                .next()
-                .unwrap();
-            ChaosProxy::start(target)
+            builder = builder.beanstalkd(Beanstalkd::start_with_args(&[
+                "-b",
+                binlog.to_str().unwrap(),
+            ]));
+        }
+        let archive = dir.path().join("archive");
+        let policy = options.policy;
+        let builder = builder.settings(move |settings| {
+            settings.job_ttr = Duration::from_secs(10);
+            settings.enqueue_retry = Duration::from_secs(1);
+            settings.supervisor_grace = Duration::from_secs(2);
+            settings.reap_interval = Duration::from_secs(1);
+            settings.policy = policy;
+            // teuthology reads the nodes through the paddles API on the HTTP listener,
+            // which also serves the status page and the archives.
+            settings.builds.http_listen = Some("127.0.0.1:0".parse().unwrap());
+            settings.web.archive_roots = vec![archive];
         });
-        let db_url = match &database_proxy {
-            Some(proxy) => proxy.url_for(&database.url()),
-            None => database.url(),
-        };
-        let tls = options.tls.then(|| TestCertificates::create(dir.path()));
-        let mut settings = Settings {
-            tls: tls.as_ref().map(|certs| cuttle_api::settings::TlsFiles {
-                cert: certs.cert.clone(),
-                key: certs.key.clone(),
-            }),
-            job_ttr: Duration::from_secs(10),
-            enqueue_retry: Duration::from_secs(1),
-            supervisor_grace: Duration::from_secs(2),
-            reap_interval: Duration::from_secs(1),
-            policy: options.policy,
-            ..Settings::local(
-                DatabaseTarget::parse(&db_url).unwrap(),
-                beanstalkd.addr().to_string(),
-                dir.path().to_owned(),
-            )
-        };
-        // teuthology reads the nodes through the paddles API on the HTTP listener, which
-        // also serves the status page and the archives.
-        settings.builds.http_listen = Some("127.0.0.1:0".parse().unwrap());
-        settings.web.archive_roots = vec![dir.path().join("archive")];
-        let api = runtime
-            .block_on(cuttle_api::spawn(
-                settings.clone(),
-                cuttle_api::CancellationToken::new(),
-            ))
-            .unwrap();
+        let kit = runtime.block_on(builder.start());
 
         let config = dir.path().join("dispatcher.toml");
         // teuthology gets time to tear a job down after SIGINT; the local runner needs none.
@@ -199,32 +154,19 @@ impl Lab {
         std::fs::write(&config, text).unwrap();
         let lab = Lab {
             dir,
-            settings: Settings {
-                listen: api.addr,
-                ..settings
-            },
-            api,
-            beanstalkd,
-            _database: database,
-            database_proxy,
-            tls,
+            kit,
             config,
             dispatchers: Vec::new(),
             runtime,
         };
         for i in 1..=options.nodes {
             lab.runtime
-                .block_on(lab.nodes().add_node(v1::AddNodeRequest {
-                    name: format!("n{i:02}"),
-                    machine_type: TUBE.into(),
-                    ..Default::default()
-                }))
-                .unwrap();
+                .block_on(lab.kit.add_node(&format!("n{i:02}"), TUBE));
         }
         if let Some(teuthology) = &options.teuthology {
             // teuthology reports to cuttle-api's paddles API with a service token.
             let reports = lab.token("teuthology-reports", "service");
-            let http = lab.api.http_addr.unwrap();
+            let http = lab.kit.api.http_addr.unwrap();
             std::fs::write(
                 &teuthology.config,
                 format!(
@@ -241,61 +183,33 @@ impl Lab {
 
     /// The URL clients dial: `https://localhost:PORT` when the lab serves TLS.
     fn api_url(&self) -> String {
-        match &self.tls {
-            Some(_) => format!("https://localhost:{}", self.api.addr.port()),
-            None => self.api.url(),
-        }
+        self.kit.url()
     }
 
     fn channel(&self) -> Channel {
-        let ca = self
-            .tls
-            .as_ref()
-            .map(|certs| std::fs::read(&certs.ca).unwrap());
-        let endpoint = cuttle_proto::endpoint::endpoint(&self.api_url(), ca.as_deref()).unwrap();
-        self.runtime
-            .block_on(async move { endpoint.connect().await.unwrap() })
-    }
-
-    /// The bootstrap admin token cuttle-api wrote on its first start.
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned()
+        self.runtime.block_on(self.kit.channel())
     }
 
     /// The tests act as the lab's admin unless they say otherwise.
     fn admin(&self) -> Bearer {
-        Bearer::new(Some(&self.admin_token())).unwrap()
+        self.kit.admin()
     }
 
     fn runs(&self) -> RunServiceClient<Authed> {
-        RunServiceClient::with_interceptor(self.channel(), self.admin())
+        self.runtime.block_on(self.kit.runs())
     }
 
     fn nodes(&self) -> NodeServiceClient<Authed> {
-        NodeServiceClient::with_interceptor(self.channel(), self.admin())
+        self.runtime.block_on(self.kit.nodes())
     }
 
     fn queues(&self) -> QueueServiceClient<Authed> {
-        QueueServiceClient::with_interceptor(self.channel(), self.admin())
+        self.runtime.block_on(self.kit.queues())
     }
 
     /// A new token's secret for `user` with `role`, made by the admin.
     fn token(&self, user: &str, role: &str) -> String {
-        self.runtime
-            .block_on(
-                AdminServiceClient::with_interceptor(self.channel(), self.admin()).create_token(
-                    v1::CreateTokenRequest {
-                        user: user.into(),
-                        role: role.into(),
-                    },
-                ),
-            )
-            .unwrap()
-            .into_inner()
-            .secret
+        self.runtime.block_on(self.kit.token_secret(user, role))
     }
 
     /// Records `key` as the ssh host key of every node.
@@ -336,7 +250,7 @@ impl Lab {
         command
             .args(["--machine-type", TUBE, "--api", &self.api_url()])
             .arg("--beanstalk")
-            .arg(self.beanstalkd.addr().to_string())
+            .arg(self.kit.beanstalkd.addr().to_string())
             .arg("--config")
             .arg(&self.config)
             .env_remove("CUTTLE_TLS_CA_FILE")
@@ -352,7 +266,7 @@ impl Lab {
         if exit_on_empty {
             command.arg("--exit-on-empty-queue");
         }
-        if let Some(certs) = &self.tls {
+        if let Some(certs) = &self.kit.tls {
             command.arg("--tls-ca-file").arg(&certs.ca);
         }
         command.env_remove("CUTTLE_TEST_CRASH_AT");
@@ -493,7 +407,7 @@ impl Lab {
     }
 
     fn tube_stats(&self) -> HashMap<String, String> {
-        let queue = QueueClient::new(&self.beanstalkd.addr().to_string());
+        let queue = QueueClient::new(&self.kit.beanstalkd.addr().to_string());
         self.runtime.block_on(queue.stats_tube(TUBE)).unwrap()
     }
 
@@ -515,27 +429,9 @@ impl Lab {
     }
 
     /// Stops cuttle-api (as SIGTERM would) and starts it again on the same port and
-    /// database, as a restart of the service does.
+    /// database, as a restart of the service does, with the dispatchers still connected.
     fn restart_api(&mut self) {
-        self.api.stop();
-        let addr = self.api.addr;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let fresh = loop {
-            match self.runtime.block_on(cuttle_api::spawn(
-                self.settings.clone(),
-                cuttle_api::CancellationToken::new(),
-            )) {
-                Ok(api) => break api,
-                // The old server may still hold the port for a moment.
-                Err(error) if Instant::now() < deadline => {
-                    let _ = error;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(error) => panic!("cuttle-api did not start again on {addr}: {error:#}"),
-            }
-        };
-        let old = std::mem::replace(&mut self.api, fresh);
-        drop(old);
+        self.runtime.block_on(self.kit.restart_under_clients());
     }
 
     /// Waits (up to 30 s) until the first job of `run` runs, and returns it.
@@ -689,7 +585,7 @@ fn plain_grpc_gets_nothing_from_a_tls_listener() {
         tls: true,
         ..LabOptions::default()
     });
-    let plain = format!("http://127.0.0.1:{}", lab.api.addr.port());
+    let plain = format!("http://127.0.0.1:{}", lab.kit.api.addr.port());
     let answered = lab.runtime.block_on(async {
         let channel = tonic::transport::Endpoint::from_shared(plain)
             .unwrap()
@@ -881,7 +777,7 @@ fn a_standby_takes_over_only_when_the_active_dispatcher_dies() {
 #[test]
 fn garbage_is_buried_and_everything_else_runs() {
     let mut lab = Lab::start(LabOptions::default());
-    let queue = QueueClient::new(&lab.beanstalkd.addr().to_string());
+    let queue = QueueClient::new(&lab.kit.beanstalkd.addr().to_string());
     let ttr = Duration::from_secs(10);
     let teuthology_body = "\
 description: rados/basic
@@ -1136,7 +1032,7 @@ fn a_database_outage_longer_than_the_grace_kills_no_job() {
     lab.wait_for("four jobs to run", Duration::from_secs(30), |lab| {
         count(&lab.run_jobs("steady"), JobStatus::Running) == 4
     });
-    let proxy = lab.database_proxy.as_ref().unwrap();
+    let proxy = lab.kit.database_proxy.as_ref().unwrap();
     proxy.cut();
     // Twice the grace (2 s) with no database at all.
     std::thread::sleep(Duration::from_secs(4));
@@ -1469,7 +1365,7 @@ fn the_status_page_shows_a_live_run_in_headless_chromium() {
         .iter()
         .all(|wanted| jobs.iter().any(|job| status(job) == *wanted))
     });
-    let http = lab.api.http_addr.unwrap();
+    let http = lab.kit.api.http_addr.unwrap();
     let url = format!("http://{http}/runs/page-demo");
     let dom = chromium(&["--dump-dom"], &url);
     for wanted in [
@@ -1648,7 +1544,7 @@ fn metrics_during_a_run_match_the_lab() {
         })
     };
     let dispatcher_url = format!("http://{listen}/metrics");
-    let api_url = format!("http://{}/metrics", lab.api.http_addr.unwrap());
+    let api_url = format!("http://{}/metrics", lab.kit.api.http_addr.unwrap());
     // While the first job runs and the pair waits: one supervisor alive, the lease held,
     // one job in the window, and cuttle-api counts one running and one waiting job, as the
     // run listing does.
@@ -1855,7 +1751,7 @@ fn pause(lab: &Lab, paused: bool) {
 }
 
 fn beanstalk_priority(lab: &Lab, id: u64) -> Option<u32> {
-    let queue = QueueClient::new(&lab.beanstalkd.addr().to_string());
+    let queue = QueueClient::new(&lab.kit.beanstalkd.addr().to_string());
     lab.runtime
         .block_on(queue.stats_job(id))
         .ok()
@@ -2123,9 +2019,12 @@ fn a_waiting_job_whose_copy_beanstalkd_lost_still_runs(dispatcher_dies: bool) {
         |lab| status(&lab.run_jobs("waiter")[0]) == JobStatus::Waiting,
     );
     // An empty beanstalkd on the same port: what a restart without -b leaves.
-    let port = lab.beanstalkd.addr().port();
-    drop(std::mem::replace(&mut lab.beanstalkd, Beanstalkd::start()));
-    lab.beanstalkd = Beanstalkd::start_on(port);
+    let port = lab.kit.beanstalkd.addr().port();
+    drop(std::mem::replace(
+        &mut lab.kit.beanstalkd,
+        Beanstalkd::start(),
+    ));
+    lab.kit.beanstalkd = Beanstalkd::start_on(port);
     if dispatcher_dies {
         Lab::kill_9(lab.dispatchers[first].id());
         let _ = lab.dispatchers[first].wait();
@@ -2254,7 +2153,7 @@ fn fault_suite(postgres: bool) {
         Some(60),
     );
     // A job no lab can fit, put by teuthology's tools straight onto the tube.
-    let queue = QueueClient::new(&lab.beanstalkd.addr().to_string());
+    let queue = QueueClient::new(&lab.kit.beanstalkd.addr().to_string());
     let huge = "name: faults-huge\nowner: scheduled_teuthology@teuthology\nmachine_type: smithi\nroles: [[a], [b], [c], [d], [e], [f], [g]]\n";
     lab.runtime
         .block_on(queue.put(TUBE, huge.as_bytes().to_vec(), 100, Duration::from_secs(30)))
@@ -2303,7 +2202,7 @@ fn fault_suite(postgres: bool) {
     lab.wait_for("a fifth of the jobs", Duration::from_secs(60), |lab| {
         ended(lab) >= total / 5
     });
-    lab.beanstalkd.restart_keeping_binlog();
+    lab.kit.beanstalkd.restart_keeping_binlog();
     faults.push(format!(
         "restart beanstalkd with its binlog after {} jobs",
         ended(&lab)
@@ -2311,14 +2210,14 @@ fn fault_suite(postgres: bool) {
     lab.wait_for("more jobs", Duration::from_secs(60), |lab| {
         ended(lab) >= total / 3
     });
-    lab.beanstalkd.restart();
+    lab.kit.beanstalkd.restart();
     faults.push(format!(
         "restart beanstalkd without binlog after {} jobs",
         ended(&lab)
     ));
 
     // 6. The database unreachable for twice the grace (PostgreSQL, through the proxy).
-    if let Some(proxy) = &lab.database_proxy {
+    if let Some(proxy) = &lab.kit.database_proxy {
         proxy.cut();
         std::thread::sleep(Duration::from_secs(4));
         proxy.restore();
