@@ -198,7 +198,7 @@ pub async fn run(args: LoadArgs, json: bool) -> anyhow::Result<()> {
     let tasks: Vec<_> = tokens
         .into_iter()
         .enumerate()
-        .map(|(index, token)| tokio::spawn(client(lab.api.url(), token, index, deadline)))
+        .map(|(index, token)| tokio::spawn(client(lab.kit.url(), token, index, deadline)))
         .collect();
     let mut all = Tally::default();
     for task in tasks {

@@ -20,18 +20,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use beanstalkc::Beanstalkc;
 use clap::{Parser, Subcommand};
-use cuttle_proto::bearer::{Authed, Bearer};
-use cuttle_proto::v1::CreateTokenRequest;
+use cuttle_proto::bearer::Authed;
 use cuttle_proto::v1::admin_service_client::AdminServiceClient;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
-use cuttle_api::{CancellationToken, RunningApi, Settings};
-use cuttle_db::DatabaseTarget;
-use cuttle_proto::v1::node_service_client::NodeServiceClient;
+use cuttle_labkit::{Lab, LabBuilder};
 use cuttle_proto::v1::run_service_client::RunServiceClient;
-use cuttle_proto::v1::{AddNodeRequest, CreateRunRequest, JobSpec};
-use cuttle_testkit::{Beanstalkd, SqliteFile};
+use cuttle_proto::v1::{CreateRunRequest, JobSpec};
 
 /// Benchmarks of cuttle against a private beanstalkd and a real database, each reported
 /// as a ratio to a baseline measured in the same run.
@@ -177,11 +171,8 @@ async fn cuttle_round(
 /// beanstalkd, a database (SQLite in a temp dir unless `db` names one) and cuttle-api in
 /// this process, with `nodes` nodes of machine type `smithi`: what both benchmarks run on.
 struct BenchLab {
-    beanstalkd: Beanstalkd,
-    data: SqliteFile,
+    kit: Lab,
     backend: &'static str,
-    api: RunningApi,
-    shutdown: CancellationToken,
     /// A channel whose calls carry the bootstrap admin token.
     channel: Authed,
     /// A service token for the dispatcher.
@@ -190,50 +181,18 @@ struct BenchLab {
 
 impl BenchLab {
     async fn start(db: Option<&str>, job_ttr: Duration, nodes: usize) -> anyhow::Result<BenchLab> {
-        let beanstalkd = Beanstalkd::start();
-        let data = SqliteFile::create();
-        let db = match db {
-            Some(url) => DatabaseTarget::parse(url)?,
-            None => DatabaseTarget::parse(&data.url())?,
-        };
-        let backend = db.backend().as_str();
-        let settings = Settings {
-            job_ttr,
-            ..Settings::local(db, beanstalkd.addr().to_string(), data.dir().to_owned())
-        };
-        let shutdown = CancellationToken::new();
-        let api = cuttle_api::spawn(settings, shutdown.clone()).await?;
-        let admin_token = std::fs::read_to_string(data.dir().join("admin.token"))
-            .context("reading the admin token cuttle-api wrote")?;
-        let admin = Bearer::new(Some(&admin_token)).context("the admin token")?;
-        let plain = Channel::from_shared(api.url())?.connect().await?;
-        let channel = InterceptedService::new(plain, admin);
-        let service_token = AdminServiceClient::new(channel.clone())
-            .create_token(CreateTokenRequest {
-                user: "bench-dispatcher".into(),
-                role: "service".into(),
-            })
-            .await
-            .context("creating the dispatcher's service token")?
-            .into_inner()
-            .secret;
-        let mut node_service = NodeServiceClient::new(channel.clone());
-        for i in 1..=nodes {
-            node_service
-                .add_node(AddNodeRequest {
-                    name: format!("smithi{i:03}"),
-                    machine_type: "smithi".into(),
-                    ..Default::default()
-                })
-                .await
-                .context("adding bench nodes")?;
-        }
+        let kit = LabBuilder::new()
+            .database_url(db)
+            .nodes("smithi", nodes)
+            .settings(move |settings| settings.job_ttr = job_ttr)
+            .try_start()
+            .await?;
+        let backend = kit.settings.db.backend().as_str();
+        let channel = kit.admin_channel().await;
+        let service_token = kit.token_secret("bench-dispatcher", "service").await;
         Ok(BenchLab {
-            beanstalkd,
-            data,
+            kit,
             backend,
-            api,
-            shutdown,
             channel,
             service_token,
         })
@@ -254,20 +213,20 @@ impl BenchLab {
                 bin_dir.join(binary).display()
             );
         }
-        let config = self.data.dir().join("dispatcher.toml");
+        let config = self.kit.data_dir().join("dispatcher.toml");
         std::fs::write(
             &config,
             format!(
                 "[lab]\narchive_dir = {:?}\nrunner_command = {:?}\n",
-                self.data.dir().join("archive"),
+                self.kit.data_dir().join("archive"),
                 cuttle_runtime::lab::LOCAL_RUNNER
             ),
         )?;
-        let log = std::fs::File::create(self.data.dir().join("dispatcher.log"))?;
+        let log = std::fs::File::create(self.kit.data_dir().join("dispatcher.log"))?;
         std::process::Command::new(bin_dir.join("cuttle-dispatcher"))
-            .args(["--machine-type", "smithi", "--api", &self.api.url()])
+            .args(["--machine-type", "smithi", "--api", &self.kit.url()])
             .arg("--beanstalk")
-            .arg(self.beanstalkd.addr().to_string())
+            .arg(self.kit.beanstalkd.addr().to_string())
             .arg("--config")
             .arg(&config)
             .env("CUTTLE_LOG", "warn")
@@ -279,8 +238,7 @@ impl BenchLab {
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.api.wait().await
+        self.kit.stop().await
     }
 }
 
@@ -290,7 +248,7 @@ async fn schedule(args: ScheduleArgs, json: bool) -> anyhow::Result<()> {
         "--run-size, --runs and --rounds must be at least 1"
     );
     let lab = BenchLab::start(args.db.as_deref(), Duration::from_secs(300), 2).await?;
-    let (beanstalkd, backend) = (&lab.beanstalkd, lab.backend);
+    let (beanstalkd, backend) = (&lab.kit.beanstalkd, lab.backend);
     let channel = lab.channel.clone();
     let mut runs = RunServiceClient::new(channel)
         .max_encoding_message_size(cuttle_api::MAX_REQUEST_BYTES)
@@ -587,7 +545,7 @@ async fn dispatch(args: DispatchArgs, json: bool) -> anyhow::Result<()> {
     );
     let lab = BenchLab::start(args.db.as_deref(), Duration::from_secs(60), args.nodes).await?;
     let mut dispatcher = lab.start_dispatcher()?;
-    let (beanstalkd, backend) = (&lab.beanstalkd, lab.backend);
+    let (beanstalkd, backend) = (&lab.kit.beanstalkd, lab.backend);
     let channel = lab.channel.clone();
     let mut runs = RunServiceClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
     let mut admin = AdminServiceClient::new(channel).max_decoding_message_size(usize::MAX);

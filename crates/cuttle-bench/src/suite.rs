@@ -234,7 +234,7 @@ pub async fn run(args: SuiteBenchArgs, json: bool) -> anyhow::Result<()> {
     let lab = BenchLab::start(args.db.as_deref(), Duration::from_secs(300), 2).await?;
     let mut suites =
         SuiteServiceClient::new(lab.channel.clone()).max_decoding_message_size(usize::MAX);
-    let port = lab.beanstalkd.port();
+    let port = lab.kit.beanstalkd.port();
     let (mut queued, mut baseline) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         let started = Instant::now();
