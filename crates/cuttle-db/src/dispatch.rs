@@ -89,7 +89,37 @@ pub struct PendingRelease {
     pub nodes: Vec<NodeName>,
 }
 
-/// What one planning round needs from the database.
+/// A job row's columns in `JobRow`'s order, with an empty config in place of the job's
+/// body: a planning round reads hundreds of jobs many times a second and needs none of
+/// their bodies.
+macro_rules! plan_columns {
+    () => {
+        (
+            jobs::id,
+            jobs::description,
+            jobs::machine_type,
+            jobs::priority,
+            jobs::n_nodes,
+            jobs::time_limit_s,
+            jobs::os_type,
+            jobs::os_version,
+            jobs::status,
+            jobs::reason,
+            jobs::beanstalk_id,
+            diesel::dsl::sql::<diesel::sql_types::Text>("''"),
+            jobs::created_at,
+            jobs::updated_at,
+            jobs::heartbeat_at,
+            jobs::dispatcher,
+            jobs::supervisor_pid,
+            jobs::supervisor_host,
+            jobs::started_at,
+        )
+    };
+}
+
+/// What one planning round needs from the database. Its jobs come without their config
+/// (`config_yaml` is empty).
 #[derive(Debug, Clone, Default)]
 pub struct PlanData {
     /// Every node of the machine type, up or down: the inventory.
@@ -849,7 +879,7 @@ impl Store {
                         .inner_join(runs::table)
                         .filter(jobs::machine_type.eq(machine_type.as_str()))
                         .filter(jobs::status.eq(status.as_str()))
-                        .select((JobRow::as_select(), runs::name, runs::owner))
+                        .select((plan_columns!(), runs::name, runs::owner))
                         .into_boxed();
                     if let Some(only) = only {
                         query = query.filter(jobs::id.eq_any(only));
@@ -875,8 +905,17 @@ impl Store {
             }
             let mut releasing_ids: Vec<JobId> = releasing_nodes.keys().copied().collect();
             releasing_ids.sort_unstable();
-            for job_id in releasing_ids {
-                running.push(c.load_job(job_id)?);
+            if !releasing_ids.is_empty() {
+                let ids: Vec<i64> = releasing_ids.iter().map(|id| id.0).collect();
+                let rows: Vec<JobWithRun> = jobs::table
+                    .inner_join(runs::table)
+                    .filter(jobs::id.eq_any(ids))
+                    .select((plan_columns!(), runs::name, runs::owner))
+                    .order(jobs::id)
+                    .load(c)?;
+                for row in rows {
+                    running.push(into_job(row)?);
+                }
             }
             let window = match window {
                 PlanWindow::Jobs(_) => load(c, JobStatus::Waiting, Some(&ids))?,
@@ -888,7 +927,7 @@ impl Store {
                             jobs::status
                                 .eq_any([JobStatus::Queued.as_str(), JobStatus::Waiting.as_str()]),
                         )
-                        .select((JobRow::as_select(), runs::name, runs::owner))
+                        .select((plan_columns!(), runs::name, runs::owner))
                         .order((jobs::priority, jobs::id))
                         .limit(limit)
                         .load(c)?;
