@@ -333,7 +333,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         let now = self.clock.now_ms();
         match self.window.make_room_for(ready_priority, now, &self.policy) {
             Some(held) => {
-                self.give_back(held, "made room for a more urgent job")
+                self.give_back(held, "made room for a more urgent job", Duration::ZERO)
                     .await;
                 true
             }
@@ -461,7 +461,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         }
         let now = self.clock.now_ms();
         for held in self.window.take_aged(now, &self.policy) {
-            self.give_back(held, "aged: released with its new priority")
+            self.give_back(held, "aged: released with its new priority", Duration::ZERO)
                 .await;
         }
         let snapshot = self.window.snapshot(&state, now, default_limit);
@@ -516,10 +516,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 // A second later, so a job cuttle-api would both claim and refuse to lock
                 // cannot spin through reserve, claim and lock.
                 if let Some(held) = self.window.remove(job) {
-                    self.requeue(held.job.id, &detail).await;
-                    let priority = held.effective_priority(self.clock.now_ms(), &self.policy);
-                    self.hand_back(held.beanstalk_id, Some(priority), Duration::from_secs(1))
-                        .await;
+                    self.give_back(held, &detail, Duration::from_secs(1)).await;
                 }
                 return false;
             }
@@ -575,11 +572,11 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
     }
 
     /// Hands a window job back: `queued` again in cuttle-api, its copy released with its
-    /// effective priority.
-    async fn give_back(&mut self, held: Held, reason: &str) {
+    /// effective priority, ready again after `delay`.
+    async fn give_back(&mut self, held: Held, reason: &str, delay: Duration) {
         self.requeue(held.job.id, reason).await;
         let priority = held.effective_priority(self.clock.now_ms(), &self.policy);
-        self.hand_back(held.beanstalk_id, Some(priority), Duration::ZERO)
+        self.hand_back(held.beanstalk_id, Some(priority), delay)
             .await;
     }
 
@@ -588,7 +585,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         self.last_round = None;
         self.metrics.window_jobs.set(0);
         for held in self.window.drain() {
-            self.give_back(held, reason).await;
+            self.give_back(held, reason, Duration::ZERO).await;
         }
     }
 

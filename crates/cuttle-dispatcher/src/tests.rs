@@ -72,6 +72,9 @@ struct State {
     reused_ids: HashSet<u64>,
     next_pid: u32,
     touches: HashMap<u64, u32>,
+    /// Reserves so far: a broken rule that spins (reserve, hand back, reserve) fails the
+    /// test here instead of hanging it, since a busy loop never lets the paused clock move.
+    reserves: u32,
     released_with_delay: Vec<(u64, Duration)>,
     /// Every call that changes something, in order: "record 3", "delete 7", ...
     log: Vec<String>,
@@ -102,6 +105,7 @@ impl Lab {
             reused_ids: HashSet::new(),
             next_pid: 100,
             touches: HashMap::new(),
+            reserves: 0,
             released_with_delay: Vec::new(),
             log: Vec::new(),
         })))
@@ -363,6 +367,13 @@ impl Queue for FakeQueue {
     async fn reserve(&self, _tube: &str, wait: Duration) -> Result<Option<Reserved>, QueueError> {
         let found = {
             let mut state = self.0.state();
+            state.reserves += 1;
+            assert!(
+                state.reserves < 10_000,
+                "the dispatcher spins: {} reserves; last calls {:#?}",
+                state.reserves,
+                &state.log[state.log.len().saturating_sub(6)..]
+            );
             let now = Instant::now();
             let next = state
                 .copies
