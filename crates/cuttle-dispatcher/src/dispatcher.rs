@@ -126,10 +126,6 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         self.dispatched
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     fn tube(&self) -> &str {
         self.config.tube.as_str()
     }
