@@ -521,15 +521,8 @@ pub enum Claimed {
     },
 }
 
-/// An ended job whose nodes were never given back, claimed for a release supervisor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRelease {
-    pub job: Job,
-    /// The nodes still locked for it.
-    pub nodes: Vec<String>,
-}
-
-/// A job with the names of the nodes locked for it: what a supervisor works on.
+/// A job with the names of the nodes locked for it: what a supervisor works on, and what
+/// a dispatcher is handed for an ended job whose nodes were never given back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOnNodes {
     pub job: Job,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cuttle_core::dispatch::{Claimed, PendingRelease, PlanState};
+use cuttle_core::dispatch::{Claimed, JobOnNodes, PlanState};
 use cuttle_core::{Job, JobId};
 use cuttle_policy::PolicyConfig;
 use cuttle_proto::bearer::Authed;
@@ -114,7 +114,7 @@ pub trait Api: Send {
     fn claim_releases(
         &mut self,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<PendingRelease>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Vec<JobOnNodes>, ApiError>> + Send;
     /// Wakes `wake` on every event of the tube (nodes freed or up, jobs queued) until
     /// `stop`; returns at once if this cuttle-api reports no events.
     fn watch(
@@ -273,7 +273,7 @@ impl Api for GrpcApi {
         Ok(())
     }
 
-    async fn claim_releases(&mut self, limit: u32) -> Result<Vec<PendingRelease>, ApiError> {
+    async fn claim_releases(&mut self, limit: u32) -> Result<Vec<JobOnNodes>, ApiError> {
         let response = self
             .dispatch
             .claim_releases(ClaimReleasesRequest {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cuttle_core::dispatch::{Claimed, PendingRelease, PlanJob, PlanState};
+use cuttle_core::dispatch::{Claimed, JobOnNodes, PlanJob, PlanState};
 use cuttle_core::{
     Job, JobId, JobSpec, JobStatus, MachineType, NodeCount, Owner, Priority, RunName, UnixMillis,
 };
@@ -329,7 +329,7 @@ impl Api for FakeApi {
         Ok(())
     }
 
-    async fn claim_releases(&mut self, _limit: u32) -> Result<Vec<PendingRelease>, ApiError> {
+    async fn claim_releases(&mut self, _limit: u32) -> Result<Vec<JobOnNodes>, ApiError> {
         self.0.state().down()?;
         Ok(Vec::new())
     }

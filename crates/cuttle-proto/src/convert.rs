@@ -1,7 +1,7 @@
 //! Conversions between the generated `cuttle.v1` messages and cuttle-core types. Each
 //! direction is written once, here, and nowhere else.
 
-use cuttle_core::dispatch::{Claimed, JobOnNodes, PendingRelease, PlanJob, PlanState, Tube};
+use cuttle_core::dispatch::{Claimed, JobOnNodes, PlanJob, PlanState, Tube};
 use cuttle_core::{InvalidInput, Job, JobEvent, JobId, JobStatus, Node, RunSummary, UnixMillis};
 use cuttle_policy::PolicyConfig;
 
@@ -452,13 +452,13 @@ pub fn claimed_from_proto(answer: &v1::ClaimJobResponse) -> Result<Claimed, Inva
 /// read are left out with their errors.
 pub fn releases_from_proto(
     releases: &[v1::PendingRelease],
-) -> (Vec<PendingRelease>, Vec<InvalidInput>) {
+) -> (Vec<JobOnNodes>, Vec<InvalidInput>) {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for release in releases {
         let Some(job) = &release.job else { continue };
         match job_from_proto(job) {
-            Ok(job) => good.push(PendingRelease {
+            Ok(job) => good.push(JobOnNodes {
                 job,
                 nodes: release.nodes.clone(),
             }),
