@@ -146,6 +146,100 @@ enum PlanWindow<'a> {
     Queue { limit: i64 },
 }
 
+/// How many of a description's last runs its history holds (the policy's `Estimator`
+/// looks at as many).
+const HISTORY_RUNS: usize = 20;
+
+/// Descriptions per history statement: each is one branch of a `UNION ALL`, and SQLite
+/// refuses more than 500 branches in one compound SELECT. A full window (256) and the
+/// running jobs of a lab of up to 144 nodes fit in one statement.
+const HISTORY_CHUNK: usize = 400;
+
+/// The runtime history the estimates are narrowed by.
+pub(crate) trait HistoryTx {
+    /// The runtimes (ms) of the last [`HISTORY_RUNS`] passed or failed runs of each of
+    /// these descriptions, newest first; descriptions without one are absent.
+    fn recent_runtimes(
+        &mut self,
+        descriptions: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<i64>>, DbError>;
+}
+
+/// One row of [`HistoryTx::recent_runtimes`].
+#[derive(QueryableByName)]
+struct RuntimeRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    description: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    runtime_ms: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    updated_at: i64,
+}
+
+/// One statement for `count` descriptions: a `UNION ALL` of the query that used to run
+/// once per description, so each branch still walks the `(description, updated_at)` index
+/// backwards and stops after [`HISTORY_RUNS`] rows, instead of reading a description's
+/// whole history as a window function would. Placeholders come from the backend's own
+/// query builder (`?` on SQLite, `$n` on PostgreSQL).
+fn recent_runtimes_sql<DB>(count: usize) -> String
+where
+    DB: diesel::backend::Backend,
+    DB::QueryBuilder: Default,
+{
+    use diesel::query_builder::QueryBuilder;
+    let mut sql = DB::QueryBuilder::default();
+    for branch in 0..count {
+        if branch > 0 {
+            sql.push_sql(" UNION ALL ");
+        }
+        sql.push_sql(
+            "SELECT description, runtime_ms, updated_at FROM (\
+             SELECT description, updated_at - started_at AS runtime_ms, updated_at \
+             FROM jobs WHERE description = ",
+        );
+        sql.push_bind_param();
+        sql.push_sql(&format!(
+            " AND status IN ('{pass}', '{fail}') AND started_at IS NOT NULL \
+             ORDER BY updated_at DESC LIMIT {HISTORY_RUNS}) AS history_{branch}",
+            pass = JobStatus::Pass.as_str(),
+            fail = JobStatus::Fail.as_str(),
+        ));
+    }
+    sql.finish()
+}
+
+crate::impl_for_both_backends! { HistoryTx {
+    fn recent_runtimes(
+        &mut self,
+        descriptions: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<i64>>, DbError> {
+        let mut rows: Vec<RuntimeRow> = Vec::new();
+        for chunk in descriptions.chunks(HISTORY_CHUNK) {
+            let mut query = diesel::sql_query(recent_runtimes_sql::<<Self as Connection>::Backend>(
+                chunk.len(),
+            ))
+            .into_boxed::<<Self as Connection>::Backend>();
+            for description in chunk {
+                query = query.bind::<diesel::sql_types::Text, _>(*description);
+            }
+            rows.extend(query.load::<RuntimeRow>(self)?);
+        }
+        // A compound SELECT promises no order: put each description's runs newest first
+        // again (stable, so rows that tie keep the order their branch gave them).
+        rows.sort_by(|a, b| {
+            a.description
+                .cmp(&b.description)
+                .then(b.updated_at.cmp(&a.updated_at))
+        });
+        let mut history: std::collections::HashMap<String, Vec<i64>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            history.entry(row.description).or_default().push(row.runtime_ms);
+        }
+        Ok(history)
+    }
+}}
+
 /// A job a kill ended, with the status it had.
 #[derive(Debug, Clone)]
 pub struct Killed {
@@ -943,26 +1037,7 @@ impl Store {
                 .collect();
             descriptions.sort_unstable();
             descriptions.dedup();
-            let mut history = std::collections::HashMap::new();
-            for description in descriptions {
-                let rows: Vec<(Option<i64>, i64)> = jobs::table
-                    .filter(jobs::description.eq(description))
-                    .filter(
-                        jobs::status.eq_any([JobStatus::Pass.as_str(), JobStatus::Fail.as_str()]),
-                    )
-                    .filter(jobs::started_at.is_not_null())
-                    .select((jobs::started_at, jobs::updated_at))
-                    .order(jobs::updated_at.desc())
-                    .limit(20)
-                    .load(c)?;
-                let runtimes: Vec<i64> = rows
-                    .into_iter()
-                    .filter_map(|(started, ended)| Some(ended - started?))
-                    .collect();
-                if !runtimes.is_empty() {
-                    history.insert(description.to_owned(), runtimes);
-                }
-            }
+            let history = c.recent_runtimes(&descriptions)?;
             Ok(PlanData {
                 total_nodes: u32::try_from(total).unwrap_or(u32::MAX),
                 free_nodes: u32::try_from(free).unwrap_or(u32::MAX),

@@ -712,6 +712,34 @@ fn holds(tube: &cuttle_core::dispatch::Tube, holder: &str, now: UnixMillis) -> b
         .is_some_and(|lease| lease.holder == holder)
 }
 
+/// Claims `job_id` as dispatcher `d1` (holding a long lease), locks its nodes and records
+/// its dispatch at `now`; returns its nodes.
+fn start_job(store: &Store, job_id: JobId, beanstalk_id: u64, now: UnixMillis) -> Vec<NodeName> {
+    let request = cuttle_db::LeaseRequest {
+        ttl_ms: 1_000_000_000,
+        ..lease("d1")
+    };
+    store.acquire_lease(&request, now).unwrap();
+    store.set_beanstalk_ids(&[(job_id, beanstalk_id)]).unwrap();
+    let (claim, _) = store
+        .claim_job(job_id, &smithi(), beanstalk_id, "d1", None, now)
+        .unwrap();
+    assert_eq!(claim, cuttle_core::dispatch::Claim::Start);
+    let request = LockRequest {
+        job_id: Some(job_id),
+        ..lock_request(2, "alice")
+    };
+    let names = locked_names(store, &request);
+    let supervisor = cuttle_core::dispatch::SupervisorRef {
+        host: "h".into(),
+        pid: 7,
+    };
+    store
+        .record_dispatch(job_id, "d1", &supervisor, now)
+        .unwrap();
+    names
+}
+
 on_both_backends! {
     fn one_of_many_racing_dispatchers_gets_the_lease(store: &Store) {
         let store = Arc::new(store.clone());
@@ -744,6 +772,65 @@ on_both_backends! {
         // Giving it up frees it at once.
         store.release_lease(&smithi(), other, later).unwrap();
         assert!(holds(&store.acquire_lease(&lease(winner), later).unwrap(), winner, later));
+    }
+
+    fn the_planner_reads_the_recent_runtimes_of_every_description_at_once(store: &Store) {
+        add_nodes(store, "smithi", 4);
+        // Past runs, one after another: 25 of "long" (only the last 20 count), two of
+        // "short" that passed or failed and one that died (a death says nothing about
+        // how long the job takes), none of "new".
+        let mut past: Vec<(&str, JobStatus, i64)> =
+            (0..25).map(|i| ("long", JobStatus::Pass, 1_000 * (i + 1))).collect();
+        past.extend([
+            ("short", JobStatus::Pass, 300),
+            ("short", JobStatus::Dead, 99_000),
+            ("short", JobStatus::Fail, 200),
+            ("running", JobStatus::Pass, 50),
+        ]);
+        let specs: Vec<JobSpec> = past
+            .iter()
+            .map(|(description, _, _)| JobSpec { description: (*description).into(), ..job_spec() })
+            .collect();
+        let created = store
+            .create_run(&run_spec("history", "alice"), &specs, T0, |id, _| Ok(format!("job_id: '{id}'\n")))
+            .unwrap();
+        let mut now = T0.0;
+        for (i, (job, (_, status, runtime))) in created.jobs.iter().zip(&past).enumerate() {
+            now += 1_000;
+            let names = start_job(store, job.id, 100 + i as u64, UnixMillis(now));
+            now += runtime;
+            let reason = (*status == JobStatus::Dead).then_some("hit max job timeout");
+            store.update_job_status(job.id, *status, reason, UnixMillis(now)).unwrap();
+            let release = cuttle_core::node::Unlocker::JobRelease { job_id: job.id };
+            store.unlock_nodes(&names, &release, GRACE_MS, UnixMillis(now)).unwrap();
+        }
+        // Now a window of one job per description, and a running one.
+        let specs: Vec<JobSpec> = ["long", "short", "new", "running"]
+            .iter()
+            .map(|description| JobSpec { description: (*description).into(), ..job_spec() })
+            .collect();
+        let created = store
+            .create_run(&run_spec("window", "alice"), &specs, T0, |id, _| Ok(format!("job_id: '{id}'\n")))
+            .unwrap();
+        let ids: Vec<JobId> = created.jobs.iter().map(|job| job.id).collect();
+        now += 1_000;
+        start_job(store, ids[3], 200, UnixMillis(now));
+        for (i, job_id) in ids[..3].iter().enumerate() {
+            store.set_beanstalk_ids(&[(*job_id, 300 + i as u64)]).unwrap();
+            store.claim_job(*job_id, &smithi(), 300 + i as u64, "d1", None, UnixMillis(now)).unwrap();
+        }
+        let data = store.plan_data(&smithi(), &ids[..3]).unwrap();
+        assert_eq!((data.window.len(), data.running.len()), (3, 1));
+        let expected: HashMap<String, Vec<i64>> = [
+            ("long".to_owned(), (6..=25).rev().map(|i| 1_000 * i).collect()),
+            ("short".to_owned(), vec![200, 300]),
+            ("running".to_owned(), vec![50]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(data.history, expected);
+        // The forecast's snapshot reads the same history.
+        assert_eq!(store.queue_plan_data(&smithi(), 10).unwrap().history, expected);
     }
 
     fn an_expired_job_ends_dead_with_its_reason_instead_of_starting(store: &Store) {
