@@ -590,7 +590,7 @@ impl Store {
         holder: &str,
         supervisor: &SupervisorRef,
         now: UnixMillis,
-    ) -> Result<Job, DbError> {
+    ) -> Result<(), DbError> {
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
@@ -628,7 +628,7 @@ impl Store {
                     jobs::heartbeat_at.eq(now.0),
                 ))
                 .execute(c)?;
-            c.load_job(job_id)
+            Ok(())
         })
     }
 

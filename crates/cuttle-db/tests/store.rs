@@ -863,7 +863,8 @@ on_both_backends! {
         request.job_id = Some(jobs[0]);
         store.lock_nodes(&request, T0).unwrap();
         let supervisor = cuttle_core::dispatch::SupervisorRef { host: "h".into(), pid: 7 };
-        let running = store.record_dispatch(jobs[0], "d1", &supervisor, T0).unwrap();
+        store.record_dispatch(jobs[0], "d1", &supervisor, T0).unwrap();
+        let (running, _) = store.get_job(jobs[0]).unwrap();
         assert_eq!(running.status, JobStatus::Running);
         assert_eq!(running.supervisor, Some(supervisor.clone()));
         // Recording twice, or by another dispatcher, is refused.

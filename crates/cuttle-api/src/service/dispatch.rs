@@ -26,8 +26,8 @@ use cuttle_proto::v1::{
     ClaimJobResponse, ClaimReleasesRequest, ClaimReleasesResponse, DeleteBuriedRequest,
     KickBuriedRequest, KickBuriedResponse, ListBuriedRequest, ListBuriedResponse, ListQueueRequest,
     ListQueueResponse, ListTubesRequest, ListTubesResponse, PlanState, PlanStateRequest,
-    RecordDispatchRequest, ReleaseLeaseRequest, ReleaseLeaseResponse, ReprioritizeRequest,
-    RequeueJobRequest, SetQueuePausedRequest,
+    RecordDispatchRequest, RecordDispatchResponse, ReleaseLeaseRequest, ReleaseLeaseResponse,
+    ReprioritizeRequest, RequeueJobRequest, SetQueuePausedRequest,
 };
 use cuttle_queue::{Body, JobConfig, QueueError, read_body_with_config};
 
@@ -274,7 +274,7 @@ impl DispatchService for DispatchApi {
     async fn record_dispatch(
         &self,
         request: Request<RecordDispatchRequest>,
-    ) -> Result<Response<v1::Job>, Status> {
+    ) -> Result<Response<RecordDispatchResponse>, Status> {
         observe("DispatchService/RecordDispatch", async {
             self.app
                 .authorize(request.metadata(), Action::Service)
@@ -286,13 +286,11 @@ impl DispatchService for DispatchApi {
                 host: text("supervisor host", &request.supervisor_host)?,
                 pid: request.supervisor_pid,
             };
-            let job = self
-                .app
+            self.app
                 .db(move |store| store.record_dispatch(id, &holder, &supervisor, now()))
                 .await?;
             tracing::info!(job_id = %id, "job dispatched");
-            let mut shown = self.app.jobs_with_nodes(vec![job]).await?;
-            Ok(shown.pop().expect("one job in, one job out"))
+            Ok(RecordDispatchResponse {})
         })
         .await
     }
