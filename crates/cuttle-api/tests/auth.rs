@@ -148,6 +148,8 @@ enum Rpc {
     ReleaseLease,
     ClaimJob,
     RecordDispatch,
+    LockNodesBatch,
+    RecordDispatches,
     RequeueJob,
     ClaimReleases,
     GetPlanState,
@@ -197,6 +199,16 @@ impl Lab {
     }
 }
 
+/// A dispatch record of a job that does not exist.
+fn unknown_dispatch(holder: String) -> v1::RecordDispatchRequest {
+    v1::RecordDispatchRequest {
+        job_id: 999_999,
+        holder,
+        supervisor_pid: 1,
+        supervisor_host: "test".into(),
+    }
+}
+
 /// Who the rule table lets through, per RPC.
 fn allowed(rpc: Rpc) -> Vec<Who> {
     use Who::*;
@@ -232,6 +244,8 @@ fn allowed(rpc: Rpc) -> Vec<Who> {
         | Rpc::ReleaseLease
         | Rpc::ClaimJob
         | Rpc::RecordDispatch
+        | Rpc::LockNodesBatch
+        | Rpc::RecordDispatches
         | Rpc::RequeueJob
         | Rpc::ClaimReleases
         | Rpc::GetPlanState
@@ -519,11 +533,21 @@ async fn call(lab: &Lab, who: Who, rpc: Rpc, round: usize) -> Result<(), Status>
             .await
             .map(drop),
         Rpc::RecordDispatch => dispatch
-            .record_dispatch(v1::RecordDispatchRequest {
-                job_id: 999_999,
+            .record_dispatch(unknown_dispatch(holder))
+            .await
+            .map(drop),
+        // Each job of a batch is answered on its own (here: unknown), so the call itself
+        // succeeds for whoever may make it.
+        Rpc::LockNodesBatch => dispatch
+            .lock_nodes_batch(v1::LockNodesBatchRequest {
                 holder,
-                supervisor_pid: 1,
-                supervisor_host: "test".into(),
+                job_ids: vec![999_999],
+            })
+            .await
+            .map(drop),
+        Rpc::RecordDispatches => dispatch
+            .record_dispatches(v1::RecordDispatchesRequest {
+                dispatches: vec![unknown_dispatch(holder)],
             })
             .await
             .map(drop),
@@ -626,7 +650,7 @@ async fn call(lab: &Lab, who: Who, rpc: Rpc, round: usize) -> Result<(), Status>
     }
 }
 
-const ALL_RPCS: [Rpc; 50] = [
+const ALL_RPCS: [Rpc; 52] = [
     Rpc::AddNode,
     Rpc::UpdateNode,
     Rpc::MarkNodeUp,
@@ -659,6 +683,8 @@ const ALL_RPCS: [Rpc; 50] = [
     Rpc::ReleaseLease,
     Rpc::ClaimJob,
     Rpc::RecordDispatch,
+    Rpc::LockNodesBatch,
+    Rpc::RecordDispatches,
     Rpc::RequeueJob,
     Rpc::ClaimReleases,
     Rpc::GetPlanState,

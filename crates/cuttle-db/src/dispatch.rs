@@ -256,6 +256,14 @@ pub(crate) trait DispatchTx {
         now: UnixMillis,
     ) -> Result<Vec<NodeName>, DbError>;
     fn load_claimed(&mut self, job_id: JobId, holder: &str) -> Result<Job, DbError>;
+    /// [`Store::record_dispatch`] inside the caller's write transaction.
+    fn record_started(
+        &mut self,
+        job_id: JobId,
+        holder: &str,
+        supervisor: &SupervisorRef,
+        now: UnixMillis,
+    ) -> Result<(), DbError>;
     fn move_job(
         &mut self,
         job: &Job,
@@ -318,6 +326,50 @@ crate::impl_for_both_backends! { DispatchTx {
 
     /// The job, if it is `waiting` and claimed by `holder`; the one check behind every
     /// step a dispatcher takes on a job it claimed.
+    fn record_started(
+        &mut self,
+        job_id: JobId,
+        holder: &str,
+        supervisor: &SupervisorRef,
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        let job = self.load_claimed(job_id, holder)?;
+        let held: Vec<String> = nodes::table
+            .filter(nodes::locked_job_id.eq(job_id.0))
+            .select(nodes::name)
+            .order(nodes::name)
+            .load(self)?;
+        if held.len() != job.spec.n_nodes.get() as usize {
+            return Err(DbError::NotClaimed {
+                job_id,
+                status: job.status,
+                holder: format!(
+                    "{holder} (it holds {} of the job's {} nodes)",
+                    held.len(),
+                    job.spec.n_nodes.get()
+                ),
+            });
+        }
+        let reason = format!(
+            "started by supervisor pid {} on {} with {}",
+            supervisor.pid,
+            supervisor.host,
+            held.join(", ")
+        );
+        if !self.move_job(&job, JobStatus::Running, &reason, now)? {
+            return Err(DbError::Conflict { job_id });
+        }
+        diesel::update(jobs::table.filter(jobs::id.eq(job_id.0)))
+            .set((
+                jobs::supervisor_pid.eq(i64::from(supervisor.pid)),
+                jobs::supervisor_host.eq(&supervisor.host),
+                jobs::started_at.eq(now.0),
+                jobs::heartbeat_at.eq(now.0),
+            ))
+            .execute(self)?;
+        Ok(())
+    }
+
     fn load_claimed(&mut self, job_id: JobId, holder: &str) -> Result<Job, DbError> {
         let job = self.load_job(job_id)?;
         if job.status != JobStatus::Waiting || job.dispatcher.as_deref() != Some(holder) {
@@ -593,42 +645,26 @@ impl Store {
     ) -> Result<(), DbError> {
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
+        write_tx!(conn, |c| c.record_started(job_id, holder, supervisor, now))
+    }
+
+    /// [`Store::record_dispatch`] for each (job, holder, supervisor), one answer per
+    /// entry, in order: one write transaction for all and a savepoint per job, so one
+    /// refused record changes nothing for the others.
+    pub fn record_dispatches(
+        &self,
+        started: &[(JobId, String, SupervisorRef)],
+        now: UnixMillis,
+    ) -> Result<Vec<Result<(), DbError>>, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
         write_tx!(conn, |c| {
-            let job = c.load_claimed(job_id, holder)?;
-            let held: Vec<String> = nodes::table
-                .filter(nodes::locked_job_id.eq(job_id.0))
-                .select(nodes::name)
-                .order(nodes::name)
-                .load(c)?;
-            if held.len() != job.spec.n_nodes.get() as usize {
-                return Err(DbError::NotClaimed {
-                    job_id,
-                    status: job.status,
-                    holder: format!(
-                        "{holder} (it holds {} of the job's {} nodes)",
-                        held.len(),
-                        job.spec.n_nodes.get()
-                    ),
-                });
-            }
-            let reason = format!(
-                "started by supervisor pid {} on {} with {}",
-                supervisor.pid,
-                supervisor.host,
-                held.join(", ")
-            );
-            if !c.move_job(&job, JobStatus::Running, &reason, now)? {
-                return Err(DbError::Conflict { job_id });
-            }
-            diesel::update(jobs::table.filter(jobs::id.eq(job_id.0)))
-                .set((
-                    jobs::supervisor_pid.eq(i64::from(supervisor.pid)),
-                    jobs::supervisor_host.eq(&supervisor.host),
-                    jobs::started_at.eq(now.0),
-                    jobs::heartbeat_at.eq(now.0),
-                ))
-                .execute(c)?;
-            Ok(())
+            Ok(started
+                .iter()
+                .map(|(job_id, holder, supervisor)| {
+                    c.transaction(|c| c.record_started(*job_id, holder, supervisor, now))
+                })
+                .collect())
         })
     }
 

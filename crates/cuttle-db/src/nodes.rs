@@ -15,6 +15,7 @@ use cuttle_core::audit::LockAction;
 use cuttle_core::node::{HoldingJob, UnlockRefused, Unlocker, check_unlock};
 use cuttle_core::{JobId, LockRequest, MachineType, Node, NodeLock, NodeName, Owner, UnixMillis};
 
+use crate::dispatch::DispatchTx;
 use crate::lock_history::{Changed, LockHistoryTx};
 use crate::schema::{jobs, nodes, runs};
 use crate::{DbConnection, DbError, LockError, Store, with_conn, write_tx};
@@ -378,35 +379,47 @@ impl Store {
 
     /// Locks exactly `request.count` free nodes of the machine type, or none.
     pub fn lock_nodes(&self, request: &LockRequest, now: UnixMillis) -> Result<Vec<Node>, DbError> {
-        let wanted = i64::from(request.count.get());
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
-        let locked: Vec<NodeRow> = write_tx!(conn, |c| {
-            c.check_job_exists(request.job_id)?;
-            // Idempotent per job: a retry after a lost reply gets the same nodes back
-            // instead of a second set.
-            if let Some(job_id) = request.job_id
-                && let Some(held) = c.nodes_held_by_job(job_id, request.count.get())?
-            {
-                return Ok(held);
-            }
-            let names: Vec<LockedName> = diesel::sql_query(c.lock_n_sql())
-                .bind::<Text, _>(request.owner.as_str())
-                .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
-                .bind::<BigInt, _>(now.0)
-                .bind::<Text, _>(request.machine_type.as_str())
-                .bind::<BigInt, _>(wanted)
-                .load(c)?;
-            let rows = c.finish_lock(request, names)?;
-            c.record_lock_events(
-                LockAction::Lock,
-                &changed(&rows),
-                &lock_by(request.job_id),
-                now,
-            )?;
-            Ok(rows)
-        })?;
+        let locked: Vec<NodeRow> = write_tx!(conn, |c| c.lock_count(request, now))?;
         into_nodes(locked)
+    }
+
+    /// Locks the nodes of each of these jobs, which `holder` must have claimed (each
+    /// `waiting` and claimed by it), as its own all-or-nothing [`Store::lock_nodes`] for
+    /// the job's node count and owner: one answer per job, in order. One write
+    /// transaction for all, and a savepoint per job, so a job refused (ended, not claimed,
+    /// not enough free nodes) leaves nothing locked for itself and changes nothing for the
+    /// others.
+    pub fn lock_nodes_of_claimed_jobs(
+        &self,
+        holder: &str,
+        job_ids: &[JobId],
+        now: UnixMillis,
+    ) -> Result<Vec<Result<Vec<Node>, DbError>>, DbError> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        let answers: Vec<Result<Vec<NodeRow>, DbError>> = write_tx!(conn, |c| {
+            Ok(job_ids
+                .iter()
+                .map(|job_id| {
+                    c.transaction(|c| {
+                        let job = c.load_claimed(*job_id, holder)?;
+                        let request = LockRequest {
+                            machine_type: job.spec.machine_type,
+                            count: job.spec.n_nodes,
+                            owner: job.owner,
+                            job_id: Some(job.id),
+                        };
+                        c.lock_count(&request, now)
+                    })
+                })
+                .collect())
+        })?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.and_then(into_nodes))
+            .collect())
     }
 
     /// Locks exactly these nodes, or none.
@@ -648,9 +661,43 @@ trait NodeTx {
         request: &LockRequest,
         names: Vec<LockedName>,
     ) -> Result<Vec<NodeRow>, DbError>;
+    /// [`Store::lock_nodes`] inside the caller's write transaction, which must roll back
+    /// (or to its savepoint) on an error: the statement may have locked part of the nodes.
+    fn lock_count(
+        &mut self,
+        request: &LockRequest,
+        now: UnixMillis,
+    ) -> Result<Vec<NodeRow>, DbError>;
 }
 
 crate::impl_for_both_backends! { NodeTx {
+    fn lock_count(&mut self, request: &LockRequest, now: UnixMillis) -> Result<Vec<NodeRow>, DbError> {
+        let wanted = i64::from(request.count.get());
+        self.check_job_exists(request.job_id)?;
+        // Idempotent per job: a retry after a lost reply gets the same nodes back
+        // instead of a second set.
+        if let Some(job_id) = request.job_id
+            && let Some(held) = self.nodes_held_by_job(job_id, request.count.get())?
+        {
+            return Ok(held);
+        }
+        let names: Vec<LockedName> = diesel::sql_query(self.lock_n_sql())
+            .bind::<Text, _>(request.owner.as_str())
+            .bind::<Nullable<BigInt>, _>(request.job_id.map(|id| id.0))
+            .bind::<BigInt, _>(now.0)
+            .bind::<Text, _>(request.machine_type.as_str())
+            .bind::<BigInt, _>(wanted)
+            .load(self)?;
+        let rows = self.finish_lock(request, names)?;
+        self.record_lock_events(
+            LockAction::Lock,
+            &changed(&rows),
+            &lock_by(request.job_id),
+            now,
+        )?;
+        Ok(rows)
+    }
+
     fn find_node(&mut self, name: &NodeName) -> Result<NodeRow, DbError> {
         nodes::table
             .filter(nodes::name.eq(name.as_str()))

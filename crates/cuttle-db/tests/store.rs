@@ -712,9 +712,8 @@ fn holds(tube: &cuttle_core::dispatch::Tube, holder: &str, now: UnixMillis) -> b
         .is_some_and(|lease| lease.holder == holder)
 }
 
-/// Claims `job_id` as dispatcher `d1` (holding a long lease), locks its nodes and records
-/// its dispatch at `now`; returns its nodes.
-fn start_job(store: &Store, job_id: JobId, beanstalk_id: u64, now: UnixMillis) -> Vec<NodeName> {
+/// Claims `job_id` as dispatcher `d1`, holding a long lease.
+fn claim(store: &Store, job_id: JobId, beanstalk_id: u64, now: UnixMillis) {
     let request = cuttle_db::LeaseRequest {
         ttl_ms: 1_000_000_000,
         ..lease("d1")
@@ -725,6 +724,12 @@ fn start_job(store: &Store, job_id: JobId, beanstalk_id: u64, now: UnixMillis) -
         .claim_job(job_id, &smithi(), beanstalk_id, "d1", None, now)
         .unwrap();
     assert_eq!(claim, cuttle_core::dispatch::Claim::Start);
+}
+
+/// Claims `job_id` as dispatcher `d1` (holding a long lease), locks its nodes and records
+/// its dispatch at `now`; returns its nodes.
+fn start_job(store: &Store, job_id: JobId, beanstalk_id: u64, now: UnixMillis) -> Vec<NodeName> {
+    claim(store, job_id, beanstalk_id, now);
     let request = LockRequest {
         job_id: Some(job_id),
         ..lock_request(2, "alice")
@@ -831,6 +836,55 @@ on_both_backends! {
         assert_eq!(data.history, expected);
         // The forecast's snapshot reads the same history.
         assert_eq!(store.queue_plan_data(&smithi(), 10).unwrap().history, expected);
+    }
+
+    fn a_batch_locks_and_records_each_claimed_job_on_its_own(store: &Store) {
+        add_nodes(store, "smithi", 5);
+        // Two-node jobs: a and b claimed, c claimed then killed, d never claimed, e
+        // claimed but there are not nodes enough left for it.
+        let ids = create_run(store, "batch", "alice", 5);
+        let (a, b, c, d, e) = (ids[0], ids[1], ids[2], ids[3], ids[4]);
+        for (i, job_id) in [a, b, c, e].into_iter().enumerate() {
+            claim(store, job_id, 10 + i as u64, T0);
+        }
+        store.kill(&RunName::parse("batch").unwrap(), Some(c), "test", T0).unwrap();
+        let answers = store.lock_nodes_of_claimed_jobs("d1", &[a, c, d, b, e], T0).unwrap();
+        let names = |i: usize| -> Vec<String> {
+            answers[i].as_ref().unwrap().iter().map(|node| node.name.to_string()).collect()
+        };
+        assert_eq!(names(0), ["smithi001", "smithi002"]);
+        assert!(matches!(answers[1], Err(DbError::NotClaimed { .. })), "{:?}", answers[1]);
+        assert!(matches!(answers[2], Err(DbError::NotClaimed { .. })), "{:?}", answers[2]);
+        assert_eq!(names(3), ["smithi003", "smithi004"]);
+        assert!(
+            matches!(answers[4], Err(DbError::Lock(LockError::NotEnoughFree { .. }))),
+            "{:?}",
+            answers[4]
+        );
+        // e's partial lock was rolled back to its savepoint: one node is still free.
+        assert_eq!(free_count(store), 1);
+        // Asking again gives a and b the same nodes (a lost reply is retried safely).
+        let again = store.lock_nodes_of_claimed_jobs("d1", &[a, b], T0).unwrap();
+        assert_eq!(again[0].as_ref().unwrap().len(), 2);
+        assert_eq!(free_count(store), 1);
+        // Another dispatcher locks nothing for jobs it did not claim.
+        let other = store.lock_nodes_of_claimed_jobs("d2", &[e], T0).unwrap();
+        assert!(matches!(other[0], Err(DbError::NotClaimed { .. })), "{:?}", other[0]);
+        let supervisor = cuttle_core::dispatch::SupervisorRef { host: "h".into(), pid: 7 };
+        let started: Vec<(JobId, String, cuttle_core::dispatch::SupervisorRef)> = [a, e, b]
+            .into_iter()
+            .map(|job_id| (job_id, "d1".to_owned(), supervisor.clone()))
+            .collect();
+        let recorded = store.record_dispatches(&started, UnixMillis(T0.0 + 5)).unwrap();
+        assert!(recorded[0].is_ok() && recorded[2].is_ok(), "{recorded:?}");
+        let refused = recorded[1].as_ref().unwrap_err().to_string();
+        assert!(refused.contains("holds 0 of the job's 2 nodes"), "{refused}");
+        for (job_id, status) in [(a, JobStatus::Running), (b, JobStatus::Running), (e, JobStatus::Waiting)] {
+            let (job, _) = store.get_job(job_id).unwrap();
+            assert_eq!(job.status, status, "job {job_id}");
+        }
+        assert_eq!(store.get_job(a).unwrap().0.started_at, Some(UnixMillis(T0.0 + 5)));
+        assert!(store.audit_locks().unwrap().clean());
     }
 
     fn an_expired_job_ends_dead_with_its_reason_instead_of_starting(store: &Store) {

@@ -468,6 +468,111 @@ pub fn releases_from_proto(
     (good, bad)
 }
 
+/// One job's refusal in a batch answer: the code and message the single call's status
+/// would have had.
+pub fn job_error_to_proto(status: &tonic::Status) -> v1::JobError {
+    v1::JobError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+    }
+}
+
+/// One job's refusal in a batch answer, back into the status the single call would have
+/// returned, so a caller handles both the same way.
+pub fn job_error_from_proto(error: &v1::JobError) -> tonic::Status {
+    tonic::Status::new(tonic::Code::from_i32(error.code), error.message.clone())
+}
+
+/// One job's answer to LockNodesBatch on the wire: its nodes, or why it got none.
+pub fn locked_job_to_proto(
+    job_id: JobId,
+    answer: Result<Vec<Node>, tonic::Status>,
+) -> v1::LockedJob {
+    match answer {
+        Ok(nodes) => v1::LockedJob {
+            job_id: job_id.0,
+            nodes: nodes
+                .into_iter()
+                .map(|node| node.name.to_string())
+                .collect(),
+            error: None,
+        },
+        Err(status) => v1::LockedJob {
+            job_id: job_id.0,
+            nodes: Vec::new(),
+            error: Some(job_error_to_proto(&status)),
+        },
+    }
+}
+
+/// One job's answer to RecordDispatches on the wire.
+pub fn recorded_dispatch_to_proto(
+    job_id: JobId,
+    answer: Result<(), tonic::Status>,
+) -> v1::RecordedDispatch {
+    v1::RecordedDispatch {
+        job_id: job_id.0,
+        error: answer.err().as_ref().map(job_error_to_proto),
+    }
+}
+
+/// The answers of a batch call for `job_ids`, in that order, matched by job id: the
+/// answer for a job the batch left out is an error, never a success.
+fn batch_answers<T, A>(
+    job_ids: &[JobId],
+    answers: &[A],
+    job_of: impl Fn(&A) -> i64,
+    read: impl Fn(&A) -> Result<T, tonic::Status>,
+) -> Vec<Result<T, tonic::Status>> {
+    let by_job: std::collections::HashMap<i64, &A> = answers
+        .iter()
+        .map(|answer| (job_of(answer), answer))
+        .collect();
+    job_ids
+        .iter()
+        .map(|job_id| match by_job.get(&job_id.0) {
+            Some(answer) => read(answer),
+            None => Err(tonic::Status::internal(format!(
+                "cuttle-api did not answer for job {job_id}"
+            ))),
+        })
+        .collect()
+}
+
+/// LockNodesBatch's answer for `job_ids`, in that order: the names of the nodes locked
+/// for each job, or the status its single LockNodes would have failed with.
+pub fn locked_jobs_from_proto(
+    job_ids: &[JobId],
+    answer: &v1::LockNodesBatchResponse,
+) -> Vec<Result<Vec<String>, tonic::Status>> {
+    batch_answers(
+        job_ids,
+        &answer.jobs,
+        |locked| locked.job_id,
+        |locked| match &locked.error {
+            Some(error) => Err(job_error_from_proto(error)),
+            None => Ok(locked.nodes.clone()),
+        },
+    )
+}
+
+/// RecordDispatches' answer for `job_ids`, in that order: recorded, or the status its
+/// single RecordDispatch would have failed with.
+pub fn recorded_dispatches_from_proto(
+    job_ids: &[JobId],
+    answer: &v1::RecordDispatchesResponse,
+) -> Vec<Result<(), tonic::Status>> {
+    batch_answers(
+        job_ids,
+        &answer.jobs,
+        |recorded| recorded.job_id,
+        |recorded| match &recorded.error {
+            Some(error) => Err(job_error_from_proto(error)),
+            None => Ok(()),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,5 +691,36 @@ mod tests {
             policy_from_proto(&older).0.fewer_nodes_first_below,
             u32::MAX
         );
+    }
+
+    #[test]
+    fn a_batch_answer_keeps_each_jobs_error_and_never_invents_a_success() {
+        let answer = v1::LockNodesBatchResponse {
+            jobs: vec![
+                locked_job_to_proto(
+                    JobId(2),
+                    Err(tonic::Status::failed_precondition("job 2 was killed")),
+                ),
+                v1::LockedJob {
+                    job_id: 1,
+                    nodes: vec!["smithi001".into()],
+                    error: None,
+                },
+            ],
+        };
+        let read = locked_jobs_from_proto(&[JobId(1), JobId(2), JobId(3)], &answer);
+        assert_eq!(read[0].as_ref().unwrap(), &vec!["smithi001".to_owned()]);
+        let refused = read[1].as_ref().unwrap_err();
+        assert_eq!(
+            (refused.code(), refused.message()),
+            (tonic::Code::FailedPrecondition, "job 2 was killed")
+        );
+        assert_eq!(read[2].as_ref().unwrap_err().code(), tonic::Code::Internal);
+        let recorded = v1::RecordDispatchesResponse {
+            jobs: vec![recorded_dispatch_to_proto(JobId(1), Ok(()))],
+        };
+        let read = recorded_dispatches_from_proto(&[JobId(1), JobId(4)], &recorded);
+        assert!(read[0].is_ok());
+        assert!(read[1].is_err(), "a dispatch left out is not recorded");
     }
 }

@@ -18,16 +18,17 @@ use cuttle_core::auth::Action;
 use cuttle_core::dispatch::{Claim, SupervisorRef};
 use cuttle_core::{InvalidInput, JobId, LockRequest, MachineType, Owner, Priority};
 use cuttle_db::LeaseRequest;
-use cuttle_proto::convert::tube_to_proto;
+use cuttle_proto::convert::{locked_job_to_proto, recorded_dispatch_to_proto, tube_to_proto};
 use cuttle_proto::v1::dispatch_service_server::DispatchService;
 use cuttle_proto::v1::queue_service_server::QueueService;
 use cuttle_proto::v1::{
     self, AcquireLeaseRequest, AcquireLeaseResponse, BuriedJob, ClaimAction, ClaimJobRequest,
     ClaimJobResponse, ClaimReleasesRequest, ClaimReleasesResponse, DeleteBuriedRequest,
     KickBuriedRequest, KickBuriedResponse, ListBuriedRequest, ListBuriedResponse, ListQueueRequest,
-    ListQueueResponse, ListTubesRequest, ListTubesResponse, PlanState, PlanStateRequest,
-    RecordDispatchRequest, RecordDispatchResponse, ReleaseLeaseRequest, ReleaseLeaseResponse,
-    ReprioritizeRequest, RequeueJobRequest, SetQueuePausedRequest,
+    ListQueueResponse, ListTubesRequest, ListTubesResponse, LockNodesBatchRequest,
+    LockNodesBatchResponse, PlanState, PlanStateRequest, RecordDispatchRequest,
+    RecordDispatchResponse, RecordDispatchesRequest, RecordDispatchesResponse, ReleaseLeaseRequest,
+    ReleaseLeaseResponse, ReprioritizeRequest, RequeueJobRequest, SetQueuePausedRequest,
 };
 use cuttle_queue::{Body, JobConfig, QueueError, read_body_with_config};
 
@@ -52,6 +53,19 @@ fn holder(text: &str) -> Result<String, Status> {
         )));
     }
     Ok(holder)
+}
+
+/// The most jobs one batch call may name (a dispatcher's window is at most 1000).
+const BATCH_LIMIT: usize = 1000;
+
+fn batch_size(len: usize) -> Result<(), Status> {
+    if len > BATCH_LIMIT {
+        return Err(errors::invalid(InvalidInput::new(
+            "batch",
+            format!("names {len} jobs; send at most {BATCH_LIMIT} per call"),
+        )));
+    }
+    Ok(())
 }
 
 /// The `job_id` of a body, if it has a numeric one.
@@ -291,6 +305,82 @@ impl DispatchService for DispatchApi {
                 .await?;
             tracing::info!(job_id = %id, "job dispatched");
             Ok(RecordDispatchResponse {})
+        })
+        .await
+    }
+
+    async fn lock_nodes_batch(
+        &self,
+        request: Request<LockNodesBatchRequest>,
+    ) -> Result<Response<LockNodesBatchResponse>, Status> {
+        observe("DispatchService/LockNodesBatch", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
+            let request = request.into_inner();
+            let holder = holder(&request.holder)?;
+            batch_size(request.job_ids.len())?;
+            let ids = request
+                .job_ids
+                .iter()
+                .map(|id| job_id(*id))
+                .collect::<Result<Vec<_>, _>>()?;
+            let answers = {
+                let ids = ids.clone();
+                self.app
+                    .db(move |store| store.lock_nodes_of_claimed_jobs(&holder, &ids, now()))
+                    .await?
+            };
+            let jobs = ids
+                .into_iter()
+                .zip(answers)
+                .map(|(id, answer)| locked_job_to_proto(id, answer.map_err(errors::db)))
+                .collect();
+            Ok(LockNodesBatchResponse { jobs })
+        })
+        .await
+    }
+
+    async fn record_dispatches(
+        &self,
+        request: Request<RecordDispatchesRequest>,
+    ) -> Result<Response<RecordDispatchesResponse>, Status> {
+        observe("DispatchService/RecordDispatches", async {
+            self.app
+                .authorize(request.metadata(), Action::Service)
+                .await?;
+            let request = request.into_inner();
+            batch_size(request.dispatches.len())?;
+            let started = request
+                .dispatches
+                .iter()
+                .map(|dispatch| {
+                    Ok((
+                        job_id(dispatch.job_id)?,
+                        holder(&dispatch.holder)?,
+                        SupervisorRef {
+                            host: text("supervisor host", &dispatch.supervisor_host)?,
+                            pid: dispatch.supervisor_pid,
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>, Status>>()?;
+            let ids: Vec<JobId> = started.iter().map(|(id, _, _)| *id).collect();
+            let answers = self
+                .app
+                .db(move |store| store.record_dispatches(&started, now()))
+                .await?;
+            let jobs = ids
+                .into_iter()
+                .zip(answers)
+                .map(|(id, answer)| {
+                    if answer.is_ok() {
+                        tracing::info!(job_id = %id, "job dispatched");
+                    }
+                    recorded_dispatch_to_proto(id, answer.map_err(errors::db))
+                })
+                .collect();
+            Ok(RecordDispatchesResponse { jobs })
         })
         .await
     }
