@@ -15,9 +15,9 @@ use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
 use cuttle_proto::v1::node_service_client::NodeServiceClient;
 use cuttle_proto::v1::run_service_client::RunServiceClient;
 use cuttle_proto::v1::{
-    self, AcquireLeaseRequest, ClaimJobRequest, ClaimReleasesRequest, LockNodesRequest,
-    PlanStateRequest, RecordDispatchRequest, ReleaseLeaseRequest, RequeueJobRequest,
-    UpdateJobStatusRequest,
+    self, AcquireLeaseRequest, ClaimJobRequest, ClaimReleasesRequest, LockNodesBatchRequest,
+    LockNodesRequest, PlanStateRequest, RecordDispatchRequest, RecordDispatchesRequest,
+    ReleaseLeaseRequest, RequeueJobRequest, UpdateJobStatusRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
@@ -86,18 +86,20 @@ pub trait Api: Send {
         jobs: &[JobId],
         default_time_limit_ms: i64,
     ) -> impl Future<Output = Result<PlanState, ApiError>> + Send;
-    /// Locks a claimed job's nodes; their names. `Refused`: the job ended or can never
-    /// fit any more; `Failed`: not enough free now.
-    fn lock_nodes(
+    /// Locks the nodes of these claimed jobs in one call, each all or nothing and on its
+    /// own: one answer per job, in order, with the locked nodes' names. A job's
+    /// `Refused`: it ended or can never fit any more; its `Failed`: not enough free now.
+    /// `Err` for the whole call: nothing was locked (or cuttle-api could not be reached).
+    fn lock_nodes_batch(
         &mut self,
-        job: &Job,
-    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
-    /// Records that the job's supervisor `pid` runs it.
-    fn record_dispatch(
+        jobs: &[&Job],
+    ) -> impl Future<Output = Result<Vec<Result<Vec<String>, ApiError>>, ApiError>> + Send;
+    /// Records, in one call, that each (job, supervisor pid) runs: one answer per job, in
+    /// order. Only a job answered `Ok` may be told to go.
+    fn record_dispatches(
         &mut self,
-        job: JobId,
-        pid: u32,
-    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+        started: &[(JobId, u32)],
+    ) -> impl Future<Output = Result<Vec<Result<(), ApiError>>, ApiError>> + Send;
     /// Hands a claimed job back to `queued`.
     fn requeue(
         &mut self,
@@ -152,6 +154,41 @@ impl GrpcApi {
             nodes: NodeServiceClient::with_interceptor(channel, bearer),
         }
     }
+}
+
+impl GrpcApi {
+    /// One job's lock, as an older cuttle-api without LockNodesBatch takes it.
+    async fn lock_nodes(&mut self, job: &Job) -> Result<Vec<String>, ApiError> {
+        let locked = self
+            .nodes
+            .lock_nodes(LockNodesRequest {
+                machine_type: job.spec.machine_type.to_string(),
+                count: job.spec.n_nodes.get(),
+                owner: job.owner.to_string(),
+                job_id: Some(job.id.0),
+                dispatcher: Some(self.holder.clone()),
+            })
+            .await?
+            .into_inner();
+        Ok(locked.nodes.into_iter().map(|node| node.name).collect())
+    }
+
+    fn record_request(&self, job: JobId, pid: u32) -> RecordDispatchRequest {
+        RecordDispatchRequest {
+            job_id: job.0,
+            holder: self.holder.clone(),
+            supervisor_pid: pid,
+            supervisor_host: self.host.clone(),
+        }
+    }
+}
+
+/// A batch's per-job statuses in the dispatcher's terms.
+fn per_job<T>(answers: Vec<Result<T, Status>>) -> Vec<Result<T, ApiError>> {
+    answers
+        .into_iter()
+        .map(|answer| answer.map_err(ApiError::from))
+        .collect()
 }
 
 /// A wire answer this version cannot read: a mismatched cuttle-api.
@@ -223,31 +260,69 @@ impl Api for GrpcApi {
         Ok(convert::plan_state_from_proto(&state))
     }
 
-    async fn lock_nodes(&mut self, job: &Job) -> Result<Vec<String>, ApiError> {
-        let locked = self
-            .nodes
-            .lock_nodes(LockNodesRequest {
-                machine_type: job.spec.machine_type.to_string(),
-                count: job.spec.n_nodes.get(),
-                owner: job.owner.to_string(),
-                job_id: Some(job.id.0),
-                dispatcher: Some(self.holder.clone()),
+    async fn lock_nodes_batch(
+        &mut self,
+        jobs: &[&Job],
+    ) -> Result<Vec<Result<Vec<String>, ApiError>>, ApiError> {
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        let answer = self
+            .dispatch
+            .lock_nodes_batch(LockNodesBatchRequest {
+                holder: self.holder.clone(),
+                job_ids: ids.iter().map(|id| id.0).collect(),
             })
-            .await?
-            .into_inner();
-        Ok(locked.nodes.into_iter().map(|node| node.name).collect())
+            .await;
+        match answer {
+            Ok(answer) => Ok(per_job(convert::locked_jobs_from_proto(
+                &ids,
+                &answer.into_inner(),
+            ))),
+            Err(status) if status.code() == Code::Unimplemented => {
+                let mut answers = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    answers.push(self.lock_nodes(job).await);
+                }
+                Ok(answers)
+            }
+            Err(status) => Err(status.into()),
+        }
     }
 
-    async fn record_dispatch(&mut self, job: JobId, pid: u32) -> Result<(), ApiError> {
-        self.dispatch
-            .record_dispatch(RecordDispatchRequest {
-                job_id: job.0,
-                holder: self.holder.clone(),
-                supervisor_pid: pid,
-                supervisor_host: self.host.clone(),
+    async fn record_dispatches(
+        &mut self,
+        started: &[(JobId, u32)],
+    ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
+        let ids: Vec<JobId> = started.iter().map(|(id, _)| *id).collect();
+        let answer = self
+            .dispatch
+            .record_dispatches(RecordDispatchesRequest {
+                dispatches: started
+                    .iter()
+                    .map(|(job, pid)| self.record_request(*job, *pid))
+                    .collect(),
             })
-            .await?;
-        Ok(())
+            .await;
+        match answer {
+            Ok(answer) => Ok(per_job(convert::recorded_dispatches_from_proto(
+                &ids,
+                &answer.into_inner(),
+            ))),
+            Err(status) if status.code() == Code::Unimplemented => {
+                let mut answers = Vec::with_capacity(started.len());
+                for (job, pid) in started {
+                    let request = self.record_request(*job, *pid);
+                    answers.push(
+                        self.dispatch
+                            .record_dispatch(request)
+                            .await
+                            .map(drop)
+                            .map_err(ApiError::from),
+                    );
+                }
+                Ok(answers)
+            }
+            Err(status) => Err(status.into()),
+        }
     }
 
     async fn requeue(&mut self, job: JobId, reason: &str) -> Result<(), ApiError> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cuttle_core::dispatch::Claimed;
-use cuttle_core::{JobId, MachineType};
+use cuttle_core::{Job, JobId, MachineType};
 use cuttle_policy::{Decision, PolicyConfig, StartReason, plan};
 use cuttle_queue::{QueueError, Reserved};
 use tokio::time::Instant;
@@ -461,21 +461,10 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 .await;
         }
         let snapshot = self.window.snapshot(&state, now, default_limit);
-        let mut started = 0;
-        let mut free = state.free_nodes.saturating_sub(self.policy.held_back_nodes);
+        let mut starts = Vec::new();
         for decision in plan(&snapshot, &self.policy) {
             match decision {
-                Decision::Start { job, reason } => {
-                    let Some(n_nodes) =
-                        self.window.get(job).map(|held| held.job.spec.n_nodes.get())
-                    else {
-                        continue;
-                    };
-                    if self.start_held(job, &reason).await {
-                        started += 1;
-                        free = free.saturating_sub(n_nodes);
-                    }
-                }
+                Decision::Start { job, reason } => starts.push((job, reason)),
                 Decision::Reserve {
                     job,
                     estimated_start,
@@ -489,6 +478,11 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 }
             }
         }
+        let (started, took) = self.start_all(&starts).await;
+        let free = state
+            .free_nodes
+            .saturating_sub(self.policy.held_back_nodes)
+            .saturating_sub(took);
         // Nodes left free while jobs still wait count as idle until the next round.
         let idle = if self.window.is_empty() { 0 } else { free };
         self.last_round = Some((Instant::now(), idle));
@@ -498,53 +492,76 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         started
     }
 
-    /// Locks the nodes of window job `job` and starts it. False if the nodes were taken
-    /// meanwhile (it stays in the window) or the job ended (it leaves).
-    async fn start_held(&mut self, job: u64, reason: &StartReason) -> bool {
+    /// Locks the nodes of the window jobs the policy starts this round and starts each
+    /// that got them, batched: one lock call and one record call for the round, each
+    /// one database transaction, with every job answered on its own. Per job the order
+    /// stays lock, spawn, record, go, delete. A job whose nodes were taken meanwhile stays
+    /// in the window; one that ended leaves it. Returns how many jobs got their nodes and
+    /// how many nodes they took.
+    async fn start_all(&mut self, starts: &[(u64, StartReason)]) -> (usize, u32) {
         let began = Instant::now();
-        let Some(held) = self.window.get(job) else {
-            return false;
-        };
-        let nodes = match self.api.lock_nodes(&held.job).await {
-            Ok(nodes) => nodes,
-            Err(ApiError::Refused(detail)) => {
-                // It ended (killed) or can never fit any more: the next claim says which.
-                // A second later, so a job cuttle-api would both claim and refuse to lock
-                // cannot spin through reserve, claim and lock.
-                if let Some(held) = self.window.remove(job) {
-                    self.give_back(held, &detail, Duration::from_secs(1)).await;
-                }
-                return false;
-            }
+        let (keys, jobs): (Vec<u64>, Vec<Job>) = starts
+            .iter()
+            .filter_map(|(key, _)| self.window.get(*key).map(|held| (*key, held.job.clone())))
+            .unzip();
+        if jobs.is_empty() {
+            return (0, 0);
+        }
+        let answers = match self
+            .api
+            .lock_nodes_batch(&jobs.iter().collect::<Vec<_>>())
+            .await
+        {
+            Ok(answers) => answers,
             Err(error) => {
-                tracing::debug!(
-                    job_id = job,
-                    detail = error.message(),
-                    "nodes not free after all; next round"
-                );
-                return false;
+                tracing::warn!(detail = error.message(), "cannot lock nodes; next round");
+                return (0, 0);
             }
         };
+        let mut locked = Vec::new();
+        for (job_id, answer) in keys.into_iter().zip(answers) {
+            match answer {
+                Ok(nodes) => {
+                    let Some(held) = self.window.remove(job_id) else {
+                        continue;
+                    };
+                    let reason = starts.iter().find(|(id, _)| *id == job_id).map(|(_, r)| r);
+                    if let Some(StartReason::Backfill { head, .. }) = reason {
+                        tracing::info!(job_id, head, "backfilling ahead of the waiting head job");
+                    }
+                    self.metrics
+                        .lock_wait
+                        .observe(held.reserved_at.elapsed().as_secs_f64());
+                    locked.push((held, nodes));
+                }
+                Err(ApiError::Refused(detail)) => {
+                    // It ended (killed) or can never fit any more: the next claim says
+                    // which. A second later, so a job cuttle-api would both claim and
+                    // refuse to lock cannot spin through reserve, claim and lock.
+                    if let Some(held) = self.window.remove(job_id) {
+                        self.give_back(held, &detail, Duration::from_secs(1)).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(
+                        job_id,
+                        detail = error.message(),
+                        "nodes not free after all; next round"
+                    );
+                }
+            }
+        }
+        if locked.is_empty() {
+            return (0, 0);
+        }
         self.crash_if(CrashPoint::AfterLock);
-        let Some(held) = self.window.remove(job) else {
-            return false;
-        };
-        if let StartReason::Backfill { head, .. } = reason {
-            tracing::info!(
-                job_id = job,
-                head,
-                "backfilling ahead of the waiting head job"
-            );
-        }
-        self.metrics
-            .lock_wait
-            .observe(held.reserved_at.elapsed().as_secs_f64());
-        if self.start(&held, &nodes).await {
-            self.metrics
-                .dispatch_seconds
-                .observe(began.elapsed().as_secs_f64());
-        }
-        true
+        let took = locked
+            .iter()
+            .map(|(held, _)| held.job.spec.n_nodes.get())
+            .sum();
+        let count = locked.len();
+        self.start(locked, began).await;
+        (count, took)
     }
 
     /// A job the policy says can never run here: dead with the reason, copy buried.
@@ -641,56 +658,77 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         }
     }
 
-    /// Starts the job's supervisor, records the dispatch, lets the supervisor go, deletes
-    /// the beanstalkd copy; in that order. True when it runs.
-    async fn start(&mut self, held: &Held, nodes: &[String]) -> bool {
-        let job = &held.job;
-        let mut child = match self.launcher.spawn(job, false) {
-            Ok(child) => child,
-            Err(error) => {
-                tracing::error!(job_id = %job.id, "{error:#}");
-                self.requeue(job.id, &format!("cannot start its supervisor: {error:#}"))
+    /// Starts each locked job's supervisor, records their dispatches in one call, then
+    /// for each recorded one lets its supervisor go and deletes its beanstalkd copy; in
+    /// that order for every job. A job whose supervisor cannot start, or whose dispatch
+    /// is not recorded, goes back to the queue and its supervisor never hears go.
+    async fn start(&mut self, locked: Vec<(Held, Vec<String>)>, began: Instant) {
+        let mut spawned = Vec::with_capacity(locked.len());
+        for (held, nodes) in locked {
+            match self.launcher.spawn(&held.job, false) {
+                Ok(child) => spawned.push((held, nodes, child)),
+                Err(error) => {
+                    tracing::error!(job_id = %held.job.id, "{error:#}");
+                    self.requeue(
+                        held.job.id,
+                        &format!("cannot start its supervisor: {error:#}"),
+                    )
                     .await;
-                // Later, so a broken install does not spin through the queue.
-                self.hand_back(
-                    held.beanstalk_id,
-                    Some(held.queue_priority),
-                    Duration::from_secs(30),
-                )
-                .await;
-                return false;
-            }
-        };
-        let pid = child.pid();
-        self.crash_if(CrashPoint::AfterSpawn);
-        let recorded = self.api.record_dispatch(job.id, pid).await;
-        let started = recorded.is_ok();
-        match recorded {
-            Ok(()) => {
-                self.metrics.started.inc();
-                self.crash_if(CrashPoint::AfterRecord);
-                child.go().await;
-                self.crash_if(CrashPoint::BeforeDelete);
-                self.delete_own_copy(held.beanstalk_id, &held.body).await;
-                self.dispatched += 1;
-                tracing::info!(job_id = %job.id, run = %job.run_name, nodes = %nodes.join(","), pid, "job dispatched");
-            }
-            Err(error) => {
-                // End-of-file without "go": the supervisor finds it was not recorded and
-                // exits without touching anything.
-                tracing::warn!(
-                    job_id = %job.id,
-                    detail = error.message(),
-                    "cannot record the dispatch; handing the job back"
-                );
-                self.requeue(job.id, "its dispatch could not be recorded")
+                    // Later, so a broken install does not spin through the queue.
+                    self.hand_back(
+                        held.beanstalk_id,
+                        Some(held.queue_priority),
+                        Duration::from_secs(30),
+                    )
                     .await;
-                self.hand_back(held.beanstalk_id, Some(held.queue_priority), Duration::ZERO)
-                    .await;
+                }
             }
         }
-        self.reap_when_done(child);
-        started
+        if spawned.is_empty() {
+            return;
+        }
+        self.crash_if(CrashPoint::AfterSpawn);
+        let started: Vec<(JobId, u32)> = spawned
+            .iter()
+            .map(|(held, _, child)| (held.job.id, child.pid()))
+            .collect();
+        let answers = match self.api.record_dispatches(&started).await {
+            Ok(answers) => answers,
+            // Nothing was recorded: every job of the batch is handled as unrecorded.
+            Err(error) => vec![Err(error); started.len()],
+        };
+        for ((held, nodes, mut child), recorded) in spawned.into_iter().zip(answers) {
+            let job = &held.job;
+            let pid = child.pid();
+            match recorded {
+                Ok(()) => {
+                    self.metrics.started.inc();
+                    self.crash_if(CrashPoint::AfterRecord);
+                    child.go().await;
+                    self.crash_if(CrashPoint::BeforeDelete);
+                    self.delete_own_copy(held.beanstalk_id, &held.body).await;
+                    self.dispatched += 1;
+                    self.metrics
+                        .dispatch_seconds
+                        .observe(began.elapsed().as_secs_f64());
+                    tracing::info!(job_id = %job.id, run = %job.run_name, nodes = %nodes.join(","), pid, "job dispatched");
+                }
+                Err(error) => {
+                    // End-of-file without "go": the supervisor finds it was not recorded
+                    // and exits without touching anything.
+                    tracing::warn!(
+                        job_id = %job.id,
+                        detail = error.message(),
+                        "cannot record the dispatch; handing the job back"
+                    );
+                    self.requeue(job.id, "its dispatch could not be recorded")
+                        .await;
+                    self.hand_back(held.beanstalk_id, Some(held.queue_priority), Duration::ZERO)
+                        .await;
+                }
+            }
+            self.reap_when_done(child);
+        }
     }
 
     /// Lets a supervisor go its way, counted alive until it exits.

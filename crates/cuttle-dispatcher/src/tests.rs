@@ -65,7 +65,12 @@ struct State {
     granted: bool,
     paused: bool,
     api_down: bool,
+    /// The whole record call fails.
     fail_record: bool,
+    /// These jobs' records are refused, the others' recorded.
+    refuse_record: HashSet<i64>,
+    /// Nodes someone else locks just before the next lock call.
+    taken_before_lock: u32,
     fail_spawn: bool,
     refuse_lock: HashSet<i64>,
     /// A copy whose id beanstalkd (restarted) now gives to another body.
@@ -100,6 +105,8 @@ impl Lab {
             paused: false,
             api_down: false,
             fail_record: false,
+            refuse_record: HashSet::new(),
+            taken_before_lock: 0,
             fail_spawn: false,
             refuse_lock: HashSet::new(),
             reused_ids: HashSet::new(),
@@ -282,32 +289,58 @@ impl Api for FakeApi {
         })
     }
 
-    async fn lock_nodes(&mut self, job: &Job) -> Result<Vec<String>, ApiError> {
+    async fn lock_nodes_batch(
+        &mut self,
+        jobs: &[&Job],
+    ) -> Result<Vec<Result<Vec<String>, ApiError>>, ApiError> {
         let mut state = self.0.state();
         state.down()?;
-        if state.refuse_lock.contains(&job.id.0) {
-            return Err(ApiError::Refused(format!("job {} was killed", job.id)));
-        }
-        let n = job.spec.n_nodes.get();
-        if state.free_nodes < n {
-            return Err(ApiError::Failed("not enough free nodes".into()));
-        }
-        state.free_nodes -= n;
-        state.log.push(format!("lock {}", job.id));
-        Ok((0..n).map(|i| format!("node{i}")).collect())
+        let ids: Vec<i64> = jobs.iter().map(|job| job.id.0).collect();
+        state.log.push(format!("lock call {ids:?}"));
+        // Someone else takes nodes between the plan and the lock.
+        state.free_nodes = state.free_nodes.saturating_sub(state.taken_before_lock);
+        state.taken_before_lock = 0;
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                if state.refuse_lock.contains(&job.id.0) {
+                    return Err(ApiError::Refused(format!("job {} was killed", job.id)));
+                }
+                let n = job.spec.n_nodes.get();
+                if state.free_nodes < n {
+                    return Err(ApiError::Failed("not enough free nodes".into()));
+                }
+                state.free_nodes -= n;
+                state.log.push(format!("lock {}", job.id));
+                Ok((0..n).map(|i| format!("node{i}")).collect())
+            })
+            .collect())
     }
 
-    async fn record_dispatch(&mut self, job: JobId, pid: u32) -> Result<(), ApiError> {
+    async fn record_dispatches(
+        &mut self,
+        started: &[(JobId, u32)],
+    ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
         let mut state = self.0.state();
         state.down()?;
         if state.fail_record {
             return Err(ApiError::Failed("the database is locked".into()));
         }
-        let entry = state.jobs.get_mut(&job.0).unwrap();
-        entry.job.status = JobStatus::Running;
-        entry.job.started_at = Some(UnixMillis(EPOCH_MS));
-        state.log.push(format!("record {job} pid {pid}"));
-        Ok(())
+        let ids: Vec<i64> = started.iter().map(|(job, _)| job.0).collect();
+        state.log.push(format!("record call {ids:?}"));
+        Ok(started
+            .iter()
+            .map(|(job, pid)| {
+                if state.refuse_record.contains(&job.0) {
+                    return Err(ApiError::Refused(format!("job {job} is not claimed")));
+                }
+                let entry = state.jobs.get_mut(&job.0).unwrap();
+                entry.job.status = JobStatus::Running;
+                entry.job.started_at = Some(UnixMillis(EPOCH_MS));
+                state.log.push(format!("record {job} pid {pid}"));
+                Ok(())
+            })
+            .collect())
     }
 
     async fn requeue(&mut self, job: JobId, _reason: &str) -> Result<(), ApiError> {
@@ -854,4 +887,133 @@ async fn a_second_copy_of_a_held_job_replaces_the_first() {
     assert!(lab.logged(&format!("release copy {first}")), "{log:#?}");
     assert_eq!(lab.copy_state(first), None, "{log:#?}");
     assert_eq!(lab.copy_state(second), Some(CopyState::Ready));
+}
+
+/// The per-job order every start keeps, batched or not: lock, spawn, record, go, delete.
+fn assert_started_in_order(log: &[String], job: i64, copy: u64) {
+    let lock = position(log, &format!("lock {job}"));
+    let spawn = position(log, &format!("spawn {job}"));
+    let record = log
+        .iter()
+        .position(|line| line.starts_with(&format!("record {job} pid ")))
+        .unwrap_or_else(|| panic!("job {job} not recorded: {log:#?}"));
+    let go = position(log, &format!("go {job}"));
+    let delete = position(log, &format!("delete copy {copy}"));
+    assert!(
+        lock < spawn && spawn < record && record < go && go < delete,
+        "job {job}: {log:#?}"
+    );
+}
+
+/// How many calls of `kind` ("lock call", "record call") the log shows.
+fn calls(log: &[String], kind: &str) -> Vec<String> {
+    log.iter()
+        .filter(|line| line.starts_with(kind))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_that_starts_several_jobs_locks_and_records_them_in_one_call_each() {
+    let lab = Lab::new(3);
+    let copies: Vec<u64> = (1..=3).map(|id| lab.schedule(id, 100, 1, 60_000)).collect();
+    let mut d = dispatcher(&lab);
+    run_for(&mut d, Duration::from_secs(3)).await;
+    let log = lab.log();
+    assert_eq!(
+        calls(&log, "lock call"),
+        ["lock call [1, 2, 3]"],
+        "{log:#?}"
+    );
+    assert_eq!(
+        calls(&log, "record call"),
+        ["record call [1, 2, 3]"],
+        "{log:#?}"
+    );
+    for (job, copy) in (1..=3).zip(copies) {
+        assert_eq!(lab.status(job), JobStatus::Running);
+        assert_started_in_order(&log, job, copy);
+    }
+    assert_eq!(d.dispatched(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_refused_lock_in_a_batch_leaves_the_others_started() {
+    let lab = Lab::new(3);
+    let copies: Vec<u64> = (1..=3).map(|id| lab.schedule(id, 100, 1, 60_000)).collect();
+    lab.state().refuse_lock.insert(2);
+    let mut d = dispatcher(&lab);
+    run_for(&mut d, Duration::from_millis(500)).await;
+    let log = lab.log();
+    assert_eq!(
+        calls(&log, "lock call")[0],
+        "lock call [1, 2, 3]",
+        "{log:#?}"
+    );
+    for (job, copy) in [(1, copies[0]), (3, copies[2])] {
+        assert_eq!(lab.status(job), JobStatus::Running, "{log:#?}");
+        assert_started_in_order(&log, job, copy);
+    }
+    // The refused one went back to the queue, a second later, and never started.
+    assert!(!lab.logged("spawn 2"), "{log:#?}");
+    assert!(lab.logged("requeue 2"), "{log:#?}");
+    assert_eq!(
+        lab.state().released_with_delay,
+        vec![(copies[1], Duration::from_secs(1))]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_job_whose_nodes_were_taken_waits_while_the_others_start() {
+    let lab = Lab::new(3);
+    let copies: Vec<u64> = (1..=3)
+        .map(|id| lab.schedule(id, 100 * id as u32, 1, 60_000))
+        .collect();
+    // The plan sees three free nodes; by the lock, someone took one.
+    lab.state().taken_before_lock = 1;
+    let lab_look = lab.clone();
+    let look = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        lab_look.status(3)
+    });
+    let mut d = dispatcher(&lab);
+    run_for(&mut d, Duration::from_millis(500)).await;
+    let log = lab.log();
+    assert_started_in_order(&log, 1, copies[0]);
+    assert_started_in_order(&log, 2, copies[1]);
+    // The least urgent job got no nodes: it stays in the window (until the shutdown hands
+    // the window back), not given back with a delay as a refused one is.
+    assert_eq!(look.await.unwrap(), JobStatus::Waiting, "{log:#?}");
+    assert!(!lab.logged("spawn 3"), "{log:#?}");
+    assert!(lab.state().released_with_delay.is_empty(), "{log:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unrecorded_dispatch_in_a_batch_never_says_go_while_the_others_do() {
+    let lab = Lab::new(3);
+    let copies: Vec<u64> = (1..=3).map(|id| lab.schedule(id, 100, 1, 60_000)).collect();
+    lab.state().refuse_record.insert(2);
+    let mut d = dispatcher(&lab);
+    run_for(&mut d, Duration::from_millis(500)).await;
+    let log = lab.log();
+    assert_eq!(
+        calls(&log, "record call")[0],
+        "record call [1, 2, 3]",
+        "{log:#?}"
+    );
+    for (job, copy) in [(1, copies[0]), (3, copies[2])] {
+        assert_eq!(lab.status(job), JobStatus::Running, "{log:#?}");
+        assert_started_in_order(&log, job, copy);
+    }
+    // Its supervisor was spawned but hears end-of-file, not go; its copy stays.
+    assert!(lab.logged("spawn 2"), "{log:#?}");
+    assert!(!lab.logged("go 2"), "{log:#?}");
+    assert!(lab.logged("detach 2"), "{log:#?}");
+    assert!(lab.logged("requeue 2"), "{log:#?}");
+    assert!(
+        !lab.logged(&format!("delete copy {}", copies[1])),
+        "{log:#?}"
+    );
+    assert_eq!(lab.copy_state(copies[1]), Some(CopyState::Ready));
+    assert_eq!(d.dispatched(), 2);
 }
