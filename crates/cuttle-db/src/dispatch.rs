@@ -146,28 +146,28 @@ enum PlanWindow<'a> {
     Queue { limit: i64 },
 }
 
-/// How many of a description's last runs its history holds (the policy's `Estimator`
-/// looks at as many).
-const HISTORY_RUNS: usize = 20;
-
-/// Descriptions per history statement: each is one branch of a `UNION ALL`, and SQLite
-/// refuses more than 500 branches in one compound SELECT. A full window (256) and the
-/// running jobs of a lab of up to 144 nodes fit in one statement.
-const HISTORY_CHUNK: usize = 400;
-
 /// The runtime history the estimates are narrowed by.
 pub(crate) trait HistoryTx {
-    /// The runtimes (ms) of the last [`HISTORY_RUNS`] passed or failed runs of each of
-    /// these descriptions, newest first; descriptions without one are absent.
+    /// The runtimes (ms) of the last 20 passed or failed runs of each of these
+    /// descriptions (the policy's `Estimator` looks at as many), newest first;
+    /// descriptions without one are absent.
     fn recent_runtimes(
         &mut self,
         descriptions: &[&str],
-    ) -> Result<std::collections::HashMap<String, Vec<i64>>, DbError>;
+    ) -> Result<std::collections::HashMap<String, Vec<i64>>, DbError> {
+        if descriptions.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        Ok(newest_first(self.load_runtimes(descriptions)?))
+    }
+
+    /// The rows of [`HistoryTx::recent_runtimes`] in no order: the one per-backend part.
+    fn load_runtimes(&mut self, descriptions: &[&str]) -> Result<Vec<RuntimeRow>, DbError>;
 }
 
 /// One row of [`HistoryTx::recent_runtimes`].
 #[derive(QueryableByName)]
-struct RuntimeRow {
+pub(crate) struct RuntimeRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     description: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -176,69 +176,67 @@ struct RuntimeRow {
     updated_at: i64,
 }
 
-/// One statement for `count` descriptions: a `UNION ALL` of the query that used to run
-/// once per description, so each branch still walks the `(description, updated_at)` index
-/// backwards and stops after [`HISTORY_RUNS`] rows, instead of reading a description's
-/// whole history as a window function would. Placeholders come from the backend's own
-/// query builder (`?` on SQLite, `$n` on PostgreSQL).
-fn recent_runtimes_sql<DB>(count: usize) -> String
-where
-    DB: diesel::backend::Backend,
-    DB::QueryBuilder: Default,
-{
-    use diesel::query_builder::QueryBuilder;
-    let mut sql = DB::QueryBuilder::default();
-    for branch in 0..count {
-        if branch > 0 {
-            sql.push_sql(" UNION ALL ");
-        }
-        sql.push_sql(
-            "SELECT description, runtime_ms, updated_at FROM (\
-             SELECT description, updated_at - started_at AS runtime_ms, updated_at \
-             FROM jobs WHERE description = ",
-        );
-        sql.push_bind_param();
-        sql.push_sql(&format!(
-            " AND status IN ('{pass}', '{fail}') AND started_at IS NOT NULL \
-             ORDER BY updated_at DESC LIMIT {HISTORY_RUNS}) AS history_{branch}",
-            pass = JobStatus::Pass.as_str(),
-            fail = JobStatus::Fail.as_str(),
-        ));
+// One statement for all of a round's descriptions, its text fixed (so the prepared
+// statement is cached) and the descriptions one bound value. For each description it
+// walks the `(description, updated_at)` index backwards and stops after 20 rows, as the
+// query it replaces, run once per description, did; a window function would read each
+// description's whole history. Measured on a loaded 2-core machine (256 descriptions of
+// 100 runs each, the whole read in its transaction): SQLite 5.0 ms against 5.5 ms for a
+// query per description and 9 to 11 ms for a UNION ALL of those queries (its long text
+// is parsed again every time); PostgreSQL 5.9 ms against 11 to 31 ms and 53 ms.
+
+/// SQLite: the descriptions as a JSON array, one row each from `json_each`.
+const RECENT_RUNTIMES_SQLITE: &str = "SELECT j.description, \
+       j.updated_at - j.started_at AS runtime_ms, j.updated_at \
+     FROM json_each(?) AS d JOIN jobs AS j ON j.id IN ( \
+       SELECT h.id FROM jobs AS h \
+       WHERE h.description = d.value AND h.status IN ('pass', 'fail') \
+         AND h.started_at IS NOT NULL \
+       ORDER BY h.updated_at DESC LIMIT 20)";
+
+/// PostgreSQL: the descriptions as a text array, each joined laterally to its runs.
+const RECENT_RUNTIMES_POSTGRES: &str = "SELECT d.description, h.runtime_ms, h.updated_at \
+     FROM unnest($1::text[]) AS d(description) CROSS JOIN LATERAL ( \
+       SELECT updated_at - started_at AS runtime_ms, updated_at FROM jobs \
+       WHERE jobs.description = d.description AND status IN ('pass', 'fail') \
+         AND started_at IS NOT NULL \
+       ORDER BY updated_at DESC LIMIT 20) AS h";
+
+impl HistoryTx for diesel::sqlite::SqliteConnection {
+    fn load_runtimes(&mut self, descriptions: &[&str]) -> Result<Vec<RuntimeRow>, DbError> {
+        let list = serde_json::to_string(descriptions)
+            .map_err(|e| DbError::Corrupt(format!("descriptions as JSON: {e}")))?;
+        Ok(diesel::sql_query(RECENT_RUNTIMES_SQLITE)
+            .bind::<diesel::sql_types::Text, _>(list)
+            .load(self)?)
     }
-    sql.finish()
 }
 
-crate::impl_for_both_backends! { HistoryTx {
-    fn recent_runtimes(
-        &mut self,
-        descriptions: &[&str],
-    ) -> Result<std::collections::HashMap<String, Vec<i64>>, DbError> {
-        let mut rows: Vec<RuntimeRow> = Vec::new();
-        for chunk in descriptions.chunks(HISTORY_CHUNK) {
-            let mut query = diesel::sql_query(recent_runtimes_sql::<<Self as Connection>::Backend>(
-                chunk.len(),
-            ))
-            .into_boxed::<<Self as Connection>::Backend>();
-            for description in chunk {
-                query = query.bind::<diesel::sql_types::Text, _>(*description);
-            }
-            rows.extend(query.load::<RuntimeRow>(self)?);
-        }
-        // A compound SELECT promises no order: put each description's runs newest first
-        // again (stable, so rows that tie keep the order their branch gave them).
-        rows.sort_by(|a, b| {
-            a.description
-                .cmp(&b.description)
-                .then(b.updated_at.cmp(&a.updated_at))
-        });
-        let mut history: std::collections::HashMap<String, Vec<i64>> =
-            std::collections::HashMap::new();
-        for row in rows {
-            history.entry(row.description).or_default().push(row.runtime_ms);
-        }
-        Ok(history)
+impl HistoryTx for diesel::pg::PgConnection {
+    fn load_runtimes(&mut self, descriptions: &[&str]) -> Result<Vec<RuntimeRow>, DbError> {
+        Ok(diesel::sql_query(RECENT_RUNTIMES_POSTGRES)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(descriptions)
+            .load(self)?)
     }
-}}
+}
+
+/// Each description's runtimes, newest first: a join promises no order, so the rows are
+/// sorted again (stably, so rows that tie keep the order they came in).
+fn newest_first(mut rows: Vec<RuntimeRow>) -> std::collections::HashMap<String, Vec<i64>> {
+    rows.sort_by(|a, b| {
+        a.description
+            .cmp(&b.description)
+            .then(b.updated_at.cmp(&a.updated_at))
+    });
+    let mut history: std::collections::HashMap<String, Vec<i64>> = std::collections::HashMap::new();
+    for row in rows {
+        history
+            .entry(row.description)
+            .or_default()
+            .push(row.runtime_ms);
+    }
+    history
+}
 
 /// A job a kill ended, with the status it had.
 #[derive(Debug, Clone)]
