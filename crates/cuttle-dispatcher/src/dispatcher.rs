@@ -658,9 +658,9 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         }
     }
 
-    /// Starts each locked job's supervisor, records their dispatches in one call, then
-    /// for each recorded one lets its supervisor go and deletes its beanstalkd copy; in
-    /// that order for every job. A job whose supervisor cannot start, or whose dispatch
+    /// Starts each locked job's supervisor, records their dispatches in one call, lets
+    /// every recorded one's supervisor go, then deletes their beanstalkd copies; in that
+    /// order for every job. A job whose supervisor cannot start, or whose dispatch
     /// is not recorded, goes back to the queue and its supervisor never hears go.
     async fn start(&mut self, locked: Vec<(Held, Vec<String>)>, began: Instant) {
         let mut spawned = Vec::with_capacity(locked.len());
@@ -697,37 +697,46 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
             // Nothing was recorded: every job of the batch is handled as unrecorded.
             Err(error) => vec![Err(error); started.len()],
         };
-        for ((held, nodes, mut child), recorded) in spawned.into_iter().zip(answers) {
-            let job = &held.job;
+        // Every recorded supervisor hears go before any copy is deleted: a delete costs
+        // two beanstalkd round trips, and the round's last job should not wait for all of
+        // the others' before it may run.
+        let mut recorded = Vec::with_capacity(spawned.len());
+        let mut unrecorded = Vec::new();
+        for ((held, nodes, mut child), answer) in spawned.into_iter().zip(answers) {
             let pid = child.pid();
-            match recorded {
+            match answer {
                 Ok(()) => {
                     self.metrics.started.inc();
                     self.crash_if(CrashPoint::AfterRecord);
                     child.go().await;
-                    self.crash_if(CrashPoint::BeforeDelete);
-                    self.delete_own_copy(held.beanstalk_id, &held.body).await;
-                    self.dispatched += 1;
-                    self.metrics
-                        .dispatch_seconds
-                        .observe(began.elapsed().as_secs_f64());
-                    tracing::info!(job_id = %job.id, run = %job.run_name, nodes = %nodes.join(","), pid, "job dispatched");
+                    recorded.push((held, nodes, pid));
                 }
-                Err(error) => {
-                    // End-of-file without "go": the supervisor finds it was not recorded
-                    // and exits without touching anything.
-                    tracing::warn!(
-                        job_id = %job.id,
-                        detail = error.message(),
-                        "cannot record the dispatch; handing the job back"
-                    );
-                    self.requeue(job.id, "its dispatch could not be recorded")
-                        .await;
-                    self.hand_back(held.beanstalk_id, Some(held.queue_priority), Duration::ZERO)
-                        .await;
-                }
+                // End-of-file without "go": the supervisor finds it was not recorded and
+                // exits without touching anything.
+                Err(error) => unrecorded.push((held, error)),
             }
             self.reap_when_done(child);
+        }
+        for (held, nodes, pid) in recorded {
+            self.crash_if(CrashPoint::BeforeDelete);
+            self.delete_own_copy(held.beanstalk_id, &held.body).await;
+            self.dispatched += 1;
+            self.metrics
+                .dispatch_seconds
+                .observe(began.elapsed().as_secs_f64());
+            let job = &held.job;
+            tracing::info!(job_id = %job.id, run = %job.run_name, nodes = %nodes.join(","), pid, "job dispatched");
+        }
+        for (held, error) in unrecorded {
+            tracing::warn!(
+                job_id = %held.job.id,
+                detail = error.message(),
+                "cannot record the dispatch; handing the job back"
+            );
+            self.requeue(held.job.id, "its dispatch could not be recorded")
+                .await;
+            self.hand_back(held.beanstalk_id, Some(held.queue_priority), Duration::ZERO)
+                .await;
         }
     }
 
