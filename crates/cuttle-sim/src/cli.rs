@@ -27,8 +27,10 @@ STRATEGIES (all run on the same workload and lab):
                       all-or-nothing lock of its nodes; small jobs overtake big ones
   head-of-line        teuthology's dispatcher now: strict priority/FIFO order, the head
                       waits for nodes and nobody passes it, no aging
-  cuttle              cuttle_policy::plan with the default config (aging, backfill),
-                      estimates learnt from finished runs by description
+  cuttle              cuttle_policy::plan with the default config: aging; the head,
+                      urgent jobs and one day-old job book slots, the rest are
+                      backfilled least node-time for their wait first; estimates
+                      learnt from finished runs by description
   cuttle-no-backfill  the same without backfill
   easy                textbook EASY backfill (Slurm's default): priority then FCFS, one
                       reservation for the head, backfill by time limits what does not
@@ -135,7 +137,7 @@ pub struct Cli {
     pub fewer_nodes_first_below: Option<u32>,
 
     /// How many queued jobs the cuttle strategies plan over, in order: the dispatcher's
-    /// look-ahead window (cuttle-api's `window`) [default: 256]. 0: the whole queue.
+    /// look-ahead window (cuttle-api's `window`) [default: 1000]. 0: the whole queue.
     #[arg(long, value_name = "N")]
     pub window: Option<usize>,
 
