@@ -1158,3 +1158,39 @@ async fn a_tube_watcher_hears_jobs_queued_and_nodes_freed_of_its_tube_only() {
     let freed = next().await;
     assert_eq!((freed.kind.as_str(), freed.count), ("nodes_freed", 1));
 }
+
+/// A batch call may name at most `MAX_BATCH_JOBS` jobs (a dispatcher sends more as
+/// several calls); each job named is answered on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_lock_answers_each_job_and_refuses_an_oversized_batch() {
+    use cuttle_proto::v1::LockNodesBatchRequest;
+    use cuttle_proto::v1::dispatch_service_client::DispatchServiceClient;
+    let lab = start(Db::Sqlite).await;
+    let mut dispatch = DispatchServiceClient::with_interceptor(lab.channel().await, lab.admin());
+    let too_many = (1..=i64::try_from(cuttle_proto::MAX_BATCH_JOBS).unwrap() + 1).collect();
+    assert_refused(
+        dispatch
+            .lock_nodes_batch(LockNodesBatchRequest {
+                holder: "d".into(),
+                job_ids: too_many,
+            })
+            .await,
+        Code::InvalidArgument,
+        "send at most 1000 per call",
+    );
+    let answer = dispatch
+        .lock_nodes_batch(LockNodesBatchRequest {
+            holder: "d".into(),
+            job_ids: vec![41, 42],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<i64> = answer.jobs.iter().map(|job| job.job_id).collect();
+    assert_eq!(ids, [41, 42]);
+    for job in &answer.jobs {
+        let error = job.error.as_ref().expect("an unknown job gets no nodes");
+        assert_eq!(error.code, Code::NotFound as i32, "{error:?}");
+        assert!(job.nodes.is_empty());
+    }
+}

@@ -173,6 +173,75 @@ impl GrpcApi {
         Ok(locked.nodes.into_iter().map(|node| node.name).collect())
     }
 
+    /// One LockNodesBatch call (at most [`cuttle_proto::MAX_BATCH_JOBS`] jobs); one
+    /// LockNodes per job against a cuttle-api without it.
+    async fn lock_nodes_chunk(
+        &mut self,
+        jobs: &[&Job],
+    ) -> Result<Vec<Result<Vec<String>, ApiError>>, ApiError> {
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        let answer = self
+            .dispatch
+            .lock_nodes_batch(LockNodesBatchRequest {
+                holder: self.holder.clone(),
+                job_ids: ids.iter().map(|id| id.0).collect(),
+            })
+            .await;
+        match answer {
+            Ok(answer) => Ok(per_job(convert::locked_jobs_from_proto(
+                &ids,
+                &answer.into_inner(),
+            ))),
+            Err(status) if status.code() == Code::Unimplemented => {
+                let mut answers = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    answers.push(self.lock_nodes(job).await);
+                }
+                Ok(answers)
+            }
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// One RecordDispatches call (at most [`cuttle_proto::MAX_BATCH_JOBS`] jobs); one
+    /// RecordDispatch per job against a cuttle-api without it.
+    async fn record_dispatches_chunk(
+        &mut self,
+        started: &[(JobId, u32)],
+    ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
+        let ids: Vec<JobId> = started.iter().map(|(id, _)| *id).collect();
+        let answer = self
+            .dispatch
+            .record_dispatches(RecordDispatchesRequest {
+                dispatches: started
+                    .iter()
+                    .map(|(job, pid)| self.record_request(*job, *pid))
+                    .collect(),
+            })
+            .await;
+        match answer {
+            Ok(answer) => Ok(per_job(convert::recorded_dispatches_from_proto(
+                &ids,
+                &answer.into_inner(),
+            ))),
+            Err(status) if status.code() == Code::Unimplemented => {
+                let mut answers = Vec::with_capacity(started.len());
+                for (job, pid) in started {
+                    let request = self.record_request(*job, *pid);
+                    answers.push(
+                        self.dispatch
+                            .record_dispatch(request)
+                            .await
+                            .map(drop)
+                            .map_err(ApiError::from),
+                    );
+                }
+                Ok(answers)
+            }
+            Err(status) => Err(status.into()),
+        }
+    }
+
     fn record_request(&self, job: JobId, pid: u32) -> RecordDispatchRequest {
         RecordDispatchRequest {
             job_id: job.0,
@@ -264,65 +333,22 @@ impl Api for GrpcApi {
         &mut self,
         jobs: &[&Job],
     ) -> Result<Vec<Result<Vec<String>, ApiError>>, ApiError> {
-        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
-        let answer = self
-            .dispatch
-            .lock_nodes_batch(LockNodesBatchRequest {
-                holder: self.holder.clone(),
-                job_ids: ids.iter().map(|id| id.0).collect(),
-            })
-            .await;
-        match answer {
-            Ok(answer) => Ok(per_job(convert::locked_jobs_from_proto(
-                &ids,
-                &answer.into_inner(),
-            ))),
-            Err(status) if status.code() == Code::Unimplemented => {
-                let mut answers = Vec::with_capacity(jobs.len());
-                for job in jobs {
-                    answers.push(self.lock_nodes(job).await);
-                }
-                Ok(answers)
-            }
-            Err(status) => Err(status.into()),
+        let mut answers = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(cuttle_proto::MAX_BATCH_JOBS) {
+            answers.extend(self.lock_nodes_chunk(chunk).await?);
         }
+        Ok(answers)
     }
 
     async fn record_dispatches(
         &mut self,
         started: &[(JobId, u32)],
     ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
-        let ids: Vec<JobId> = started.iter().map(|(id, _)| *id).collect();
-        let answer = self
-            .dispatch
-            .record_dispatches(RecordDispatchesRequest {
-                dispatches: started
-                    .iter()
-                    .map(|(job, pid)| self.record_request(*job, *pid))
-                    .collect(),
-            })
-            .await;
-        match answer {
-            Ok(answer) => Ok(per_job(convert::recorded_dispatches_from_proto(
-                &ids,
-                &answer.into_inner(),
-            ))),
-            Err(status) if status.code() == Code::Unimplemented => {
-                let mut answers = Vec::with_capacity(started.len());
-                for (job, pid) in started {
-                    let request = self.record_request(*job, *pid);
-                    answers.push(
-                        self.dispatch
-                            .record_dispatch(request)
-                            .await
-                            .map(drop)
-                            .map_err(ApiError::from),
-                    );
-                }
-                Ok(answers)
-            }
-            Err(status) => Err(status.into()),
+        let mut answers = Vec::with_capacity(started.len());
+        for chunk in started.chunks(cuttle_proto::MAX_BATCH_JOBS) {
+            answers.extend(self.record_dispatches_chunk(chunk).await?);
         }
+        Ok(answers)
     }
 
     async fn requeue(&mut self, job: JobId, reason: &str) -> Result<(), ApiError> {

@@ -9,6 +9,10 @@ pub mod bearer;
 pub mod convert;
 pub mod endpoint;
 
+/// The most jobs one `LockNodesBatch` or `RecordDispatches` call may name (the protos
+/// say so): cuttle-api refuses more, and a client with more sends several calls.
+pub const MAX_BATCH_JOBS: usize = 1000;
+
 /// The compiled `proto/cuttle/v1` descriptors, with their comments.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cuttle_descriptor.bin"));

@@ -55,14 +55,13 @@ fn holder(text: &str) -> Result<String, Status> {
     Ok(holder)
 }
 
-/// The most jobs one batch call may name (a dispatcher's window is at most 1000).
-const BATCH_LIMIT: usize = 1000;
-
+/// Refuses a batch call naming more jobs than the protos allow.
 fn batch_size(len: usize) -> Result<(), Status> {
-    if len > BATCH_LIMIT {
+    let limit = cuttle_proto::MAX_BATCH_JOBS;
+    if len > limit {
         return Err(errors::invalid(InvalidInput::new(
             "batch",
-            format!("names {len} jobs; send at most {BATCH_LIMIT} per call"),
+            format!("names {len} jobs; send at most {limit} per call"),
         )));
     }
     Ok(())
