@@ -32,6 +32,7 @@ NASA-iPSC-1993-3.1-cln.swf|9d997a2c20a7f7b0b6d81638d756ce8b2c524c4f2e9ec78da3600
 lublin_256.swf|a394ab3d81179ebcf645a1cbd593a60b6dff7f11a510e1e6285c45f43310c962|$github/DIR-LAB/deep-batch-scheduler/cd433e3d62a01705f255bd48cb55b393862800e7/data/lublin_256.swf|
 HPC2N-2002-alea-3171.swf|eaaccb339ef0f313d1b975cf02cc518b7cc012fb0c609ef2af2dbd0291aa74ba|$github/aleasimulator/alea/952b600d57cf1cdb11b88ecfca897691ce860b47/Alea/data-set/hpc2n.swf|
 lublin-aaroh.swf|f575561c991fc4da6b212b0d76115eb38fd0d83cb6437803f6298470f684479c|$github/DIR-LAB/deep-batch-scheduler/4bc321a1b1bd72b778b49c62f270e8996db1233f/data/lublin-aaroh.swf|
+wagap-2013.swf|bf5c1cc69915f2d5d26c579f69e206513ceff9bd60e6c4b112182da0c6183ed7|$github/aleasimulator/alea/952b600d57cf1cdb11b88ecfca897691ce860b47/Alea/data-set/wagap-2013.swf|
 "
 
 fetch() {
@@ -66,3 +67,29 @@ echo "$traces" | while IFS='|' read -r name sha copy original; do
     fi
     [ "$failed" = 0 ] || exit 1
 done
+
+# wagap-2013.swf is the Alea simulator's own variant of SWF: no header, three fields past
+# the 18 (CPU ids, queue, resource request) and one negative run time. cuttle-sim reads
+# standard SWF, so it gets a copy with the 18 fields, a negative run time read as unknown
+# (-1), and a header naming the lab: the two MetaCentrum clusters the log covers (zewura,
+# 20 nodes of 80 CPUs; zegox, 48 of 12: Alea's wagap-2013.swf.machines) as one pool of
+# 2,176 processors, one processor one node as for every trace here.
+converted=MetaCentrum-wagap-2013-alea.swf
+converted_sha=d965f9f09076d6f87c009d289f2bf97322cd73da8285b1d61704a7394a595a78
+if [ -f wagap-2013.swf ] && ! { [ -f "$converted" ] && echo "$converted_sha  $converted" | sha256sum -c --status; }; then
+    {
+        echo "; MetaCentrum (CESNET, Czech Republic), clusters zewura and zegox, January to March 2013, as the Alea simulator ships it (Alea/data-set/wagap-2013.swf, acknowledge: Dalibor Klusacek and CESNET MetaCentrum)"
+        echo "; Converted by scripts/fetch-traces.sh: the first 18 fields of each line, a negative run time as -1 (unknown)"
+        echo "; MaxNodes: 2176"
+        echo "; MaxProcs: 2176"
+        awk '{ if ($4 < -1) $4 = -1; for (i = 1; i <= 18; i++) printf "%s%s", $i, (i < 18 ? " " : "\n") }' wagap-2013.swf
+    } >"$converted.part"
+    if echo "$converted_sha  $converted.part" | sha256sum -c --status; then
+        mv "$converted.part" "$converted"
+        echo "$converted: converted from wagap-2013.swf"
+    else
+        rm -f "$converted.part"
+        echo "$converted: the conversion's checksum differs" >&2
+        exit 1
+    fi
+fi

@@ -1,7 +1,7 @@
 //! Goals 1–4 of docs/simulator.md on generated workloads the policy was not tuned on
 //! (`scripts/sim-goals.py --unseen` runs 32 of them; these are four of those, of four
 //! shapes). Goal 5, urgent p95 no worse than head-of-line, is not asserted: it misses on
-//! 4 of the 27 with urgent work, by up to 20 minutes, as docs/simulator.md says.
+//! 4 of the 27 with urgent work, by up to 12 minutes, as docs/simulator.md says.
 
 use cuttle_policy::PolicyConfig;
 use cuttle_sim::compare;
