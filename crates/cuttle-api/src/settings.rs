@@ -130,7 +130,7 @@ pub struct FileConfig {
     /// Nodes of each machine type dispatchers leave free for people (teuthology's
     /// reserve_machines; default 0).
     pub held_back_nodes: Option<u32>,
-    /// How many reserved jobs a dispatcher plans over at once (default 256).
+    /// How many reserved jobs a dispatcher plans over at once (default 1000).
     pub window: Option<u32>,
     /// Among jobs submitted together with the same priority (a suite), those with a
     /// priority below this start their smaller jobs first, the others their biggest
@@ -389,8 +389,8 @@ impl Settings {
             .window
             .unwrap_or(u32::try_from(cuttle_policy::DEFAULT_WINDOW).unwrap_or(u32::MAX));
         anyhow::ensure!(
-            (1..=1000).contains(&window),
-            "invalid window {window}: use 1 to 1000 jobs"
+            (1..=10_000).contains(&window),
+            "invalid window {window}: use 1 to 10000 jobs"
         );
         let policy = PolicySettings {
             policy: cuttle_policy::PolicyConfig {
