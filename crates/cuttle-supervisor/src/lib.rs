@@ -42,6 +42,11 @@ use process::{CommandOutcome, run_command};
 /// longer than the dispatcher's own deadline for recording the dispatch (30 s).
 const HANDSHAKE_WAIT: Duration = Duration::from_secs(120);
 
+/// After its dispatcher's pipe ends without a go, how long a supervisor keeps checking a
+/// job that still waits: the dispatcher may have died with its record of this dispatch
+/// on the way (its own deadline for recording is 30 s).
+const RECORD_IN_FLIGHT: Duration = Duration::from_secs(30);
+
 /// How long a supervisor keeps asking for its job through an outage before it gives up.
 const FETCH_PATIENCE: Duration = Duration::from_secs(600);
 
@@ -241,7 +246,20 @@ pub async fn supervise(
     terminated: CancellationToken,
 ) -> anyhow::Result<()> {
     wait_for_go().await;
-    let job = api.job(job_id).await?;
+    let mut job = api.job(job_id).await?;
+    // The job still waits: either its dispatcher never recorded this dispatch, or it
+    // died with the record on its way, which cuttle-api may still commit. Judging now
+    // would leave such a record naming a process that already left (the job then dies
+    // as "supervisor lost"), so wait for the first of: the record, the job leaving
+    // `waiting` another way (requeued, taken over, killed), or RECORD_IN_FLIGHT.
+    let patience = Instant::now() + RECORD_IN_FLIGHT;
+    while job.job.status == JobStatus::Waiting && Instant::now() < patience {
+        tokio::select! {
+            _ = terminated.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        job = api.job(job_id).await?;
+    }
     let ours =
         job.job.status == JobStatus::Running && recorded_pid(&job) == Some(std::process::id());
     if !ours {
