@@ -322,8 +322,6 @@ crate::impl_for_both_backends! { DispatchTx {
         node_names(&freed)
     }
 
-    /// The job, if it is `waiting` and claimed by `holder`; the one check behind every
-    /// step a dispatcher takes on a job it claimed.
     fn record_started(
         &mut self,
         job_id: JobId,
@@ -368,6 +366,8 @@ crate::impl_for_both_backends! { DispatchTx {
         Ok(())
     }
 
+    /// The job, if it is `waiting` and claimed by `holder`; the one check behind every
+    /// step a dispatcher takes on a job it claimed.
     fn load_claimed(&mut self, job_id: JobId, holder: &str) -> Result<Job, DbError> {
         let job = self.load_job(job_id)?;
         if job.status != JobStatus::Waiting || job.dispatcher.as_deref() != Some(holder) {
