@@ -252,6 +252,24 @@ impl GrpcApi {
     }
 }
 
+/// A call split into chunks whose chunk failed as a whole, after `answers` came for the
+/// chunks before it. Those keep their answers: their jobs were locked or recorded, and
+/// treating a recorded job as unrecorded would requeue a running job and leave its
+/// supervisor without a go. Every job from the failed chunk on is answered with its
+/// error, and no later chunk is sent (cuttle-api just failed). Only when no chunk went
+/// through is it the whole call's `Err`: then nothing was done.
+fn rest_failed<T>(
+    mut answers: Vec<Result<T, ApiError>>,
+    total: usize,
+    error: ApiError,
+) -> Result<Vec<Result<T, ApiError>>, ApiError> {
+    if answers.is_empty() {
+        return Err(error);
+    }
+    answers.resize_with(total, || Err(error.clone()));
+    Ok(answers)
+}
+
 /// A batch's per-job statuses in the dispatcher's terms.
 fn per_job<T>(answers: Vec<Result<T, Status>>) -> Vec<Result<T, ApiError>> {
     answers
@@ -335,7 +353,10 @@ impl Api for GrpcApi {
     ) -> Result<Vec<Result<Vec<String>, ApiError>>, ApiError> {
         let mut answers = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(cuttle_proto::MAX_BATCH_JOBS) {
-            answers.extend(self.lock_nodes_chunk(chunk).await?);
+            match self.lock_nodes_chunk(chunk).await {
+                Ok(chunk_answers) => answers.extend(chunk_answers),
+                Err(error) => return rest_failed(answers, jobs.len(), error),
+            }
         }
         Ok(answers)
     }
@@ -346,7 +367,10 @@ impl Api for GrpcApi {
     ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
         let mut answers = Vec::with_capacity(started.len());
         for chunk in started.chunks(cuttle_proto::MAX_BATCH_JOBS) {
-            answers.extend(self.record_dispatches_chunk(chunk).await?);
+            match self.record_dispatches_chunk(chunk).await {
+                Ok(chunk_answers) => answers.extend(chunk_answers),
+                Err(error) => return rest_failed(answers, started.len(), error),
+            }
         }
         Ok(answers)
     }
@@ -450,5 +474,33 @@ async fn watch_tube(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_later_chunk_keeps_the_answers_of_the_chunks_before_it() {
+        let lost = ApiError::Failed("cuttle-api went away".into());
+        // Two chunks of two went through (one job refused), the third failed as a whole:
+        // the recorded jobs stay recorded, the rest carry the chunk's error.
+        let before: Vec<Result<(), ApiError>> = vec![
+            Ok(()),
+            Ok(()),
+            Err(ApiError::Refused("ended".into())),
+            Ok(()),
+        ];
+        let answers = rest_failed(before.clone(), 7, lost.clone()).unwrap();
+        assert_eq!(answers.len(), 7);
+        assert_eq!(answers[..4], before[..]);
+        assert!(
+            answers[4..]
+                .iter()
+                .all(|answer| *answer == Err(lost.clone()))
+        );
+        // The first chunk failed: nothing was done, so the whole call failed.
+        assert_eq!(rest_failed::<()>(Vec::new(), 3, lost.clone()), Err(lost));
     }
 }

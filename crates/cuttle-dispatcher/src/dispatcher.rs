@@ -9,6 +9,7 @@
 //! point, beanstalkd hands the reservation out again (the connection closed) and
 //! cuttle-api's claim and reaper sort out what was half done.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -518,6 +519,8 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 return (0, 0);
             }
         };
+        let reasons: HashMap<u64, &StartReason> =
+            starts.iter().map(|(key, reason)| (*key, reason)).collect();
         let mut locked = Vec::new();
         for (job_id, answer) in keys.into_iter().zip(answers) {
             match answer {
@@ -525,8 +528,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                     let Some(held) = self.window.remove(job_id) else {
                         continue;
                     };
-                    let reason = starts.iter().find(|(id, _)| *id == job_id).map(|(_, r)| r);
-                    if let Some(StartReason::Backfill { head, .. }) = reason {
+                    if let Some(StartReason::Backfill { head, .. }) = reasons.get(&job_id) {
                         tracing::info!(job_id, head, "backfilling ahead of the waiting head job");
                     }
                     self.metrics
