@@ -3,7 +3,10 @@
 //! strategy that left jobs unstarted). It formats numbers computed elsewhere and must
 //! never compute a metric of its own, so the table and `--json` always agree.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
+
+use cuttle_policy::{PolicyConfig, wait_bound};
 
 use crate::Comparison;
 use crate::strategies::CUTTLE;
@@ -124,6 +127,65 @@ pub fn warnings(
         }
     }
     Ok(())
+}
+
+/// Seconds with the millisecond kept, without trailing zeros: `12`, `12.5`, `0.001`.
+fn seconds_text(ms: i64) -> String {
+    let text = format!("{}.{:03}", ms / 1000, (ms % 1000).abs());
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if ms < 0 && !text.starts_with('-') {
+        format!("-{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `--starts FILE`: one CSV line per job, in submit order, with what each strategy did
+/// with it, so a single job's fate can be followed and a replay written elsewhere can be
+/// checked job by job, not only on the summary figures. Columns: `job` (submit order),
+/// `line` (of the workload file; 0 for generated jobs), `submit_s`, `priority`, `nodes`,
+/// `runtime_s`, `time_limit_s`, then `wait_s` under each strategy in report order (empty
+/// if it never started), then `cuttle_bound_s`, the wait bound cuttle's policy (`config`)
+/// states for the job (empty without aging).
+pub fn starts_csv(workload: &Workload, comparison: &Comparison, config: &PolicyConfig) -> String {
+    let mut text = String::from("job,line,submit_s,priority,nodes,runtime_s,time_limit_s");
+    for outcome in &comparison.outcomes {
+        let _ = write!(text, ",{}_wait_s", outcome.strategy);
+    }
+    text.push_str(",cuttle_bound_s\n");
+    let cuttle = comparison
+        .outcomes
+        .iter()
+        .find(|outcome| outcome.strategy == CUTTLE);
+    let max_time_limit_ms = workload.max_time_limit_ms();
+    for job in &workload.jobs {
+        let _ = write!(
+            text,
+            "{},{},{},{},{},{},{}",
+            job.id,
+            job.line,
+            seconds_text(job.submit_ms),
+            job.priority,
+            job.n_nodes,
+            seconds_text(job.runtime_ms),
+            seconds_text(job.time_limit_ms)
+        );
+        for outcome in &comparison.outcomes {
+            text.push(',');
+            if let Some(start) = outcome.start_ms[job.id] {
+                text.push_str(&seconds_text(start - job.submit_ms));
+            }
+        }
+        text.push(',');
+        let ahead = cuttle
+            .and_then(|outcome| outcome.ahead[job.id])
+            .unwrap_or(0);
+        if let Some(bound) = wait_bound(job.priority, ahead, max_time_limit_ms, config) {
+            text.push_str(&seconds_text(bound));
+        }
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
