@@ -22,7 +22,16 @@ Prints mean, p50, p95, p99 and max wait and the urgent p95, in seconds, with
 nearest-rank percentiles (the smallest wait with at least p % of waits at or below it).
 
     python3 scripts/easy-replay.py workloads/traces/KTH-SP2-1996-2.1-cln.swf [--json]
+
+With `--check STARTS.csv` (what `cuttle-sim --workload TRACE --starts STARTS.csv`
+writes) it also compares every job's wait with the `easy_wait_s` column, job by job, and
+exits 1 naming the first jobs that disagree: the summary figures can agree by chance,
+each job's wait cannot.
+
+    cuttle-sim --workload T.swf --starts /tmp/starts.csv
+    python3 scripts/easy-replay.py T.swf --check /tmp/starts.csv
 """
+import csv
 
 import heapq
 import json
@@ -153,8 +162,37 @@ def nearest_rank(values, percent):
     return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
+def check(path, jobs, waits):
+    """Compares `waits` with the `easy_wait_s` column of cuttle-sim's --starts CSV at
+    `path`; returns the disagreements as (job, submit, ours, theirs)."""
+    with open(path, newline="", encoding="utf-8") as starts:
+        rows = list(csv.DictReader(starts))
+    if len(rows) != len(jobs):
+        sys.exit(f"{path}: {len(rows)} jobs, but the trace has {len(jobs)}: "
+                 "was it written for this trace?")
+    differ = []
+    for index, row in enumerate(rows):
+        if int(row["job"]) != index or float(row["submit_s"]) != jobs[index]["submit"]:
+            sys.exit(f"{path}: job {row['job']} is submitted at {row['submit_s']} s, "
+                     f"the trace's job {index} at {jobs[index]['submit']} s: "
+                     "was it written for this trace?")
+        theirs = float(row["easy_wait_s"]) if row["easy_wait_s"] else None
+        ours = waits.get(index)
+        if ours != theirs:
+            differ.append((index, jobs[index]["submit"], ours, theirs))
+    return differ
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--json"]
+    args = sys.argv[1:]
+    starts = None
+    if "--check" in args:
+        at = args.index("--check")
+        if at + 1 >= len(args):
+            sys.exit("--check needs the CSV cuttle-sim's --starts wrote")
+        starts = args[at + 1]
+        del args[at:at + 2]
+    args = [a for a in args if a != "--json"]
     if len(args) != 1:
         sys.exit(__doc__)
     nodes, jobs = read_trace(args[0])
@@ -179,6 +217,15 @@ def main():
     else:
         for key, value in row.items():
             print(f"{key:20} {value}")
+    if starts is not None:
+        differ = check(starts, jobs, waits)
+        print(f"job by job against {starts}: {len(jobs) - len(differ)} of {len(jobs)} "
+              "waits agree", file=sys.stderr)
+        for index, submit, ours, theirs in differ[:10]:
+            print(f"  job {index} (submitted {submit} s): wait {ours} here, {theirs} in "
+                  "cuttle-sim", file=sys.stderr)
+        if differ:
+            sys.exit(1)
 
 
 if __name__ == "__main__":
