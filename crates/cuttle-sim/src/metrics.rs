@@ -99,8 +99,7 @@ pub fn check_bound(workload: &Workload, outcome: &Outcome, config: &PolicyConfig
         // `ahead` is counted when the job reached the top; a job that started before
         // then waited less than `time_to_top`, which the bound covers with 0 ahead. No
         // aging, no bound: nothing to check.
-        let ahead = outcome.ahead[job.id].unwrap_or(0);
-        let Some(bound) = wait_bound(job.priority, ahead, max_time_limit_ms, config) else {
+        let Some(bound) = stated_bound(job, outcome, max_time_limit_ms, config) else {
             continue;
         };
         max_bound_ms = max_bound_ms.max(Some(bound));
@@ -113,6 +112,19 @@ pub fn check_bound(workload: &Workload, outcome: &Outcome, config: &PolicyConfig
         max_bound_ms,
         violations,
     }
+}
+
+/// The wait bound `config`'s policy states for `job` in a lab where no limit is longer
+/// than `max_time_limit_ms`: `wait_bound` with `ahead` counted when aging brought the job
+/// to the top under `outcome`, or 0 if it started before. `None` without aging.
+pub fn stated_bound(
+    job: &Job,
+    outcome: &Outcome,
+    max_time_limit_ms: i64,
+    config: &PolicyConfig,
+) -> Option<i64> {
+    let ahead = outcome.ahead[job.id].unwrap_or(0);
+    wait_bound(job.priority, ahead, max_time_limit_ms, config)
 }
 
 /// One strategy's row of the report (one object of `--json`).

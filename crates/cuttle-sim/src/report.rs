@@ -6,9 +6,10 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use cuttle_policy::{PolicyConfig, wait_bound};
+use cuttle_policy::PolicyConfig;
 
 use crate::Comparison;
+use crate::metrics::stated_bound;
 use crate::strategies::CUTTLE;
 use crate::workload::Workload;
 
@@ -146,7 +147,8 @@ fn seconds_text(ms: i64) -> String {
 /// `line` (of the workload file; 0 for generated jobs), `submit_s`, `priority`, `nodes`,
 /// `runtime_s`, `time_limit_s`, then `wait_s` under each strategy in report order (empty
 /// if it never started), then `cuttle_bound_s`, the wait bound cuttle's policy (`config`)
-/// states for the job (empty without aging).
+/// states for the job ([`stated_bound`], as the bound check counts it; empty without
+/// aging).
 pub fn starts_csv(workload: &Workload, comparison: &Comparison, config: &PolicyConfig) -> String {
     let mut text = String::from("job,line,submit_s,priority,nodes,runtime_s,time_limit_s");
     for outcome in &comparison.outcomes {
@@ -177,10 +179,9 @@ pub fn starts_csv(workload: &Workload, comparison: &Comparison, config: &PolicyC
             }
         }
         text.push(',');
-        let ahead = cuttle
-            .and_then(|outcome| outcome.ahead[job.id])
-            .unwrap_or(0);
-        if let Some(bound) = wait_bound(job.priority, ahead, max_time_limit_ms, config) {
+        if let Some(bound) =
+            cuttle.and_then(|outcome| stated_bound(job, outcome, max_time_limit_ms, config))
+        {
             text.push_str(&seconds_text(bound));
         }
         text.push('\n');
