@@ -31,8 +31,8 @@ each job's wait cannot.
     cuttle-sim --workload T.swf --starts /tmp/starts.csv
     python3 scripts/easy-replay.py T.swf --check /tmp/starts.csv
 """
-import csv
 
+import csv
 import heapq
 import json
 import math
