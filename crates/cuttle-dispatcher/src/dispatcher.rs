@@ -9,7 +9,6 @@
 //! point, beanstalkd hands the reservation out again (the connection closed) and
 //! cuttle-api's claim and reaper sort out what was half done.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -501,9 +500,13 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
     /// how many nodes they took.
     async fn start_all(&mut self, starts: &[(u64, StartReason)]) -> (usize, u32) {
         let began = Instant::now();
-        let (keys, jobs): (Vec<u64>, Vec<Job>) = starts
+        let (picked, jobs): (Vec<(u64, &StartReason)>, Vec<Job>) = starts
             .iter()
-            .filter_map(|(key, _)| self.window.get(*key).map(|held| (*key, held.job.clone())))
+            .filter_map(|(key, reason)| {
+                self.window
+                    .get(*key)
+                    .map(|held| ((*key, reason), held.job.clone()))
+            })
             .unzip();
         if jobs.is_empty() {
             return (0, 0);
@@ -519,16 +522,14 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 return (0, 0);
             }
         };
-        let reasons: HashMap<u64, &StartReason> =
-            starts.iter().map(|(key, reason)| (*key, reason)).collect();
         let mut locked = Vec::new();
-        for (job_id, answer) in keys.into_iter().zip(answers) {
+        for ((job_id, reason), answer) in picked.into_iter().zip(answers) {
             match answer {
                 Ok(nodes) => {
                     let Some(held) = self.window.remove(job_id) else {
                         continue;
                     };
-                    if let Some(StartReason::Backfill { head, .. }) = reasons.get(&job_id) {
+                    if let StartReason::Backfill { head, .. } = reason {
                         tracing::info!(job_id, head, "backfilling ahead of the waiting head job");
                     }
                     self.metrics
