@@ -467,6 +467,42 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
+        kill_supervisors_of(&self.api_url());
+    }
+}
+
+/// Kills the supervisors started with `--api api_url`, each with its process group (the
+/// runner and what that started). A supervisor outlives its dispatcher by design and
+/// keeps calling a vanished cuttle-api for minutes (it must not lose its job to an API
+/// restart), so without this every test that ends mid-job leaves one behind.
+fn kill_supervisors_of(api_url: &str) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+        let supervisor = args
+            .first()
+            .is_some_and(|program| program.ends_with(b"cuttle-supervisor"));
+        let ours = args
+            .windows(2)
+            .any(|pair| pair[0] == b"--api" && pair[1] == api_url.as_bytes());
+        if supervisor && ours {
+            // Its process group has its pid: the dispatcher starts it as a group leader.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
     }
 }
 
@@ -667,6 +703,30 @@ fn killing_the_dispatcher_mid_run_loses_nothing() {
         assert_eq!(stats[key], "0", "{key}: {stats:?}");
     }
     lab.assert_audit_clean();
+}
+
+/// The harness itself: a test that ends mid-job leaves no supervisor (nor its runner)
+/// behind to keep calling a cuttle-api that is gone.
+#[test]
+fn a_dropped_lab_leaves_no_supervisor_behind() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 1,
+        ..LabOptions::default()
+    });
+    lab.schedule("left", "runtime: 600\nstatus: pass\n", 1, 1, None);
+    lab.dispatcher(false);
+    let job = lab.first_job_running("left");
+    assert!(process_running(job.supervisor_pid));
+    drop(lab);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_running(job.supervisor_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "supervisor {} outlived its lab by 10 s",
+            job.supervisor_pid
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `kill -9` of a supervisor: its job turns dead ("supervisor lost") within the heartbeat
