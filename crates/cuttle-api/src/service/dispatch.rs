@@ -55,6 +55,19 @@ fn holder(text: &str) -> Result<String, Status> {
     Ok(holder)
 }
 
+/// What a dispatcher says it started: the job, the dispatcher holding it and the
+/// supervisor running it. RecordDispatch and each entry of RecordDispatches.
+fn dispatch(request: &RecordDispatchRequest) -> Result<(JobId, String, SupervisorRef), Status> {
+    Ok((
+        job_id(request.job_id)?,
+        holder(&request.holder)?,
+        SupervisorRef {
+            host: text("supervisor host", &request.supervisor_host)?,
+            pid: request.supervisor_pid,
+        },
+    ))
+}
+
 /// Refuses a batch call naming more jobs than the protos allow.
 fn batch_size(len: usize) -> Result<(), Status> {
     let limit = cuttle_proto::MAX_BATCH_JOBS;
@@ -292,13 +305,7 @@ impl DispatchService for DispatchApi {
             self.app
                 .authorize(request.metadata(), Action::Service)
                 .await?;
-            let request = request.into_inner();
-            let id = job_id(request.job_id)?;
-            let holder = holder(&request.holder)?;
-            let supervisor = SupervisorRef {
-                host: text("supervisor host", &request.supervisor_host)?,
-                pid: request.supervisor_pid,
-            };
+            let (id, holder, supervisor) = dispatch(request.get_ref())?;
             self.app
                 .db(move |store| store.record_dispatch(id, &holder, &supervisor, now()))
                 .await?;
@@ -353,16 +360,7 @@ impl DispatchService for DispatchApi {
             let started = request
                 .dispatches
                 .iter()
-                .map(|dispatch| {
-                    Ok((
-                        job_id(dispatch.job_id)?,
-                        holder(&dispatch.holder)?,
-                        SupervisorRef {
-                            host: text("supervisor host", &dispatch.supervisor_host)?,
-                            pid: dispatch.supervisor_pid,
-                        },
-                    ))
-                })
+                .map(dispatch)
                 .collect::<Result<Vec<_>, Status>>()?;
             let ids: Vec<JobId> = started.iter().map(|(id, _, _)| *id).collect();
             let answers = self
