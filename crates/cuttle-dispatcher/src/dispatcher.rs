@@ -25,7 +25,7 @@ use crate::lease::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::settings::CrashPoint;
-use crate::window::{Held, Window};
+use crate::window::{Held, Window, touch_interval};
 
 /// How long one reserve waits for a job before the loop checks its lease and pause.
 pub const RESERVE_WAIT: Duration = Duration::from_secs(1);
@@ -377,18 +377,15 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 Ok(false)
             }
             Claimed::Start(job) => {
-                let queue_priority = self
-                    .queue
-                    .priority_of(beanstalk_id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(job.spec.priority.get());
+                let stats = self.queue.copy_stats(beanstalk_id).await.ok().flatten();
+                let queue_priority = stats.map_or(job.spec.priority.get(), |copy| copy.priority);
+                let touch_every = touch_interval(stats.and_then(|copy| copy.time_to_run));
                 let held = Held::new(
                     beanstalk_id,
                     reserved.body,
                     *job,
                     queue_priority,
+                    touch_every,
                     Instant::now(),
                 );
                 // The window never holds one job twice: the older copy goes back to
@@ -618,11 +615,11 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
             Some(priority) => priority,
             None => self
                 .queue
-                .priority_of(beanstalk_id)
+                .copy_stats(beanstalk_id)
                 .await
                 .ok()
                 .flatten()
-                .unwrap_or(1000),
+                .map_or(1000, |copy| copy.priority),
         };
         if let Err(error) = self.queue.release(beanstalk_id, priority, delay).await {
             tracing::warn!(beanstalk_id, %error, "cannot release the reservation; it returns when its time-to-run ends");

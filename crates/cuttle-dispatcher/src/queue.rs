@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use cuttle_queue::{QueueClient, QueueError, Reserved};
 
+/// A job's copy on beanstalkd, as `stats-job` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyStats {
+    pub priority: u32,
+    /// How long a reservation of it lasts untouched; `None` if beanstalkd did not say.
+    pub time_to_run: Option<Duration>,
+}
+
 /// The beanstalkd commands the dispatcher uses, all on one connection (beanstalkd ties a
 /// reservation to the connection that made it).
 pub trait Queue: Send + Sync {
@@ -20,8 +28,11 @@ pub trait Queue: Send + Sync {
         &self,
         tube: &str,
     ) -> impl Future<Output = Result<Option<u32>, QueueError>> + Send;
-    /// The priority a job's copy has on beanstalkd.
-    fn priority_of(&self, id: u64) -> impl Future<Output = Result<Option<u32>, QueueError>> + Send;
+    /// What beanstalkd says of a job's copy (`stats-job`); `None` if it has no such id.
+    fn copy_stats(
+        &self,
+        id: u64,
+    ) -> impl Future<Output = Result<Option<CopyStats>, QueueError>> + Send;
     /// A job's body, or `None` if beanstalkd has no such id.
     fn peek(&self, id: u64) -> impl Future<Output = Result<Option<Vec<u8>>, QueueError>> + Send;
     fn touch(&self, id: u64) -> impl Future<Output = Result<(), QueueError>> + Send;
@@ -50,12 +61,13 @@ impl Queue for QueueClient {
             .map(|(_, priority)| priority))
     }
 
-    async fn priority_of(&self, id: u64) -> Result<Option<u32>, QueueError> {
-        Ok(self
-            .stats_job(id)
-            .await?
-            .get("pri")
-            .and_then(|p| p.parse().ok()))
+    async fn copy_stats(&self, id: u64) -> Result<Option<CopyStats>, QueueError> {
+        let stats = self.stats_job(id).await?;
+        let number = |key: &str| stats.get(key).and_then(|value| value.parse::<u64>().ok());
+        Ok(number("pri").map(|priority| CopyStats {
+            priority: u32::try_from(priority).unwrap_or(u32::MAX),
+            time_to_run: number("ttr").map(Duration::from_secs),
+        }))
     }
 
     async fn peek(&self, id: u64) -> Result<Option<Vec<u8>>, QueueError> {

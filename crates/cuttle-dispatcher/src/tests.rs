@@ -21,7 +21,7 @@ use crate::api::{Api, ApiError, LeaseAnswer};
 use crate::dispatcher::{Clock, Config, Dispatcher};
 use crate::launch::{Launcher, Supervisor};
 use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::queue::{CopyStats, Queue};
 
 /// The wall clock at the start of every test, and how long every job's limit is.
 const EPOCH_MS: i64 = 1_800_000_000_000;
@@ -38,6 +38,8 @@ enum CopyState {
 struct Copy {
     body: Vec<u8>,
     priority: u32,
+    /// beanstalkd's time-to-run of the copy.
+    time_to_run: Duration,
     state: CopyState,
     /// When a released copy becomes ready again.
     ready_at: Instant,
@@ -77,6 +79,9 @@ struct State {
     reused_ids: HashSet<u64>,
     next_pid: u32,
     touches: HashMap<u64, u32>,
+    /// The time-to-run beanstalkd gives the copies put from now on (cuttle-api's
+    /// shortest `job_ttr` unless a test says otherwise).
+    time_to_run: Duration,
     /// Reserves so far: a broken rule that spins (reserve, hand back, reserve) fails the
     /// test here instead of hanging it, since a busy loop never lets the paused clock move.
     reserves: u32,
@@ -112,6 +117,7 @@ impl Lab {
             reused_ids: HashSet::new(),
             next_pid: 100,
             touches: HashMap::new(),
+            time_to_run: Duration::from_secs(10),
             reserves: 0,
             released_with_delay: Vec::new(),
             log: Vec::new(),
@@ -187,6 +193,7 @@ impl State {
             Copy {
                 body: format!("job {job}").into_bytes(),
                 priority,
+                time_to_run: self.time_to_run,
                 state: CopyState::Ready,
                 ready_at: Instant::now(),
             },
@@ -441,8 +448,11 @@ impl Queue for FakeQueue {
             .min())
     }
 
-    async fn priority_of(&self, id: u64) -> Result<Option<u32>, QueueError> {
-        Ok(self.0.state().copies.get(&id).map(|copy| copy.priority))
+    async fn copy_stats(&self, id: u64) -> Result<Option<CopyStats>, QueueError> {
+        Ok(self.0.state().copies.get(&id).map(|copy| CopyStats {
+            priority: copy.priority,
+            time_to_run: Some(copy.time_to_run),
+        }))
     }
 
     async fn peek(&self, id: u64) -> Result<Option<Vec<u8>>, QueueError> {
@@ -802,8 +812,29 @@ async fn waiting_reservations_are_kept_alive() {
     let mut d = dispatcher(&lab);
     run_for(&mut d, Duration::from_secs(20)).await;
     let touches = lab.state().touches.get(&copy).copied().unwrap_or(0);
-    // Every 3 s over 20 s; far below beanstalkd's shortest time-to-run (10 s).
+    // A third of its time-to-run (10 s) apart: 6 over 20 s.
     assert!((5..=7).contains(&touches), "{touches} touches");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_time_to_run_is_touched_rarely() {
+    let lab = Lab::new(1);
+    lab.state().free_nodes = 0;
+    lab.state().time_to_run = Duration::from_secs(300);
+    let copy = lab.schedule(1, 100, 1, 60_000);
+    let touches = move |lab: &Lab| lab.state().touches.get(&copy).copied().unwrap_or(0);
+    let at_90_s = tokio::spawn({
+        let lab = lab.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(90)).await;
+            touches(&lab)
+        }
+    });
+    let mut d = dispatcher(&lab);
+    run_for(&mut d, Duration::from_secs(320)).await;
+    // Every 100 s, not every 3 s (30 by 90 s).
+    assert_eq!(at_90_s.await.unwrap(), 0);
+    assert_eq!(touches(&lab), 3, "at 100, 200 and 300 s");
 }
 
 #[tokio::test(start_paused = true)]

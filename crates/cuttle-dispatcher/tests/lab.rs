@@ -42,6 +42,8 @@ struct LabOptions {
     policy: cuttle_api::settings::PolicySettings,
     /// Run jobs under this real teuthology instead of the local runner.
     teuthology: Option<TeuthologySetup>,
+    /// cuttle-api's `job_ttr`: the time-to-run of every copy it puts.
+    job_ttr: Duration,
 }
 
 /// A teuthology install for the lab's jobs.
@@ -69,6 +71,7 @@ impl Default for LabOptions {
             prepare_command: None,
             policy: Default::default(),
             teuthology: None,
+            job_ttr: Duration::from_secs(10),
         }
     }
 }
@@ -109,8 +112,9 @@ impl Lab {
         }
         let archive = dir.path().join("archive");
         let policy = options.policy;
+        let job_ttr = options.job_ttr;
         let builder = builder.settings(move |settings| {
-            settings.job_ttr = Duration::from_secs(10);
+            settings.job_ttr = job_ttr;
             settings.enqueue_retry = Duration::from_secs(1);
             settings.supervisor_grace = Duration::from_secs(2);
             settings.reap_interval = Duration::from_secs(1);
@@ -409,6 +413,13 @@ impl Lab {
     fn tube_stats(&self) -> HashMap<String, String> {
         let queue = QueueClient::new(&self.kit.beanstalkd.addr().to_string());
         self.runtime.block_on(queue.stats_tube(TUBE)).unwrap()
+    }
+
+    /// A counter of beanstalkd's `stats` (`cmd-touch`, `job-timeouts`, ...).
+    fn beanstalkd_count(&self, key: &str) -> u64 {
+        let queue = QueueClient::new(&self.kit.beanstalkd.addr().to_string());
+        let stats = self.runtime.block_on(queue.stats()).unwrap();
+        stats[key].parse().unwrap()
     }
 
     /// Waits until `done` holds, failing with `what` and the dispatcher logs after `limit`.
@@ -727,6 +738,43 @@ fn a_dropped_lab_leaves_no_supervisor_behind() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A job waiting for nodes longer than its time-to-run keeps its reservation, touched
+/// three times per time-to-run (not every 3 s): beanstalkd never takes it back.
+#[test]
+fn a_waiting_job_keeps_its_reservation_on_few_touches() {
+    let mut lab = Lab::start(LabOptions {
+        nodes: 1,
+        job_ttr: Duration::from_secs(15),
+        ..LabOptions::default()
+    });
+    lab.schedule("blocker", "runtime: 25\nstatus: pass\n", 1, 1, None);
+    lab.dispatcher(false);
+    lab.first_job_running("blocker");
+    let touches_before = lab.beanstalkd_count("cmd-touch");
+    lab.schedule("waiter", "runtime: 0.2\nstatus: pass\n", 1, 1, None);
+    let scheduled = Instant::now();
+    lab.wait_for("the waiter to pass", Duration::from_secs(60), |lab| {
+        status(&lab.run_jobs("waiter")[0]) == JobStatus::Pass
+    });
+    let waited = scheduled.elapsed();
+    let touches = lab.beanstalkd_count("cmd-touch") - touches_before;
+    assert!(
+        waited > Duration::from_secs(18),
+        "the waiter waited only {waited:?}: no longer than its time-to-run"
+    );
+    assert_eq!(
+        lab.beanstalkd_count("job-timeouts"),
+        0,
+        "a reservation lapsed"
+    );
+    // Every 5 s (a third of 15 s), give or take one; every 3 s is 8 over 25 s.
+    let at_most = waited.as_secs() / 5 + 1;
+    assert!(
+        (2..=at_most).contains(&touches),
+        "{touches} touches in {waited:?}, expected 2 to {at_most}"
+    );
 }
 
 /// `kill -9` of a supervisor: its job turns dead ("supervisor lost") within the heartbeat
