@@ -2,11 +2,13 @@
 //! - it never starts more nodes' worth of jobs than are free (no node double-booked);
 //! - no job it starts delays the reserved head job's estimated start;
 //! - with aging on, every job's wait stays within the bound the policy states
-//!   (checked by a small discrete-event run of `plan` over a random workload).
+//!   (checked by a small discrete-event run of `plan` over a random workload);
+//! - the dispatch order moves only urgent jobs not yet at the top, among their own
+//!   places, shortest limit first: no job at the top is ever passed.
 
 use cuttle_policy::{
-    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, plan, shadow, time_to_top,
-    wait_bound,
+    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, URGENT_BELOW, aging_key,
+    compare, ordered, plan, shadow, time_to_top, wait_bound,
 };
 use proptest::prelude::*;
 
@@ -183,8 +185,14 @@ fn workload() -> impl Strategy<Value = (u32, Vec<Work>)> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
-    fn with_aging_every_wait_is_within_the_stated_bound((nodes, jobs) in workload(), backfill in any::<bool>()) {
-        let aging = Aging { interval_ms: 5_000, step: 100, floor: 0 };
+    fn with_aging_every_wait_is_within_the_stated_bound(
+        (nodes, jobs) in workload(),
+        backfill in any::<bool>(),
+        // Fast aging; and slower, so that urgent jobs stay below the top (25 s at
+        // priority 50) long enough to be reordered by their limits.
+        step in prop::sample::select(vec![100u32, 10]),
+    ) {
+        let aging = Aging { interval_ms: 5_000, step, floor: 0 };
         let config = PolicyConfig {
             aging: Some(aging),
             backfill,
@@ -274,6 +282,58 @@ proptest! {
         for (i, job) in jobs.iter().enumerate() {
             let wait = started_at[i].unwrap() - job.submit;
             prop_assert!(wait <= bounds[i], "job {i} waited {wait} ms, bound {}", bounds[i]);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    #[test]
+    fn the_order_moves_only_urgent_jobs_below_the_top(
+        jobs in prop::collection::vec(
+            (
+                prop::sample::select(vec![0u32, 10, 50, 99, 100, 500, 1000, 2000]),
+                0i64..100_000_000,
+                1i64..100_000_000,
+            ),
+            0..40,
+        ),
+        interval_ms in 1_000i64..4_000_000,
+        step in 0u32..5,
+    ) {
+        let now = 100_000_000;
+        let queue: Vec<QueuedJob> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, &(priority, submitted_at, limit))| {
+                QueuedJob::new(i as u64, priority, 1, submitted_at).timed(limit, limit)
+            })
+            .collect();
+        let config = PolicyConfig {
+            aging: Some(Aging { interval_ms, step, floor: 0 }),
+            ..PolicyConfig::default()
+        };
+        let mut base: Vec<&QueuedJob> = queue.iter().collect();
+        base.sort_by(|a, b| compare(a, b, now, &config));
+        let got = ordered(&queue, now, &config);
+        let key = |job: &QueuedJob| aging_key(job, now, config.aging);
+        let moves = |job: &QueuedJob| step > 0 && job.priority < URGENT_BELOW && key(job) > 0;
+        let mut ids: Vec<u64> = got.iter().map(|job| job.id).collect();
+        ids.sort_unstable();
+        prop_assert_eq!(ids, (0..queue.len() as u64).collect::<Vec<_>>());
+        let mut previous: Option<i128> = None;
+        for (slot, (was, is)) in base.iter().zip(&got).enumerate() {
+            if moves(was) {
+                // An urgent job below the top takes the place of another, in order of
+                // key plus its limit's worth of aging.
+                prop_assert!(moves(is), "slot {} went to job {} that may not move", slot, is.id);
+                let finish = key(is) + i128::from(step) * i128::from(is.time_limit_ms);
+                prop_assert!(previous.is_none_or(|p| p <= finish), "slot {} out of order", slot);
+                previous = Some(finish);
+            } else {
+                // Everything else, the jobs at the top first of all, keeps its place.
+                prop_assert_eq!(was.id, is.id, "slot {} changed hands", slot);
+            }
         }
     }
 }
