@@ -298,10 +298,12 @@ mod tests {
             now: 0,
             total_nodes: 4,
             free_nodes: 1,
+            // An hour apart: the 5-minute jobs do not pass the 20-minute one on their
+            // limits (shortest_first_below_the_top) while they are that much younger.
             queued: vec![
-                queued(1, 2, -3, 20 * MIN), // the head: waits for the 3-node job
-                queued(2, 4, -2, 5 * MIN),  // after job 1 ends
-                queued(3, 1, -1, 5 * MIN),  // backfills into the free node now
+                queued(1, 2, -180 * MIN, 20 * MIN), // the head: waits for the 3-node job
+                queued(2, 4, -120 * MIN, 5 * MIN),  // after job 1 ends
+                queued(3, 1, -60 * MIN, 5 * MIN),   // backfills into the free node now
             ],
             running: vec![running(9, 3, 10 * MIN)],
         };

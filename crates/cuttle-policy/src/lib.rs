@@ -10,10 +10,11 @@
 //!   job submitted later can pass it, and every job's key does within 6 days. Jobs submitted
 //!   together (a suite) go smaller first if their priority is below teuthology's default,
 //!   biggest first otherwise ([`suite_rank`]; the design brief said fewer nodes first, and
-//!   before older, for all). Urgent jobs not yet at the top then go shortest time limit
-//!   first among themselves, each as if submitted when it would have ended
-//!   ([`shortest_urgent_first`]): a burst of urgent work runs its short jobs through the
-//!   nodes as they free, and no job at the top is passed.
+//!   before older, for all). Then the jobs not yet at the top go shortest time limit
+//!   first within their class (urgent or not) until they have waited a day, each as if
+//!   submitted when it would have ended ([`shortest_first_below_the_top`]): short work
+//!   finishes first, a burst of urgent work runs its short jobs through the nodes as
+//!   they free, and no job at the top is passed.
 //! - **Aging on beanstalkd:** the priority shown there is the priority whose start key
 //!   is the job's key after every whole `interval` it waited, down to `floor`
 //!   (beanstalkd priorities cannot go below 0).
@@ -129,9 +130,9 @@ pub struct QueuedJob {
 impl QueuedJob {
     /// A waiting job as the policy orders it: id, base priority, nodes and when it was
     /// submitted. Its estimate and limit are unknown until [`QueuedJob::timed`]: [`compare`]
-    /// and aging never look at them (only [`ordered`] puts urgent jobs by their limits, and
-    /// untimed jobs all have the same). The one constructor the dispatcher, cuttle-api and
-    /// cuttle-sim all use.
+    /// and aging never look at them (only [`ordered`] places jobs below the top by their
+    /// limits, and untimed jobs all have the same). The one constructor the dispatcher,
+    /// cuttle-api and cuttle-sim all use.
     pub fn new(id: u64, priority: u32, n_nodes: u32, submitted_at: i64) -> QueuedJob {
         QueuedJob {
             id,
@@ -324,57 +325,69 @@ pub fn compare(a: &QueuedJob, b: &QueuedJob, now: i64, config: &PolicyConfig) ->
         .then(a.id.cmp(&b.id))
 }
 
-/// The queued jobs in dispatch order: [`compare`]'s, with the urgent jobs not yet at the
-/// top shortest first among themselves ([`shortest_urgent_first`]).
+/// The queued jobs in dispatch order: [`compare`]'s, with the jobs not yet at the top
+/// that have waited less than a day shortest limit first within their class
+/// ([`shortest_first_below_the_top`]).
 pub fn ordered<'a>(queued: &'a [QueuedJob], now: i64, config: &PolicyConfig) -> Vec<&'a QueuedJob> {
     let mut jobs: Vec<&QueuedJob> = queued.iter().collect();
     jobs.sort_by(|a, b| compare(a, b, now, config));
-    shortest_urgent_first(&mut jobs, now, config);
+    shortest_first_below_the_top(&mut jobs, now, config);
     jobs
 }
 
-/// Reorders, among themselves, the urgent jobs ([`URGENT_BELOW`]) of `jobs` (in
-/// [`compare`]'s order) whose key has not reached the top (0): they keep the places they
-/// hold between the other jobs, and fill them in order of their key plus their time
-/// limit's worth of aging, as if each had been submitted when it would have ended had it
-/// started at once. So among urgent work a short job goes before a long one submitted up
-/// to the difference of their limits earlier: when a burst of urgent jobs meets a full
-/// lab, the short ones run through the nodes as they free, instead of long ones holding
-/// them for hours. Someone waits on urgent work; they get the short results first.
+/// Reorders the jobs of `jobs` (in [`compare`]'s order) whose key has not reached the top
+/// (0), each class among its own places: urgent work ([`URGENT_BELOW`]) among the places
+/// urgent jobs hold, the rest among theirs. A job that has waited less than
+/// [`BOOKING_AGE_MS`] is placed by its key plus its time limit's worth of aging, as if it
+/// had been submitted when it would have ended had it started at once; one that has
+/// waited longer by its key alone. So fresh short work goes before fresh long work
+/// submitted up to the difference of their limits earlier (most jobs are short, and
+/// finishing them first cuts the mean and p95 wait), and after a day a long job takes the
+/// place its age gives it back (with the day-old booking, the widest and longest jobs are
+/// not passed for ever). When a burst of urgent jobs meets a full lab, the short ones run
+/// through the nodes as they free, instead of long ones holding them for hours.
 ///
 /// The wait bound is untouched: a job at the top is never passed (only jobs behind it
-/// are reordered, among themselves), and an urgent job is passed this way only until it
-/// reaches the top ([`time_to_top`]: 17 h at priority 50). Without aging there is no top,
-/// and a stream of short urgent jobs could pass a long one for ever: the order is then
-/// [`compare`]'s. The limit, not the history estimate: it is what the user stated, it
-/// does not change while the job waits, and a job that understates it is ended at it.
-/// Untimed jobs ([`QueuedJob::new`]) all have the same limit, so their order stays.
+/// are reordered, among themselves), and urgent work stays before the rest. Without
+/// aging there is no top, and a stream of short jobs could pass a long one for ever: the
+/// order is then [`compare`]'s. The limit, not the history estimate: it is what the user
+/// stated, it does not change while the job waits, and a job that understates it is
+/// ended at it. Untimed jobs ([`QueuedJob::new`]) all have the same limit, so their order
+/// stays.
 ///
-/// Measured in cuttle-sim (docs/simulator.md, Finding 11): cuttle's urgent p95 wait no
-/// worse than EASY's on 25 of the 27 unseen generated weeks with urgent work (22 before)
-/// and below it on the MetaCentrum log at 12 of 21 lab sizes (9 before; the rule was
-/// found following a burst of that log, so it is not held out for this rule); its
-/// geometric mean over the 15 traces, variants and weeks 0.905 of EASY's (0.958).
-pub fn shortest_urgent_first(jobs: &mut [&QueuedJob], now: i64, config: &PolicyConfig) {
+/// Measured in cuttle-sim (docs/simulator.md, Findings 11 and 12): over the 32 unseen
+/// generated weeks cuttle's mean wait is no worse than EASY's on 28 (18 before), its p95
+/// on 20 (18), its longest on 26 (27), its urgent p95 on 24 of 27 (22); on the
+/// MetaCentrum log at 21 lab sizes its mean, p95, longest and urgent p95 are below EASY's
+/// at 20, 16, 20 and 17 (17, 14, 19 and 9 before; the urgent rule was found on that log).
+pub fn shortest_first_below_the_top(jobs: &mut [&QueuedJob], now: i64, config: &PolicyConfig) {
     let Some(aging) = config
         .aging
         .filter(|aging| aging.step > 0 && aging.interval_ms > 0)
     else {
         return;
     };
-    let (slots, mut urgent): (Vec<usize>, Vec<&QueuedJob>) = jobs
-        .iter()
-        .enumerate()
-        .filter(|(_, job)| job.priority < URGENT_BELOW && aging_key(job, now, config.aging) > 0)
-        .map(|(slot, &job)| (slot, job))
-        .unzip();
-    // Stable: jobs with the same finish key keep compare's order.
-    urgent.sort_by_cached_key(|job| {
-        aging_key(job, now, config.aging)
-            + i128::from(aging.step) * i128::from(job.time_limit_ms.max(0))
-    });
-    for (slot, job) in slots.into_iter().zip(urgent) {
-        jobs[slot] = job;
+    for urgent in [true, false] {
+        let (slots, mut class): (Vec<usize>, Vec<&QueuedJob>) = jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, job)| {
+                (job.priority < URGENT_BELOW) == urgent && aging_key(job, now, config.aging) > 0
+            })
+            .map(|(slot, &job)| (slot, job))
+            .unzip();
+        // Stable: jobs with the same key keep compare's order (a suite's rank).
+        class.sort_by_cached_key(|job| {
+            let shift = if now - job.submitted_at < BOOKING_AGE_MS {
+                job.time_limit_ms.max(0)
+            } else {
+                0
+            };
+            aging_key(job, now, config.aging) + i128::from(aging.step) * i128::from(shift)
+        });
+        for (slot, job) in slots.into_iter().zip(class) {
+            jobs[slot] = job;
+        }
     }
 }
 
@@ -814,7 +827,7 @@ mod tests {
     }
 
     #[test]
-    fn urgent_jobs_below_the_top_go_shortest_limit_first_among_themselves() {
+    fn jobs_below_the_top_go_shortest_limit_first_within_their_class() {
         // Default aging, 3 points an hour: keys in hours are 50 − 3 × waited for priority
         // 50, 400 − 3 × waited for 1000.
         let now = 200 * HOUR;
@@ -849,6 +862,16 @@ mod tests {
             vec![old_long, fresh_short],
         );
         assert_eq!(started(&plan(&snapshot, &PolicyConfig::default())), [4]);
+        // Default-priority work the same way among its own places, until a job has
+        // waited a day: a 30 h job 20 h old (key 340 + 90) goes after a fresh 1 h job (400
+        // + 3); 25 h old (key 325) it goes first, its limit no longer counted.
+        let fresh = job(5, 1000, 1, now, HOUR);
+        for (waited, first) in [(20, 5), (25, 6)] {
+            let long = job(6, 1000, 1, now - waited * HOUR, 30 * HOUR);
+            let pair = [long, fresh.clone()];
+            let order = ordered(&pair, now, &PolicyConfig::default());
+            assert_eq!(order[0].id, first, "the long job {waited} h old");
+        }
     }
 
     #[test]

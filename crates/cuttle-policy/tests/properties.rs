@@ -3,12 +3,13 @@
 //! - no job it starts delays the reserved head job's estimated start;
 //! - with aging on, every job's wait stays within the bound the policy states
 //!   (checked by a small discrete-event run of `plan` over a random workload);
-//! - the dispatch order moves only urgent jobs not yet at the top, among their own
-//!   places, shortest limit first: no job at the top is ever passed.
+//! - the dispatch order moves only jobs not yet at the top, within their class (urgent
+//!   or not), among their own places, shortest limit first: no job at the top is ever
+//!   passed.
 
 use cuttle_policy::{
-    Aging, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, URGENT_BELOW, aging_key,
-    compare, ordered, plan, shadow, time_to_top, wait_bound,
+    Aging, BOOKING_AGE_MS, Decision, PolicyConfig, QueuedJob, RunningJob, Snapshot, URGENT_BELOW,
+    aging_key, compare, ordered, plan, shadow, time_to_top, wait_bound,
 };
 use proptest::prelude::*;
 
@@ -289,11 +290,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     #[test]
-    fn the_order_moves_only_urgent_jobs_below_the_top(
+    fn the_order_moves_only_jobs_below_the_top_within_their_class(
         jobs in prop::collection::vec(
             (
                 prop::sample::select(vec![0u32, 10, 50, 99, 100, 500, 1000, 2000]),
-                0i64..100_000_000,
+                0i64..200_000_000,
                 1i64..100_000_000,
             ),
             0..40,
@@ -301,7 +302,7 @@ proptest! {
         interval_ms in 1_000i64..4_000_000,
         step in 0u32..5,
     ) {
-        let now = 100_000_000;
+        let now = 200_000_000;
         let queue: Vec<QueuedJob> = jobs
             .iter()
             .enumerate()
@@ -317,19 +318,24 @@ proptest! {
         base.sort_by(|a, b| compare(a, b, now, &config));
         let got = ordered(&queue, now, &config);
         let key = |job: &QueuedJob| aging_key(job, now, config.aging);
-        let moves = |job: &QueuedJob| step > 0 && job.priority < URGENT_BELOW && key(job) > 0;
+        let moves = |job: &QueuedJob| step > 0 && key(job) > 0;
+        let urgent = |job: &QueuedJob| job.priority < URGENT_BELOW;
         let mut ids: Vec<u64> = got.iter().map(|job| job.id).collect();
         ids.sort_unstable();
         prop_assert_eq!(ids, (0..queue.len() as u64).collect::<Vec<_>>());
-        let mut previous: Option<i128> = None;
+        // The last finish key placed in each class: urgent, the rest.
+        let mut previous: [Option<i128>; 2] = [None, None];
         for (slot, (was, is)) in base.iter().zip(&got).enumerate() {
             if moves(was) {
-                // An urgent job below the top takes the place of another, in order of
-                // key plus its limit's worth of aging.
-                prop_assert!(moves(is), "slot {} went to job {} that may not move", slot, is.id);
-                let finish = key(is) + i128::from(step) * i128::from(is.time_limit_ms);
-                prop_assert!(previous.is_none_or(|p| p <= finish), "slot {} out of order", slot);
-                previous = Some(finish);
+                // A job below the top takes the place of another of its class, in order of
+                // key plus its limit's worth of aging (none after a day of waiting).
+                prop_assert!(moves(is), "slot {} went to job {} at the top", slot, is.id);
+                prop_assert_eq!(urgent(was), urgent(is), "slot {} changed class", slot);
+                let shift = if now - is.submitted_at < BOOKING_AGE_MS { is.time_limit_ms } else { 0 };
+                let finish = key(is) + i128::from(step) * i128::from(shift);
+                let class = usize::from(!urgent(is));
+                prop_assert!(previous[class].is_none_or(|p| p <= finish), "slot {} out of order", slot);
+                previous[class] = Some(finish);
             } else {
                 // Everything else, the jobs at the top first of all, keeps its place.
                 prop_assert_eq!(was.id, is.id, "slot {} changed hands", slot);
