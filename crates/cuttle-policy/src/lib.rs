@@ -348,7 +348,8 @@ pub fn ordered<'a>(queued: &'a [QueuedJob], now: i64, config: &PolicyConfig) -> 
 /// through the nodes as they free, instead of long ones holding them for hours.
 ///
 /// The wait bound is untouched: a job at the top is never passed (only jobs behind it
-/// are reordered, among themselves), and urgent work stays before the rest. Without
+/// are reordered, among themselves), and each class keeps the places it holds, so no
+/// urgent job goes behind default work it was ahead of. Without
 /// aging there is no top, and a stream of short jobs could pass a long one for ever: the
 /// order is then [`compare`]'s. The limit, not the history estimate: it is what the user
 /// stated, it does not change while the job waits, and a job that understates it is
