@@ -19,11 +19,20 @@ The generated weeks (seeds 2, 3) and the standard week are run as they are. Work
 whose runs are waits of days to weeks (the Lublin model, NASA scaled to 50 % and 35 %)
 are marked "overload" and summarized apart. Other arguments go to every run, for tuning.
 Two runs at a time; about 15 s for a release build.
+
+    python3 scripts/trace-variants.py SIM --jitter K [cuttle-sim flags...]
+
+also replays K copies of each workload whose submit times are moved by up to JITTER_S
+(30 s, a real scheduler's cycle: Slurm's default bf_interval) either way, each copy with
+its own seed, and prints per metric the ratio as logged, the lowest and highest ratio over
+the copies and in how many cuttle is worse: whether a difference is the policy's or the
+replay's noise (docs/simulator.md, Finding 13). About 4 minutes with K = 8.
 """
 import concurrent.futures
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -31,6 +40,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRACES = os.path.join(ROOT, "workloads", "traces")
 METRICS = ["mean_wait_s", "p95_wait_s", "max_wait_s", "urgent_p95_wait_s"]
+JITTER_S = 30.0
 
 # (base workload, name, submit scale, urgent offset or None, (half, of) or None, overload)
 VARIANTS = [
@@ -69,7 +79,8 @@ def workload_file(sim, base, out):
     subprocess.run([sim] + args + ["--write-workload", out], check=True, capture_output=True)
 
 
-def variant(source, out, scale, urgent, part):
+def read(source):
+    """A workload file's header lines (comments, the column line) and its job rows."""
     head, rows = [], []
     with open(source) as f:
         for line in f:
@@ -78,6 +89,11 @@ def variant(source, out, scale, urgent, part):
             else:
                 # submit_s,priority,nodes,runtime_s,time_limit_s,description (with commas)
                 rows.append(line.rstrip("\n").split(",", 5))
+    return head, rows
+
+
+def variant(source, out, scale, urgent, part):
+    head, rows = read(source)
     if part is not None:
         k, n = part
         rows = rows[k * len(rows) // n:(k + 1) * len(rows) // n]
@@ -86,16 +102,38 @@ def variant(source, out, scale, urgent, part):
     rows = [[str(int(int(r[0]) * scale))] + r[1:] for r in rows]
     if urgent is not None:
         rows = [[r[0], "50" if i % 10 == urgent else "1000"] + r[2:] for i, r in enumerate(rows)]
+    write(out, head, rows)
+
+
+def write(out, head, rows):
     with open(out, "w") as f:
         f.writelines(head)
         for r in rows:
             f.write(",".join(r) + "\n")
 
 
+def jittered(source, out, seed):
+    """Writes `source` with every submit time moved by a uniform draw from
+    [-JITTER_S, JITTER_S] (never before 0), the draws seeded by `seed`."""
+    rng = random.Random(seed)
+    head, rows = read(source)
+    rows = [[f"{max(0.0, float(r[0]) + rng.uniform(-JITTER_S, JITTER_S)):.3f}"] + r[1:]
+            for r in rows]
+    write(out, head, rows)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     sim, extra = sys.argv[1], sys.argv[2:]
+    copies = 0
+    if "--jitter" in extra:
+        at = extra.index("--jitter")
+        try:
+            copies = int(extra[at + 1])
+        except (IndexError, ValueError):
+            sys.exit("--jitter needs a whole number of copies, e.g. --jitter 8")
+        del extra[at:at + 2]
     with tempfile.TemporaryDirectory() as tmp:
         bases = {}
         files = []
@@ -105,17 +143,26 @@ def main():
                 workload_file(sim, base, bases[base])
             out = os.path.join(tmp, f"{name}.csv")
             variant(bases[base], out, scale, urgent, part)
-            files.append((name, out, overload))
+            files.append((name, out, overload, 0))
+            for seed in range(1, copies + 1):
+                copy = os.path.join(tmp, f"{name}.jitter{seed}.csv")
+                jittered(out, copy, seed)
+                files.append((name, copy, overload, seed))
 
         def run(item):
-            name, path, overload = item
+            name, path, overload, seed = item
             out = subprocess.run([sim, "--workload", path, "--json"] + extra,
                                  capture_output=True, text=True, check=True)
             rows = {r["strategy"]: r for r in json.loads(out.stdout)}
-            return name, overload, rows["cuttle"], rows["easy"]
+            return name, overload, seed, rows["cuttle"], rows["easy"]
 
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(run, files))
+            runs = list(pool.map(run, files))
+    results = [(name, overload, cuttle, easy)
+               for name, overload, seed, cuttle, easy in runs if seed == 0]
+    if copies:
+        print_jitter(runs, copies)
+        return
 
     print("| workload | mean | p95 | max | urgent p95 | cuttle's mean / p95 / max wait (h) |")
     print("|---|---|---|---|---|---|")
@@ -146,6 +193,68 @@ def main():
                 top = math.exp(max(values))
                 parts.append(f"{m.replace('_wait_s', '')}: worse on {worse[overload][m]} of "
                              f"{len(values)}, geometric mean {geo:.3f}, highest {top:.3f}")
+        print(f"{label}: " + "; ".join(parts))
+
+
+def ratio(cuttle, easy, m):
+    """cuttle's wait over EASY's on metric `m`, or None when both are under a minute."""
+    ours, theirs = cuttle[m] or 0.0, easy[m] or 0.0
+    if ours < 60 and theirs < 60:
+        return None
+    return ours / max(theirs, 1.0)
+
+
+def print_jitter(runs, copies):
+    """Per workload and metric: the ratio as logged, the range over the jittered copies
+    and in how many copies cuttle is worse; then, per metric, on how many workloads cuttle
+    is worse as logged and in most copies, and the geometric mean of the median ratio."""
+    names = []
+    by_name = {}
+    for name, overload, seed, cuttle, easy in runs:
+        if name not in by_name:
+            names.append(name)
+            by_name[name] = (overload, {}, [])
+        _, logged, copied = by_name[name]
+        if seed == 0:
+            logged.update({m: ratio(cuttle, easy, m) for m in METRICS})
+        else:
+            copied.append({m: ratio(cuttle, easy, m) for m in METRICS})
+    print(f"cuttle's wait over EASY's as logged (lowest–highest over {copies} copies with submit "
+          f"times moved up to {JITTER_S:.0f} s, in how many of them cuttle is worse)")
+    print()
+    print("| workload | mean | p95 | max | urgent p95 |")
+    print("|---|---|---|---|---|")
+    tally = {o: {m: {"logged": 0, "most": 0, "n": 0, "logs": []} for m in METRICS}
+             for o in (False, True)}
+    for name in names:
+        overload, logged, copied = by_name[name]
+        cells = []
+        for m in METRICS:
+            values = [c[m] for c in copied if c[m] is not None]
+            if logged[m] is None or not values:
+                cells.append("– (under a minute)")
+                continue
+            worse = sum(v > 1.0 for v in values)
+            t = tally[overload][m]
+            t["n"] += 1
+            t["logged"] += logged[m] > 1.0
+            t["most"] += 2 * worse > len(values)
+            median = sorted(values)[len(values) // 2]
+            t["logs"].append(math.log(max(median, 1e-6)))
+            text = f"{logged[m]:.3f} ({min(values):.2f}–{max(values):.2f}, {worse}/{len(values)})"
+            cells.append(f"**{text}**" if 2 * worse > len(values) else text)
+        label = f"{name} (overload)" if overload else name
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    for overload, label in [(False, "traces, variants and weeks"), (True, "overload")]:
+        parts = []
+        for m in METRICS:
+            t = tally[overload][m]
+            if t["n"]:
+                geo = math.exp(sum(t["logs"]) / len(t["logs"]))
+                parts.append(f"{m.replace('_wait_s', '')}: worse as logged on {t['logged']} of "
+                             f"{t['n']}, in most copies on {t['most']}, geometric mean of the "
+                             f"median {geo:.3f}")
         print(f"{label}: " + "; ".join(parts))
 
 
