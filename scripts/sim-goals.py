@@ -7,15 +7,21 @@ cuttle against plain EASY backfill on mean, p95, max and urgent p95 wait.
     python3 scripts/sim-goals.py $CARGO_TARGET_DIR/release/cuttle-sim [--unseen] [cuttle-sim flags...]
 
 --unseen runs 32 other workloads instead (seeds 5-12, each as 200 nodes for 7 days, 50 for
-7, 100 for 5 and 30 for 2), which the policy was not tuned on. Other arguments (e.g.
---aging-step 5) are passed to every run, for tuning. Two runs at a time (the machines here
-have 2 cores); about half a minute (a minute with --unseen) for a release build.
+7, 100 for 5 and 30 for 2), which the policy was not tuned on. --jitter K also replays K
+copies of each workload with submit times moved by up to 30 s and prints, per metric, in
+how many copies cuttle is worse than EASY (as scripts/trace-variants.py does; Finding 13).
+Other arguments (e.g. --aging-step 5) are passed to every run, for tuning. Two runs at a
+time (the machines here have 2 cores); about half a minute (a minute with --unseen, and
+K + 1 times that with --jitter K) for a release build.
 """
 import concurrent.futures
 import json
 import os
 import subprocess
 import sys
+import tempfile
+
+from simwork import jittered, print_jitter, take_jitter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = [(200, 7), (50, 7), (200, 3), (50, 3)]
@@ -56,11 +62,15 @@ def main():
         sys.exit(__doc__)
     binary, extra = sys.argv[1], sys.argv[2:]
     jobs = list(workloads())
+    copies = take_jitter(extra)
     if "--unseen" in extra:
         extra.remove("--unseen")
         jobs = list(unseen())
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda job: run(binary, extra, job[1]), jobs))
+    if copies:
+        print_against_easy_jittered(binary, extra, jobs, results, copies)
+        return
     held = [0] * 5
     with_urgent = 0
     print("| workload | util cuttle / hol / greedy | idle cuttle / hol | 5-node max cuttle / legacy "
@@ -122,6 +132,26 @@ def print_against_easy(jobs, results):
     print("cuttle no worse than easy: " + ", ".join(
         f"{key.removesuffix('_wait_s').replace('_', ' ')} {wins[i]} of {counted[i]}"
         for i, key in enumerate(keys)))
+
+
+def print_against_easy_jittered(binary, extra, jobs, results, copies):
+    """cuttle against EASY on each workload as generated and on `copies` copies of it with
+    jittered submit times."""
+    runs = [(name, False, 0, rows["cuttle"], rows["easy"]) for (name, _), rows in zip(jobs, results)]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, (name, args) in enumerate(jobs):
+            source = os.path.join(tmp, f"{i}.csv")
+            subprocess.run([binary, *args, "--write-workload", source], check=True, capture_output=True)
+            for seed in range(1, copies + 1):
+                copy = os.path.join(tmp, f"{i}.jitter{seed}.csv")
+                jittered(source, copy, seed)
+                files.append((name, seed, copy))
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            copied = list(pool.map(lambda f: run(binary, extra, ["--workload", f[2]]), files))
+    runs += [(name, False, seed, rows["cuttle"], rows["easy"])
+             for (name, seed, _), rows in zip(files, copied)]
+    print_jitter(runs, copies, label="generated weeks")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ Two runs at a time; about 15 s for a release build.
 
     python3 scripts/trace-variants.py SIM --jitter K [cuttle-sim flags...]
 
-also replays K copies of each workload whose submit times are moved by up to JITTER_S
-(30 s, a real scheduler's cycle: Slurm's default bf_interval) either way, each copy with
-its own seed, and prints per metric the ratio as logged, the lowest and highest ratio over
+also replays K copies of each workload whose submit times are moved by up to 30 s (a
+real scheduler's cycle: Slurm's default bf_interval) either way, each copy with its own
+seed, and prints per metric the ratio as logged, the lowest and highest ratio over
 the copies and in how many cuttle is worse: whether a difference is the policy's or the
 replay's noise (docs/simulator.md, Finding 13). About 4 minutes with K = 8.
 """
@@ -32,15 +32,14 @@ import concurrent.futures
 import json
 import math
 import os
-import random
 import subprocess
 import sys
 import tempfile
 
+from simwork import METRICS, jittered, print_jitter, ratio, read, take_jitter, write
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRACES = os.path.join(ROOT, "workloads", "traces")
-METRICS = ["mean_wait_s", "p95_wait_s", "max_wait_s", "urgent_p95_wait_s"]
-JITTER_S = 30.0
 
 # (base workload, name, submit scale, urgent offset or None, (half, of) or None, overload)
 VARIANTS = [
@@ -79,19 +78,6 @@ def workload_file(sim, base, out):
     subprocess.run([sim] + args + ["--write-workload", out], check=True, capture_output=True)
 
 
-def read(source):
-    """A workload file's header lines (comments, the column line) and its job rows."""
-    head, rows = [], []
-    with open(source) as f:
-        for line in f:
-            if line.startswith("#") or line.startswith("submit_s"):
-                head.append(line)
-            else:
-                # submit_s,priority,nodes,runtime_s,time_limit_s,description (with commas)
-                rows.append(line.rstrip("\n").split(",", 5))
-    return head, rows
-
-
 def variant(source, out, scale, urgent, part):
     head, rows = read(source)
     if part is not None:
@@ -105,35 +91,11 @@ def variant(source, out, scale, urgent, part):
     write(out, head, rows)
 
 
-def write(out, head, rows):
-    with open(out, "w") as f:
-        f.writelines(head)
-        for r in rows:
-            f.write(",".join(r) + "\n")
-
-
-def jittered(source, out, seed):
-    """Writes `source` with every submit time moved by a uniform draw from
-    [-JITTER_S, JITTER_S] (never before 0), the draws seeded by `seed`."""
-    rng = random.Random(seed)
-    head, rows = read(source)
-    rows = [[f"{max(0.0, float(r[0]) + rng.uniform(-JITTER_S, JITTER_S)):.3f}"] + r[1:]
-            for r in rows]
-    write(out, head, rows)
-
-
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     sim, extra = sys.argv[1], sys.argv[2:]
-    copies = 0
-    if "--jitter" in extra:
-        at = extra.index("--jitter")
-        try:
-            copies = int(extra[at + 1])
-        except (IndexError, ValueError):
-            sys.exit("--jitter needs a whole number of copies, e.g. --jitter 8")
-        del extra[at:at + 2]
+    copies = take_jitter(extra)
     with tempfile.TemporaryDirectory() as tmp:
         bases = {}
         files = []
@@ -171,15 +133,14 @@ def main():
     for name, overload, cuttle, easy in results:
         cells = []
         for m in METRICS:
-            ours, theirs = cuttle[m] or 0.0, easy[m] or 0.0
-            if ours < 60 and theirs < 60:
+            r = ratio(cuttle, easy, m)
+            if r is None:
                 cells.append("– (under a minute)")
                 continue
-            ratio = ours / max(theirs, 1.0)
-            logs[overload][m].append(math.log(max(ratio, 1e-6)))
-            bad = ours > theirs + 1
+            logs[overload][m].append(math.log(max(r, 1e-6)))
+            bad = (cuttle[m] or 0.0) > (easy[m] or 0.0) + 1
             worse[overload][m] += bad
-            cells.append(f"**{ratio:.3f}**" if bad else f"{ratio:.3f}")
+            cells.append(f"**{r:.3f}**" if bad else f"{r:.3f}")
         label = f"{name} (overload)" if overload else name
         hours = " / ".join(f"{cuttle[m] / 3600:.1f}" for m in METRICS[:3])
         print(f"| {label} | " + " | ".join(cells) + f" | {hours} |")
@@ -193,68 +154,6 @@ def main():
                 top = math.exp(max(values))
                 parts.append(f"{m.replace('_wait_s', '')}: worse on {worse[overload][m]} of "
                              f"{len(values)}, geometric mean {geo:.3f}, highest {top:.3f}")
-        print(f"{label}: " + "; ".join(parts))
-
-
-def ratio(cuttle, easy, m):
-    """cuttle's wait over EASY's on metric `m`, or None when both are under a minute."""
-    ours, theirs = cuttle[m] or 0.0, easy[m] or 0.0
-    if ours < 60 and theirs < 60:
-        return None
-    return ours / max(theirs, 1.0)
-
-
-def print_jitter(runs, copies):
-    """Per workload and metric: the ratio as logged, the range over the jittered copies
-    and in how many copies cuttle is worse; then, per metric, on how many workloads cuttle
-    is worse as logged and in most copies, and the geometric mean of the median ratio."""
-    names = []
-    by_name = {}
-    for name, overload, seed, cuttle, easy in runs:
-        if name not in by_name:
-            names.append(name)
-            by_name[name] = (overload, {}, [])
-        _, logged, copied = by_name[name]
-        if seed == 0:
-            logged.update({m: ratio(cuttle, easy, m) for m in METRICS})
-        else:
-            copied.append({m: ratio(cuttle, easy, m) for m in METRICS})
-    print(f"cuttle's wait over EASY's as logged (lowest–highest over {copies} copies with submit "
-          f"times moved up to {JITTER_S:.0f} s, in how many of them cuttle is worse)")
-    print()
-    print("| workload | mean | p95 | max | urgent p95 |")
-    print("|---|---|---|---|---|")
-    tally = {o: {m: {"logged": 0, "most": 0, "n": 0, "logs": []} for m in METRICS}
-             for o in (False, True)}
-    for name in names:
-        overload, logged, copied = by_name[name]
-        cells = []
-        for m in METRICS:
-            values = [c[m] for c in copied if c[m] is not None]
-            if logged[m] is None or not values:
-                cells.append("– (under a minute)")
-                continue
-            worse = sum(v > 1.0 for v in values)
-            t = tally[overload][m]
-            t["n"] += 1
-            t["logged"] += logged[m] > 1.0
-            t["most"] += 2 * worse > len(values)
-            median = sorted(values)[len(values) // 2]
-            t["logs"].append(math.log(max(median, 1e-6)))
-            text = f"{logged[m]:.3f} ({min(values):.2f}–{max(values):.2f}, {worse}/{len(values)})"
-            cells.append(f"**{text}**" if 2 * worse > len(values) else text)
-        label = f"{name} (overload)" if overload else name
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    print()
-    for overload, label in [(False, "traces, variants and weeks"), (True, "overload")]:
-        parts = []
-        for m in METRICS:
-            t = tally[overload][m]
-            if t["n"]:
-                geo = math.exp(sum(t["logs"]) / len(t["logs"]))
-                parts.append(f"{m.replace('_wait_s', '')}: worse as logged on {t['logged']} of "
-                             f"{t['n']}, in most copies on {t['most']}, geometric mean of the "
-                             f"median {geo:.3f}")
         print(f"{label}: " + "; ".join(parts))
 
 
