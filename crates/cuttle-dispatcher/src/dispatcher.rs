@@ -190,6 +190,14 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
         }
     }
 
+    /// Says the lease is gone (taken, or not renewed in time): the dispatch loop stops and
+    /// the dispatcher stands by.
+    fn lease_lost(&self) -> Stop {
+        self.metrics.lease_held.set(0);
+        tracing::warn!(tube = self.tube(), "lease lost: standing by");
+        Stop::LeaseLost
+    }
+
     /// Waits as a standby until the lease is ours. False on shutdown.
     async fn wait_for_lease(&mut self, shutdown: &CancellationToken) -> bool {
         let mut announced = false;
@@ -240,9 +248,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 break Stop::Shutdown;
             }
             if !self.keep_lease().await {
-                self.metrics.lease_held.set(0);
-                tracing::warn!(tube = self.tube(), "lease lost: standing by");
-                break Stop::LeaseLost;
+                break self.lease_lost();
             }
             self.release_orphans().await;
             if self.paused {
@@ -259,6 +265,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
             };
             let added = match added {
                 Ok(added) => added,
+                Err(Stop::LeaseLost) => break self.lease_lost(),
                 Err(stop) => break stop,
             };
             self.touch_window().await;
@@ -295,9 +302,18 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
     /// Reserves and claims jobs until the window is full or nothing is ready. When the
     /// window is full but beanstalkd has a more urgent job ready, the least urgent job of
     /// the window makes room for it. Returns how many jobs joined.
+    ///
+    /// The lease is renewed here too when due: a fill claims one job at a time, and a
+    /// window's worth of claims (1000 by default) can take longer than the lease lives;
+    /// renewed only between fills, it expired mid-fill, the next claim was refused, the
+    /// window went back, and the dispatcher lost and retook the tube for ever without
+    /// starting a job.
     async fn fill_window(&mut self) -> Result<usize, Stop> {
         let mut added = 0;
         loop {
+            if !self.keep_lease().await {
+                return Err(Stop::LeaseLost);
+            }
             if self.window.is_full() && !self.make_room().await {
                 return Ok(added);
             }

@@ -44,6 +44,8 @@ struct LabOptions {
     teuthology: Option<TeuthologySetup>,
     /// cuttle-api's `job_ttr`: the time-to-run of every copy it puts.
     job_ttr: Duration,
+    /// The dispatchers' `lease_ttl_ms`.
+    lease_ttl: Duration,
 }
 
 /// A teuthology install for the lab's jobs.
@@ -72,6 +74,7 @@ impl Default for LabOptions {
             policy: Default::default(),
             teuthology: None,
             job_ttr: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -134,7 +137,8 @@ impl Lab {
             500
         };
         let mut text = format!(
-            "lease_ttl_ms = 2000\nrelease_interval_ms = 500\n[lab]\narchive_dir = {:?}\nheartbeat_interval_ms = 300\nkill_grace_ms = {kill_grace_ms}\ncommand_timeout_s = 10\n",
+            "lease_ttl_ms = {}\nrelease_interval_ms = 500\n[lab]\narchive_dir = {:?}\nheartbeat_interval_ms = 300\nkill_grace_ms = {kill_grace_ms}\ncommand_timeout_s = 10\n",
+            options.lease_ttl.as_millis(),
             dir.path().join("archive")
         );
         match &options.teuthology {
@@ -774,6 +778,35 @@ fn a_waiting_job_keeps_its_reservation_on_few_touches() {
     assert!(
         (2..=at_most).contains(&touches),
         "{touches} touches in {waited:?}, expected 2 to {at_most}"
+    );
+}
+
+/// A window fill claims one job at a time, and a full window's worth of claims takes
+/// longer than a short lease lives: the lease must be renewed during the fill. Renewed only
+/// between fills, it expired mid-fill, the next claim was refused, the window went back,
+/// and the dispatcher lost and retook the tube for ever without starting a job (seen on a
+/// loaded machine with the 2 s lease of these tests).
+#[test]
+fn a_window_fill_longer_than_the_lease_keeps_the_lease() {
+    let mut lab = Lab::start(LabOptions {
+        lease_ttl: Duration::from_secs(1),
+        ..LabOptions::default()
+    });
+    lab.schedule("many", "runtime: 30\nstatus: pass\n", 1000, 1, None);
+    lab.dispatcher(false);
+    lab.wait_for("a job to run", Duration::from_secs(60), |lab| {
+        lab.run_jobs("many")
+            .iter()
+            .any(|job| status(job) == JobStatus::Running)
+    });
+    // The whole queue joined the window, and the lease was never lost on the way.
+    lab.wait_for("the window to fill", Duration::from_secs(60), |lab| {
+        lab.beanstalkd_count("current-jobs-ready") == 0
+    });
+    let log = lab.dispatcher_log(0);
+    assert!(
+        !log.contains("lease lost") && !log.contains("does not hold the lease"),
+        "the dispatcher lost its lease while filling its window:\n{log}"
     );
 }
 
