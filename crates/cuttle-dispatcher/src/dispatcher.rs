@@ -303,17 +303,20 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
     /// window is full but beanstalkd has a more urgent job ready, the least urgent job of
     /// the window makes room for it. Returns how many jobs joined.
     ///
-    /// The lease is renewed here too when due: a fill claims one job at a time, and a
-    /// window's worth of claims (1000 by default) can take longer than the lease lives;
-    /// renewed only between fills, it expired mid-fill, the next claim was refused, the
-    /// window went back, and the dispatcher lost and retook the tube for ever without
-    /// starting a job.
+    /// The lease is renewed and the window's reservations touched here too, when due: a
+    /// fill claims one job at a time, and a window's worth of claims (1000 by default) can
+    /// take longer than the lease lives and than a copy's time-to-run. Renewed only between
+    /// fills, the lease expired mid-fill, the next claim was refused, the window went back,
+    /// and the dispatcher lost and retook the tube for ever without starting a job;
+    /// touched only between fills, the first reservations lapsed mid-fill, came back ready
+    /// and were reserved again, and the fill never ended.
     async fn fill_window(&mut self) -> Result<usize, Stop> {
         let mut added = 0;
         loop {
             if !self.keep_lease().await {
                 return Err(Stop::LeaseLost);
             }
+            self.touch_window().await;
             if self.window.is_full() && !self.make_room().await {
                 return Ok(added);
             }
