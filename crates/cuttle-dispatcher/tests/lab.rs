@@ -1823,7 +1823,9 @@ fn old_archives_of_ended_runs_are_pruned_and_live_ones_kept() {
     });
     lab.schedule("prune-ended", "runtime: 0\n", 2, 1, Some(60));
     lab.schedule("prune-recent", "runtime: 0\n", 1, 1, Some(60));
-    lab.schedule_at("prune-live", "runtime: 60\n", 1, 1, Some(120), 2000);
+    // Long enough to outlive the test on a loaded machine: a job that ends mid-test writes
+    // fresh files into its run's archive, which then stays as recent, not as live.
+    lab.schedule_at("prune-live", "runtime: 900\n", 1, 1, Some(1800), 2000);
     lab.dispatcher(false);
     lab.wait_for("the runs to end or run", Duration::from_secs(60), |lab| {
         lab.all_ended("prune-ended")
