@@ -1813,8 +1813,8 @@ fn metrics_during_a_run_match_the_lab() {
 }
 
 /// scripts/prune-archives.sh on a real lab's archive: runs older than --days whose jobs
-/// all ended (and a directory of a run cuttle never knew) go, a run still running and a
-/// recent run stay, and --dry-run removes nothing.
+/// all ended (and a directory of a run cuttle never knew) go, a run whose jobs have not
+/// ended and a recent run stay, and --dry-run removes nothing.
 #[test]
 fn old_archives_of_ended_runs_are_pruned_and_live_ones_kept() {
     let mut lab = Lab::start(LabOptions {
@@ -1823,16 +1823,23 @@ fn old_archives_of_ended_runs_are_pruned_and_live_ones_kept() {
     });
     lab.schedule("prune-ended", "runtime: 0\n", 2, 1, Some(60));
     lab.schedule("prune-recent", "runtime: 0\n", 1, 1, Some(60));
-    // Long enough to outlive the test on a loaded machine: a job that ends mid-test writes
-    // fresh files into its run's archive, which then stays as recent, not as live.
-    lab.schedule_at("prune-live", "runtime: 900\n", 1, 1, Some(1800), 2000);
     lab.dispatcher(false);
-    lab.wait_for("the runs to end or run", Duration::from_secs(60), |lab| {
-        lab.all_ended("prune-ended")
-            && lab.all_ended("prune-recent")
-            && status(&lab.run_jobs("prune-live")[0]) == JobStatus::Running
+    lab.wait_for("the runs to end", Duration::from_secs(60), |lab| {
+        lab.all_ended("prune-ended") && lab.all_ended("prune-recent")
     });
+    // The live run: its job queued again (paused here) with the archive of an earlier try,
+    // as after a dispatcher's death. A running job would do, but it writes to its archive
+    // while the test ages it, and the script then keeps it as recent, not as live.
+    pause(&lab, true);
+    lab.wait_for(
+        "the dispatcher to see the pause",
+        Duration::from_secs(30),
+        |lab| lab.dispatcher_log(0).contains("queue paused"),
+    );
+    lab.schedule("prune-live", "runtime: 0\n", 1, 1, Some(60));
     let archive = lab.archive();
+    std::fs::create_dir_all(archive.join("prune-live/1")).unwrap();
+    std::fs::write(archive.join("prune-live/1/teuthology.log"), "first try\n").unwrap();
     std::fs::create_dir_all(archive.join("prune-orphan/1")).unwrap();
     std::fs::write(archive.join("prune-orphan/1/teuthology.log"), "old\n").unwrap();
     for run in ["prune-ended", "prune-live", "prune-orphan"] {
