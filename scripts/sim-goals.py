@@ -68,9 +68,6 @@ def main():
         jobs = list(unseen())
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda job: run(binary, extra, job[1]), jobs))
-    if copies:
-        print_against_easy_jittered(binary, extra, jobs, results, copies)
-        return
     held = [0] * 5
     with_urgent = 0
     print("| workload | util cuttle / hol / greedy | idle cuttle / hol | 5-node max cuttle / legacy "
@@ -106,6 +103,9 @@ def main():
           f"goal 5: {held[4]} of {with_urgent}")
     print()
     print_against_easy(jobs, results)
+    if copies:
+        print()
+        print_against_easy_jittered(binary, extra, jobs, results, copies)
 
 
 def print_against_easy(jobs, results):
