@@ -410,20 +410,8 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 // The window never holds one job twice: the older copy goes back to
                 // beanstalkd if our connection still holds it (a later claim discards it;
                 // beanstalkd refuses to release an id this connection does not hold).
-                // The same copy reserved again (beanstalkd restarted from its binlog, so
-                // the window's reservations were ready again) is not an older one:
-                // releasing it would release the reservation just made, reserve it again
-                // at once, and spin.
+                // The same copy reserved again is not an older one (`Window::add`).
                 if let Some(older) = self.window.add(held) {
-                    if older.beanstalk_id == beanstalk_id {
-                        tracing::info!(
-                            job_id = %older.job.id,
-                            beanstalk_id,
-                            "reserved a held copy again (beanstalkd restarted?); keeping it"
-                        );
-                        self.crash_if(CrashPoint::AfterClaim);
-                        return Ok(true);
-                    }
                     tracing::info!(
                         job_id = %older.job.id,
                         held = older.beanstalk_id,

@@ -127,11 +127,15 @@ impl Window {
     }
 
     /// Adds a claimed job. A second copy of a job already held (put again after
-    /// beanstalkd lost the first) replaces it: the older one is returned, to go back.
+    /// beanstalkd lost the first) replaces it: the older one is returned, to go back. The
+    /// held copy itself claimed again (beanstalkd restarted from its binlog, its
+    /// reservations were ready again, and it was reserved anew) replaces its entry and
+    /// nothing is returned: giving it back would release the reservation just made.
     pub fn add(&mut self, held: Held) -> Option<Held> {
         let older = self.remove(held.id());
+        let copy = held.beanstalk_id;
         self.held.push(held);
-        older
+        older.filter(|older| older.beanstalk_id != copy)
     }
 
     pub fn remove(&mut self, job: u64) -> Option<Held> {
