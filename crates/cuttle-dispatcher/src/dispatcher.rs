@@ -268,7 +268,7 @@ impl<A: Api, Q: Queue, L: Launcher, C: Clock> Dispatcher<A, Q, L, C> {
                 Err(Stop::LeaseLost) => break self.lease_lost(),
                 Err(stop) => break stop,
             };
-            self.touch_window().await;
+            // The window's reservations were touched by the fill, before each claim.
             if self.window.is_empty() {
                 if self.config.exit_on_empty_queue
                     && self.queue.is_empty(self.tube()).await == Some(true)

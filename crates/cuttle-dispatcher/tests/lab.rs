@@ -790,7 +790,7 @@ fn a_waiting_job_keeps_its_reservation_on_few_touches() {
 /// lapsed, were reserved again, and the fill did not end (seen with the 10 s time-to-run
 /// while a release build ran beside the test).
 #[test]
-fn a_window_fill_longer_than_the_lease_keeps_the_lease() {
+fn a_window_fill_longer_than_the_lease_and_the_time_to_run_starts_jobs() {
     let mut lab = Lab::start(LabOptions {
         lease_ttl: Duration::from_secs(1),
         job_ttr: Duration::from_secs(3),
